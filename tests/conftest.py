@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny random Gemma 3 model with the real tokenizer, and run directories in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The embedded model resolved once (converted on the first run on a machine, then cached)."""
+    from kit import models
+
+    return models.resolve()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(embedded):
+    from kit import models
+
+    return models.load_tokenizer(embedded)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    """A 2-layer Gemma 3 text model with random weights and the real tokenizer: same code paths, seconds to run."""
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+                           sliding_window=64, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                           eos_token_id=tokenizer.eos_token_id, layer_types=["sliding_attention", "full_attention"])
+    model = AutoModelForCausalLM.from_config(cfg)
+    out = tmp_path_factory.mktemp("tiny-gemma3")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def write_run_basics(run_dir: Path, model_spec: str, resolved, approved: bool = True):
+    """Prepare data and a license note in a run dir, as stages 01 and 02 would."""
+    from kit import data, licenses
+
+    data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
+                                purpose="tests", max_rows=120))
+    licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=model_spec, approved=approved,
+                                        approver="tester" if approved else "", license_id="gemma"), resolved)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

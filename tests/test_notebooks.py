@@ -1,0 +1,74 @@
+"""The notebooks as files (fast) and the whole course under papermill on the real model (minutes)."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from conftest import REPO
+from kit import runs
+from kit.io import sha256_file
+
+
+def test_committed_notebooks_equal_the_builder_output(tmp_path):
+    sys.path.insert(0, str(REPO / "tools"))
+    import build_notebooks
+
+    build_notebooks.NB_DIR = tmp_path
+    build_notebooks.build()
+    for stage in runs.STAGES:
+        assert (tmp_path / f"{stage}.ipynb").read_text() == (REPO / "notebooks" / f"{stage}.ipynb").read_text(), (
+            f"{stage}.ipynb differs from tools/build_notebooks.py; run `make notebooks`")
+
+
+@pytest.mark.parametrize("stage", runs.STAGES)
+def test_notebook_has_one_parameters_cell_no_outputs_and_no_pip(stage):
+    nb = nbformat.read(REPO / "notebooks" / f"{stage}.ipynb", as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert nb.cells[0].cell_type == "markdown" and "Objective" in nb.cells[0].source
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert not c.outputs and "pip install" not in c.source and "def " not in c.source
+
+
+@pytest.mark.notebooks
+def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / "smoke.yaml"),
+                           "--runs-dir", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = tmp_path / "smoke"
+    for stage in runs.STAGES:
+        assert (run / f"{stage}.ipynb").exists()
+
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    for name in ("tuned", "base_zero_shot"):
+        acc = metrics["models"][name]["accuracy"]
+        assert isinstance(acc, float) and 0.0 <= acc <= 1.0
+    assert metrics["models"]["tuned"]["n"] == 24
+
+    adapter = run / "adapters" / "default"
+    assert (adapter / "adapter_model.safetensors").stat().st_size > 0
+    meta = json.loads((adapter / "kit_adapter.json").read_text())
+    assert meta["chat_format"] == "gemma" and len(meta["labels"]) == 4
+
+    gguf = run / "export" / "model-q8_0.gguf"
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=256, verbose=False)
+    assert llm.n_vocab() > 200_000
+    assert "<start_of_turn>" in llm.metadata.get("tokenizer.chat_template", "")
+
+    modelfile = (run / "export" / "Modelfile").read_text()
+    assert "TEMPLATE" in modelfile and 'PARAMETER stop "<end_of_turn>"' in modelfile and "LICENSE" in modelfile
+    parity = json.loads((run / "export" / "parity.json").read_text())
+    assert parity["n"] == 24 and 0.0 <= parity["types"]["q8_0"]["label_agreement"] <= 1.0
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest["notebooks"]) == set(runs.STAGES)
+    assert manifest["artifacts"], "manifest lists no artifacts"
+    for rel, digest in manifest["artifacts"].items():
+        assert sha256_file(run / rel) == digest, rel
+    assert manifest["versions"]["transformers"]
