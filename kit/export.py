@@ -54,7 +54,11 @@ class ExportConfig:
 
 
 def merge(resolved, adapter_dir: Path, out: Path, chat_template: str) -> Path:
-    """Merge the LoRA adapter into a bf16 copy of the base and save it with the chat template."""
+    """Merge the LoRA adapter into a float32 copy of the base and save it with the chat template.
+
+    Saved in float32, not bf16: rounding W + ΔW to bf16's 8-bit mantissa erases a visible part of the small LoRA
+    update ΔW. The converter then writes f16 (11-bit mantissa) or quantizes from full precision.
+    """
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -65,7 +69,7 @@ def merge(resolved, adapter_dir: Path, out: Path, chat_template: str) -> Path:
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.to(torch.bfloat16).save_pretrained(tmp)
+    merged.save_pretrained(tmp)
     tok = models.load_tokenizer(resolved)
     tok.chat_template = chat_template
     tok.save_pretrained(tmp)
@@ -158,9 +162,13 @@ class LlamaCppScorer:
 
     def predict(self, prompt: str) -> tuple[str, float]:
         tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
+        import llama_cpp
+
         self.llm.reset()
         self.llm.eval(tokens)
-        logits = np.asarray(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float64)[self.firsts]
+        # With logits_all=False llama-cpp-python keeps no scores; read the last position's logits from the context.
+        last = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),))
+        logits = last.astype(np.float64)[self.firsts]
         p = np.exp(logits - logits.max())
         p /= p.sum()
         k = int(p.argmax())

@@ -86,14 +86,14 @@ def costs(cfg: ScopeConfig, requests_per_month: float | None = None) -> dict:
     training = cfg.training_runs_per_year * cfg.training_hours_per_run * cfg.training_usd_per_hour / 12
     labeling = cfg.labeling_hours * cfg.labeling_usd_per_hour / 12  # spread over a year
     self_hosted = cfg.server_usd_per_hour * cfg.serving_hours_per_month + training + labeling
-    per_request_api = api / n if n else 0.0
-    fixed = self_hosted
-    break_even = fixed / per_request_api if per_request_api else float("inf")
+    per_request_api = (cfg.prompt_tokens * cfg.api_usd_per_million_input
+                       + cfg.completion_tokens * cfg.api_usd_per_million_output) / 1e6
+    break_even = self_hosted / per_request_api if per_request_api else None  # None: the API is free
     return {"requests_per_month": n, "api_usd": round(api, 2), "self_hosted_usd": round(self_hosted, 2),
             "self_hosted_breakdown": {"serving": round(cfg.server_usd_per_hour * cfg.serving_hours_per_month, 2),
                                       "training": round(training, 2), "labeling": round(labeling, 2)},
             "api_with_short_prompt_usd": round(api_tuned_prompt, 2),
-            "break_even_requests_per_month": round(break_even)}
+            "break_even_requests_per_month": round(break_even) if break_even is not None else None}
 
 
 def run(cfg: ScopeConfig) -> dict:
@@ -110,7 +110,7 @@ def cost_plot(cfg: ScopeConfig, path: str | Path | None = None):
     import numpy as np
 
     c = costs(cfg)
-    top = max(cfg.requests_per_month * 3, min(c["break_even_requests_per_month"] * 2, 1e8), 1000)
+    top = max(cfg.requests_per_month * 3, min((c["break_even_requests_per_month"] or 0) * 2, 1e8), 1000)
     xs = np.linspace(0, top, 100)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(xs, [costs(cfg, x)["api_usd"] for x in xs], label="hosted API")

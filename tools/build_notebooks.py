@@ -119,7 +119,7 @@ model: str = "embedded:gemma3-270m"  # embedded:gemma3-270m, a local checkpoint 
 intended_uses: list = ["commercial_use", "customer_facing_output"]  # any of the six license questions
 approved: bool = False  # set True only after the approver has read the note
 approver: str = ""  # name of the person who approved
-license_id: str = ""  # registry entry to use; empty = look it up from the model family
+license_id: str = ""  # registry entry to use; empty: look it up from the model family
 """),
     code("""
 from pathlib import Path
@@ -169,7 +169,7 @@ input_path: str = "../data_samples/tickets.csv"  # CSV, JSONL or Parquet of raw 
 purpose: str = "Route incoming support email to the right team"  # why this data is used; kept in provenance.json
 label_column: str = "label"  # column holding the lane
 holdout_fraction: float = 0.2  # share of rows kept aside for evaluation (0.05–0.5)
-max_rows: int = 0  # use only the first N rows (0 = all); smoke runs use a few hundred
+max_rows: int = 0  # use only the first N rows (0: all); smoke runs use a few hundred
 retention_days: int = 90  # the prepared snapshot expires after this many days
 seed: int = 0  # split seed
 """),
@@ -247,7 +247,7 @@ lora_r: int = 16  # adapter rank: 8–64
 lora_alpha: int = 32  # scaling; usually 2 x lora_r
 lora_dropout: float = 0.0  # 0–0.1
 target_modules: str = "all-linear"  # all-linear, or e.g. "q_proj,v_proj"
-lora_layers: int = 0  # LoRA on the last N layers only (faster backward); 0 = all layers
+lora_layers: int = 0  # LoRA on the last N layers only (faster backward); 0: all layers
 learning_rate: float = 1e-3  # 1e-4 – 2e-3 for LoRA
 epochs: float = 1.0  # passes over train.jsonl (ignored when max_steps > 0)
 max_steps: int = 0  # > 0: stop after this many optimizer steps
@@ -310,7 +310,7 @@ the choice greedy decoding would make among the lanes, and gives a confidence fo
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
 model: str = "embedded:gemma3-270m"  # the base model the adapter was trained on
 adapter_name: str = "default"  # adapters/<adapter_name>/
-max_examples: int = 0  # evaluate only the first N holdout rows (0 = all)
+max_examples: int = 0  # evaluate only the first N holdout rows (0: all)
 max_length: int = 192  # same token budget as training
 batch_size: int = 16  # prompts per forward pass
 """),
@@ -358,8 +358,9 @@ llama.cpp to prove the exported file answers like the adapter did.
 **Needs** the adapter (03) and its holdout predictions (04). **Produces** `export/model-*.gguf`, `export/Modelfile`,
 `export/parity.json`, `export/MODEL_CARD.md`. **Hardware** CPU, a few minutes.
 
-The adapter is merged into an unquantized (bf16) copy of the base, never into 4-bit weights: rounding the merged
-weights to 4 bits would erase much of the small LoRA update.
+The adapter is merged into a full-precision copy of the base, never into 4-bit weights: rounding the merged
+weights to 4 bits (or even to bf16) erases part of the small LoRA update, and the exported model would no longer
+answer like the one you evaluated. Quantization happens after the merge, and the parity check measures its effect.
 """),
     params("""
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
@@ -368,7 +369,7 @@ adapter_name: str = "default"  # adapters/<adapter_name>/
 gguf_types: list = ["f16", "q8_0"]  # any of f16, q8_0, q4_k_m
 modelfile_gguf: str = "q8_0"  # the GGUF the Modelfile's FROM points at
 parity_threshold: float = 0.99  # required agreement with the adapter for f16 and q8_0
-max_examples: int = 0  # parity on the first N holdout rows (0 = all that 04 scored)
+max_examples: int = 0  # parity on the first N holdout rows (0: all that 04 scored)
 ollama_name: str = "kit-ticket-router"  # name for `ollama create`
 """),
     code("""
