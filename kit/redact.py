@@ -57,12 +57,18 @@ def _cards(text: str) -> Iterable[tuple[int, int]]:
             yield m.start(), m.end()
 
 
+_PIECE_BEFORE = re.compile(r"\d[ -]?$")
+_PIECE_AFTER = re.compile(r"[ -]?\d")
+
+
 def _phones(text: str) -> Iterable[tuple[int, int]]:
     seen = set()
     for region in PHONE_REGIONS:
         for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
             # POSSIBLE also accepts short digit runs ("10 days"); a phone number has at least 7 digits.
-            if (m.start, m.end) not in seen and sum(ch.isdigit() for ch in m.raw_string) >= 7:
+            # A match glued to more digits ("4111 | 1111 1111 1112") is a piece of a longer number, such as a card.
+            if (m.start, m.end) not in seen and sum(ch.isdigit() for ch in m.raw_string) >= 7 \
+                    and not _PIECE_BEFORE.search(text[:m.start]) and not _PIECE_AFTER.match(text[m.end:]):
                 seen.add((m.start, m.end))
                 yield m.start, m.end
 

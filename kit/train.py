@@ -16,6 +16,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -210,10 +211,13 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
     work_dir = run_dir / "train"
+    ckpt_dir = work_dir / "checkpoints" / cfg.adapter_name
+    if not cfg.resume:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # a fresh run must never resume from a stale checkpoint
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     args = SFTConfig(
-        output_dir=str(work_dir / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
+        output_dir=str(ckpt_dir), per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=16, gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler, warmup_steps=round(cfg.warmup_ratio * total_steps),
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
@@ -237,7 +241,9 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
 
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                                processing_class=tok, peft_config=lora, callbacks=[Recorder()])
-    resume_from = _latest_checkpoint(work_dir / "checkpoints") if cfg.resume else None
+    resume_from = _latest_checkpoint(ckpt_dir) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        print(f"resume=True but no checkpoint in {ckpt_dir}; starting from step 0.")
     start = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
     wall = time.time() - start

@@ -1,0 +1,114 @@
+import json
+
+import pytest
+
+from conftest import read_jsonl, write_run_basics
+from kit import models, train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dir):
+    run_dir = tmp_path_factory.mktemp("run")
+    resolved = models.resolve(str(tiny_model_dir))
+    write_run_basics(run_dir, str(tiny_model_dir), resolved)
+    return run_dir, resolved
+
+
+def _cfg(run_dir, model, **kw):
+    base = dict(run_dir=str(run_dir), model=str(model), max_steps=2, batch_size=4, holdout_loss_examples=4,
+                checkpoint_every_steps=1)
+    return train.TrainConfig(**{**base, **kw})
+
+
+def test_completion_loss_equals_cross_entropy_on_full_logits(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    ids = torch.randint(5, 1000, (3, 12))
+    labels = torch.full_like(ids, -100)
+    labels[0, 8:10] = ids[0, 8:10]
+    labels[1, 5:12] = ids[1, 5:12]
+    labels[2, 11] = ids[2, 11]
+    loss, _ = train.completion_loss(model, {"input_ids": ids, "labels": labels})
+    full = model(input_ids=ids).logits[:, :-1].float()
+    ref = torch.nn.functional.cross_entropy(full.reshape(-1, full.shape[-1]), labels[:, 1:].reshape(-1),
+                                            ignore_index=-100)
+    assert torch.allclose(loss, ref, atol=1e-5)
+
+
+def test_batch_without_supervised_tokens_is_refused(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    ids = torch.randint(5, 1000, (2, 8))
+    with pytest.raises(train.TrainError, match="no supervised tokens"):
+        train.completion_loss(model, {"input_ids": ids, "labels": torch.full_like(ids, -100)})
+
+
+def test_examples_keep_the_answer_when_the_ticket_is_too_long(tiny_run, tokenizer):
+    run_dir, resolved = tiny_run
+    from kit.task import Task
+
+    task = Task.load(run_dir)
+    rows = [{"text": "word " * 500, "label": "billing_dispute"}]
+    ex = train.build_dataset(rows, task, resolved.chat_format, tokenizer, max_length=64)[0]
+    assert len(ex["input_ids"]) <= 64
+    answer = [t for t, m in zip(ex["input_ids"], ex["completion_mask"]) if m]
+    assert tokenizer.decode(answer) == "billing_dispute<end_of_turn>"
+    assert ex["input_ids"][0] == tokenizer.bos_token_id
+
+
+def test_training_refuses_without_license_note(tmp_path, tiny_run):
+    run_dir, _ = tiny_run
+    import shutil
+
+    shutil.copytree(run_dir / "data", tmp_path / "data")
+    from kit.licenses import LicenseError
+
+    with pytest.raises(LicenseError, match="no license note"):
+        train.run(_cfg(tmp_path, tiny_run[1].path))
+
+
+def test_training_refuses_without_privacy_audit(tmp_path, tiny_run):
+    run_dir, resolved = tiny_run
+    (tmp_path / "license_note.json").write_text((run_dir / "license_note.json").read_text())
+    from kit.data import PrivacyAuditError
+
+    with pytest.raises(PrivacyAuditError, match="no privacy audit"):
+        train.run(_cfg(tmp_path, resolved.path))
+
+
+def test_tiny_training_writes_adapter_with_metadata_log_and_plot(tiny_run):
+    run_dir, resolved = tiny_run
+    res = train.run(_cfg(run_dir, resolved.path, adapter_name="tenant-a"))
+    meta = json.loads((run_dir / "adapters" / "tenant-a" / "kit_adapter.json").read_text())
+    assert meta["base_model_sha256"] == resolved.sha256 and meta["chat_format"] == "gemma"
+    assert meta["labels"] == ["claim_status", "document_request", "billing_dispute", "agent_escalation"]
+    assert len(meta["data_sha256"]) == 64 and meta["parameters"]["max_steps"] == 2
+    assert res.log["steps"] == 2 and res.log["tokens_per_s"] > 0 and res.log["device"] == "cpu"
+    assert (run_dir / "train" / "loss.png").stat().st_size > 1000
+    assert (run_dir / "adapters" / "tenant-a" / "adapter_config.json").exists()
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_run):
+    run_dir, resolved = tiny_run
+    train.run(_cfg(run_dir, resolved.path, adapter_name="r", max_steps=2))
+    res = train.run(_cfg(run_dir, resolved.path, adapter_name="r", max_steps=3, resume=True))
+    assert res.log["resumed_from"].endswith("checkpoint-2")
+    assert res.log["steps"] == 3
+
+
+def test_nf4_qlora_path_trains_on_a_tiny_model(tiny_run):
+    pytest.importorskip("bitsandbytes")
+    run_dir, resolved = tiny_run
+    res = train.run(_cfg(run_dir, resolved.path, adapter_name="nf4", quantization="nf4", max_steps=1))
+    assert res.log["quantization"] == "nf4" and res.log["steps"] == 1
+
+
+@pytest.mark.parametrize("kw, msg", [({"quantization": "int3"}, "not one of auto, nf4, none"),
+                                     ({"learning_rate": 5.0}, "outside"), ({"batch_size": 0}, "at least 1")])
+def test_bad_settings_are_rejected_with_the_setting_named(kw, msg):
+    with pytest.raises(train.TrainError, match=msg):
+        train.TrainConfig(run_dir="x", model="m", **kw)
