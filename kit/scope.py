@@ -120,3 +120,34 @@ def cost_plot(cfg: ScopeConfig, path: str | Path | None = None):
     if path:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def scorecard_widget(cfg: ScopeConfig):
+    """Checkboxes and volume fields for the scorecard; every change re-runs the stage and rewrites scope.json.
+
+    Headless runs (papermill) never touch the widget: the parameters cell decides there.
+    """
+    import dataclasses
+
+    import ipywidgets as w
+
+    questions = [f.name for f in dataclasses.fields(cfg) if f.type in (bool, "bool")]
+    boxes = {q: w.Checkbox(value=getattr(cfg, q), description=q.replace("_", " "), indent=False) for q in questions}
+    numbers = {q: w.IntText(value=getattr(cfg, q), description=q.replace("_", " "),
+                            style={"description_width": "initial"})
+               for q in ("labeled_examples", "requests_per_month")}
+    out = w.Output()
+
+    def refresh(_=None):
+        new = dataclasses.replace(cfg, **{q: b.value for q, b in boxes.items()},
+                                  **{q: n.value for q, n in numbers.items()})
+        result = run(new)
+        out.clear_output()
+        with out:
+            c = result["costs"]
+            print(f"Recommendation: {result['recommendation']}  (scope.json updated)")
+            print(f"API ${c['api_usd']:,.2f}/month vs self-hosted ${c['self_hosted_usd']:,.2f}/month")
+
+    for widget in [*boxes.values(), *numbers.values()]:
+        widget.observe(refresh, names="value")
+    return w.VBox([*boxes.values(), *numbers.values(), out])

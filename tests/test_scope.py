@@ -27,3 +27,13 @@ def test_costs_match_hand_computation():
     assert c["api_usd"] == 10.2
     assert c["self_hosted_usd"] == 22.0
     assert c["break_even_requests_per_month"] == round(22 / (10.2 / 10000))
+
+
+def test_scorecard_widget_change_rewrites_scope_json(tmp_path):
+    import json
+
+    cfg = scope.ScopeConfig(run_dir=str(tmp_path), use_case="t")
+    box = scope.scorecard_widget(cfg)
+    facts = next(c for c in box.children if getattr(c, "description", "") == "facts change often")
+    facts.value = True
+    assert json.loads((tmp_path / "scope.json").read_text())["recommendation"] == "fine-tune + retrieval"

@@ -84,6 +84,15 @@ for reason in result["reasons"]:
     print(" -", reason)
 """),
     md("""
+### Try other answers
+
+In JupyterLab, change the answers below: the recommendation and `scope.json` update at once. (Headless runs use
+the parameters cell, and this widget is only displayed.)
+"""),
+    code("""
+scope.scorecard_widget(cfg)
+"""),
+    md("""
 ## What it costs
 
 Monthly cost at your volume, and how it grows. A fine-tuned model also needs a shorter prompt (the instructions
@@ -119,7 +128,12 @@ model: str = "embedded:gemma3-270m"  # embedded:gemma3-270m, a local checkpoint 
 intended_uses: list = ["commercial_use", "customer_facing_output"]  # any of the six license questions
 approved: bool = False  # set True only after the approver has read the note
 approver: str = ""  # name of the person who approved
-license_id: str = ""  # registry entry to use; empty: look it up from the model family
+license_id: str = ""  # registry entry to use; empty: look it up from the model id
+revision: str = ""  # model revision (hub commit, package version); empty: detected where possible
+date_obtained: str = ""  # when you obtained the weights, YYYY-MM-DD; empty: today
+license_name: str = ""  # only for a model outside the registry: the license's name
+license_url: str = ""  # only for a model outside the registry: where the license text is
+answers: dict = {}  # only for a model outside the registry: yes/no/conditional for each of the six questions
 """),
     code("""
 from pathlib import Path
@@ -127,7 +141,8 @@ from IPython.display import Markdown
 from kit import licenses, models
 
 cfg = licenses.LicenseConfig(run_dir=run_dir, model=model, intended_uses=tuple(intended_uses), approved=approved,
-                             approver=approver, license_id=license_id)
+                             approver=approver, license_id=license_id, revision=revision, date_obtained=date_obtained,
+                             license_name=license_name, license_url=license_url, answers=answers)
 resolved = models.resolve(cfg.model)
 resolved
 """),
@@ -141,7 +156,16 @@ terms, for example, travel with the weights when you redistribute a fine-tuned m
 note = licenses.run(cfg, resolved)
 Markdown((Path(run_dir) / "license_note.md").read_text())
 """),
-    md("## Gate check\n\nThe same check the training stage runs. An unapproved note stops here with the reason."),
+    md("""
+## Approve
+
+The approver reads the note above, then ticks the box and writes the note again (in JupyterLab). Headless runs take
+`approved` and `approver` from the parameters.
+"""),
+    code("""
+licenses.approval_widget(cfg, resolved)
+"""),
+    md("## Gate check\n\nThe same check the training stage runs. An unapproved note shows the reason here."),
     code("""
 ok, reason = licenses.gate_status(run_dir, resolved.sha256)
 print("Training may start." if ok else f"Training will refuse to start: {reason}")
