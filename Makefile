@@ -25,7 +25,7 @@ lab: $(STAMP)  ## open the course in JupyterLab
 	$(PY) -m jupyter lab notebooks/
 
 bench: $(STAMP)  ## benchmarks (print measured ratios; never gate CI)
-	$(PY) bench/train.py
+	$(PY) bench/cpu_dtype.py
 
 notebooks: $(STAMP)  ## rewrite notebooks/*.ipynb from tools/build_notebooks.py
 	$(PY) tools/build_notebooks.py

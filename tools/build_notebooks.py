@@ -260,7 +260,9 @@ passing privacy audit (02). **Produces** `adapters/<adapter_name>/`, `train/log.
 **CPU vs GPU.** On a GPU the standard recipe is QLoRA: the frozen base in 4-bit nf4, the adapter in bf16. On a CPU that
 is the slow choice: the 4-bit weights are unpacked for every matrix multiply, which costs more than the multiply
 (measured on Gemma 3 270M: about 4x slower than LoRA on an unquantized base). So `quantization="auto"` picks nf4 on
-CUDA and no quantization on CPU; set `quantization="nf4"` to try QLoRA on a CPU anyway.
+CUDA and no quantization on CPU; set `quantization="nf4"` to try QLoRA on a CPU anyway. On CPU the unquantized base
+also computes in float32 rather than bf16: CPUs without bf16 matrix units (most laptops) run bf16 matmuls dozens of
+times slower (`make bench` measures it on your machine).
 """),
     params("""
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
