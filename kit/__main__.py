@@ -17,11 +17,19 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--from", dest="start", help="resume from a stage (00…05) using the run directory's files")
     run_p.add_argument("--runs-dir", help="where run directories go (default: papermill_runs/)")
     sub.add_parser("params", help="list every notebook parameter with its default and help")
+    ver_p = sub.add_parser("verify", help="re-check the sha256 of every file in a run's export/ directory")
+    ver_p.add_argument("export_dir", help="e.g. papermill_runs/demo/export")
     args = parser.parse_args(argv)
 
     from kit import runs
 
     try:
+        if args.command == "verify":
+            from kit.export import verify
+
+            checked = verify(args.export_dir)
+            print(f"verified {len(checked)} files in {args.export_dir}")
+            return 0
         if args.command == "params":
             for stage in runs.STAGES:
                 print(f"{stage}:")

@@ -247,6 +247,7 @@ def run(cfg: ExportConfig) -> ExportResult:
     parity["timings"] = timings
     write_json(out_dir / "parity.json", parity)
     write_text_atomic(out_dir / "MODEL_CARD.md", model_card(cfg, note, task, eval_metrics, parity))
+    write_checksums(out_dir)
     paths = {"modelfile": str(out_dir / "Modelfile"), **{f"gguf_{k}": str(v) for k, v in ggufs.items()},
              "parity": str(out_dir / "parity.json"), "model_card": str(out_dir / "MODEL_CARD.md")}
     return ExportResult(parity, paths, verified)
@@ -283,6 +284,30 @@ Verified: **{parity['verified']}**.
 Trained on synthetic data in the course demo; accuracy on real mail must be measured on a real holdout.
 Person names are removed only when they appear in a structured column (no name recognizer is installed).
 """
+
+
+CHECKSUMS = "SHA256SUMS.json"
+
+
+def write_checksums(export_dir: Path) -> Path:
+    """sha256 of every exported file (the merged checkpoint excluded: it is an intermediate)."""
+    files = sorted(p for p in export_dir.iterdir() if p.is_file() and p.name != CHECKSUMS)
+    return write_json(export_dir / CHECKSUMS, {p.name: sha256_file(p) for p in files})
+
+
+def verify(export_dir: str | Path) -> dict:
+    """Re-hash the exported files; raise ExportError naming every missing or changed file."""
+    export_dir = Path(export_dir)
+    path = export_dir / CHECKSUMS
+    if not path.exists():
+        raise ExportError(f"no {CHECKSUMS} in {export_dir}; point `kit verify` at a run's export/ directory.")
+    expected = read_json(path)
+    problems = [f"{name}: missing" for name in expected if not (export_dir / name).exists()]
+    problems += [f"{name}: sha256 differs (changed after export)" for name, digest in expected.items()
+                 if (export_dir / name).exists() and sha256_file(export_dir / name) != digest]
+    if problems:
+        raise ExportError(f"{export_dir} failed verification; do not ship it: " + "; ".join(problems))
+    return expected
 
 
 def ollama_commands(run_dir: str | Path, name: str) -> list[str]:

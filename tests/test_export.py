@@ -36,3 +36,23 @@ def test_go_template_filled_like_ollama_equals_the_training_prompt():
 def test_bad_export_settings_are_rejected(kw, msg):
     with pytest.raises(export.ExportError, match=msg):
         export.ExportConfig(run_dir="x", model="m", **kw)
+
+
+def test_verify_accepts_untouched_files_and_refuses_tampered_ones(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "model-q8_0.gguf").write_bytes(b"GGUF" + bytes(100))
+    (tmp_path / "Modelfile").write_text(_modelfile())
+    export.write_checksums(tmp_path)
+    assert set(export.verify(tmp_path)) == {"model-q8_0.gguf", "Modelfile"}
+    ok = subprocess.run([sys.executable, "-m", "kit", "verify", str(tmp_path)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "verified 2 files" in ok.stdout
+
+    (tmp_path / "model-q8_0.gguf").write_bytes(b"GGUF" + bytes(99) + b"\x01")
+    (tmp_path / "Modelfile").unlink()
+    with pytest.raises(export.ExportError, match="do not ship it") as err:
+        export.verify(tmp_path)
+    assert "model-q8_0.gguf: sha256 differs" in str(err.value) and "Modelfile: missing" in str(err.value)
+    bad = subprocess.run([sys.executable, "-m", "kit", "verify", str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "do not ship it" in bad.stderr

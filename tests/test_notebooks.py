@@ -66,6 +66,10 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(tmp_path):
     parity = json.loads((run / "export" / "parity.json").read_text())
     assert parity["n"] == 24 and 0.0 <= parity["types"]["q8_0"]["label_agreement"] <= 1.0
 
+    from kit.export import verify
+
+    assert {"Modelfile", "model-q8_0.gguf", "parity.json", "MODEL_CARD.md"} <= set(verify(run / "export"))
+
     manifest = json.loads((run / "manifest.json").read_text())
     assert set(manifest["notebooks"]) == set(runs.STAGES)
     assert manifest["artifacts"], "manifest lists no artifacts"

@@ -421,6 +421,16 @@ print(Path(result.paths["modelfile"]).read_text())
 assert result.verified, f"export parity failed: {result.parity['types']}"
 print("export verified: llama.cpp answers like the adapter on", result.parity["n"], "holdout tickets")
 """),
+    md("""
+## Checksums
+
+`export/SHA256SUMS.json` lists the sha256 of every exported file. Whoever receives the files can re-check them with
+`python -m kit verify <run>/export`, which refuses changed or missing files.
+"""),
+    code("""
+checked = export.verify(Path(run_dir) / "export")
+print(f"{len(checked)} files verified:", ", ".join(checked))
+"""),
     md("## Run it in Ollama\n\nWith Ollama installed, these two commands load and query the model."),
     code("""
 print("\\n".join(export.ollama_commands(run_dir, ollama_name)))
