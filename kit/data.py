@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from kit import KitError, __version__
-from kit.io import read_json, sha256_file, write_json, write_jsonl
+from kit.io import read_json, read_jsonl, sha256_file, write_json, write_jsonl
 from kit.redact import Redactor
 
 DEFAULT_LABELS = ["claim_status", "document_request", "billing_dispute", "agent_escalation"]
@@ -245,7 +245,7 @@ def audit_files(paths: list[Path], redactor: Redactor) -> dict:
     """
     hits = []
     for path in paths:
-        for i, row in enumerate(json.loads(line) for line in Path(path).read_text().splitlines()):
+        for i, row in enumerate(read_jsonl(path)):
             for s, e, entity in redactor.find(re.sub(r"<[A-Z_]+_\d+>", " ", row["text"])):
                 hits.append({"file": Path(path).name, "row": i + 1, "id": row["id"], "entity": entity})
     by_entity: dict[str, int] = {}

@@ -12,9 +12,7 @@ Gemma's 262k-token output head, which would otherwise cost more than the rest of
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import resource
 import shutil
 import time
@@ -279,23 +277,16 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
 
 
 def loss_plot(history: list[dict], path: str | Path):
-    import matplotlib
-
-    matplotlib.use("Agg") if "ipykernel" not in os.environ.get("MPLBACKEND", "") else None
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: nothing global to switch or close
 
     tr = [(h["step"], h["loss"]) for h in history if "loss" in h]
     ev = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     if tr:
         ax.plot(*zip(*tr), label="train loss")
     if ev:
         ax.plot(*zip(*ev), "o-", label="holdout loss")
     ax.set_xlabel("step"); ax.set_ylabel("loss (answer tokens only)"); ax.legend(); fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
-
-
-def read_log(run_dir: str | Path) -> dict:
-    return json.loads((Path(run_dir) / "train" / "log.json").read_text())

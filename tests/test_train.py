@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import read_jsonl, write_run_basics
+from conftest import write_run_basics
 from kit import models, train
 
 
