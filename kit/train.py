@@ -138,6 +138,7 @@ def _trainer_class():
 
             if getattr(self, "_kit_last_eval", (None,))[0] == self.state.global_step:
                 return self._kit_last_eval[1]  # the Trainer may ask twice at the last step; once is enough
+            started = time.time()
             model, total, count = self.model, 0.0, 0
             was_training = model.training
             model.eval()
@@ -150,6 +151,7 @@ def _trainer_class():
             model.train(was_training)
             metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
             self._kit_last_eval = (self.state.global_step, metrics)
+            self.kit_eval_s = getattr(self, "kit_eval_s", 0.0) + time.time() - started
             self.log(metrics)
             return metrics
 
@@ -157,7 +159,10 @@ def _trainer_class():
 
 
 def _latest_checkpoint(out_dir: Path) -> str | None:
-    ckpts = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    """The newest complete checkpoint. A process killed while saving leaves a directory without trainer_state.json
+    (the Trainer writes it last): that one is skipped, so a kill can cost at most one checkpoint interval."""
+    ckpts = sorted((p for p in out_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
+                   key=lambda p: int(p.name.split("-")[1]))
     return str(ckpts[-1]) if ckpts else None
 
 
@@ -247,16 +252,28 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     wall = time.time() - start
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     final_eval = {"eval_loss": evals[-1] if evals else None}
+    if not trainer.is_world_process_zero():
+        return TrainResult(str(cfg.adapter_dir), {})  # under accelerate launch, one process writes the files
 
     out = cfg.adapter_dir
     trainer.model.save_pretrained(out)
     tok.save_pretrained(out)
     n_tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
-    tokens_seen = n_tokens * (total_steps / steps_per_epoch) if steps_per_epoch else n_tokens
+    steps_done = trainer.state.global_step - (int(resume_from.rsplit("-", 1)[1]) if resume_from else 0)
+    # Examples this run processed (every process of an accelerate launch included) times their mean length.
+    examples_seen = steps_done * cfg.batch_size * cfg.grad_accum * trainer.args.world_size
+    if cfg.max_steps <= 0:  # the last batch of an epoch may be short
+        examples_seen = min(examples_seen, math.ceil(len(train_ds) * cfg.epochs))
+    tokens_seen = n_tokens / max(len(train_ds), 1) * examples_seen
+    eval_s = getattr(trainer, "kit_eval_s", 0.0)
     log = {
         "device": device, "quantization": quant, "steps": trainer.state.global_step, "wall_s": round(wall, 1),
         "train_examples": len(train_ds), "tokens_seen": int(tokens_seen),
         "tokens_per_s": round(tokens_seen / wall, 1) if wall else None,
+        # Training alone, without the holdout-loss evaluations: the figure bench/train.py compares.
+        "holdout_eval_s": round(eval_s, 1),
+        "train_tokens_per_s": round(tokens_seen / (wall - eval_s), 1) if wall > eval_s else None,
+        "processes": trainer.args.world_size,
         "final_holdout_loss": final_eval.get("eval_loss"), "history": history,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,

@@ -56,3 +56,46 @@ def test_verify_accepts_untouched_files_and_refuses_tampered_ones(tmp_path):
     assert "model-q8_0.gguf: sha256 differs" in str(err.value) and "Modelfile: missing" in str(err.value)
     bad = subprocess.run([sys.executable, "-m", "kit", "verify", str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 2 and "do not ship it" in bad.stderr
+
+
+def test_adapter_only_modelfile_names_base_and_adapter_and_says_where_ollama_accepts_it():
+    text = export.modelfile("base-q8_0.gguf", GEMMA, "Route it.", "license", 2048, adapter_name="adapter-a-f16.gguf")
+    mf = export.parse_modelfile(text)
+    assert mf["FROM"] == "./base-q8_0.gguf" and mf["ADAPTER"] == "./adapter-a-f16.gguf"
+    assert mf["TEMPLATE"] == GEMMA.go_template() and mf["PARAMETER"]["stop"] == GEMMA.stop
+    assert "0.34.1" in text and text.startswith("# Adapter-only variant")
+
+
+def test_license_text_of_the_embedded_model_is_the_full_gemma_terms(embedded):
+    text = export.license_text(embedded, {"license": "Gemma Terms of Use", "url": "https://ai.google.dev/gemma/terms"})
+    assert text.startswith("Gemma Terms of Use") and len(text) > 5000
+    assert "Section 1: DEFINITIONS" in text and "<div" not in text
+
+
+def test_missing_license_text_is_an_error_that_says_how_to_fix(tmp_path):
+    from kit.models import ResolvedModel
+
+    resolved = ResolvedModel(spec=str(tmp_path), path=str(tmp_path), sha256="0" * 64, model_type="gemma3_text",
+                             license_id=None)
+    with pytest.raises(export.ExportError, match="set license_file"):
+        export.license_text(resolved, {"license": "Some License", "url": "https://example.org"})
+    (tmp_path / "terms.txt").write_text("Custom terms\n")
+    assert export.license_text(resolved, {}, str(tmp_path / "terms.txt")) == "Custom terms"
+
+
+def test_release_notes_compare_with_a_previous_run(tmp_path):
+    import json
+
+    def metrics(acc):
+        return {"models": {"tuned": {"n": 100, "accuracy": acc, "accuracy_ci95": [acc - 0.05, acc + 0.03],
+                                     "macro_f1": acc}}}
+
+    prev = tmp_path / "prev"
+    (prev / "eval").mkdir(parents=True)
+    (prev / "eval" / "metrics.json").write_text(json.dumps(metrics(0.90)))
+    parity = {"types": {"q8_0": {"label_agreement": 1.0}}}
+    notes = export.release_notes(tmp_path / "now", str(prev), metrics(0.95), parity)
+    assert "| tuned | 90.0% (85.0%–93.0%) | 95.0% (90.0%–98.0%) | +5.0 points |" in notes
+    assert "First release" in export.release_notes(tmp_path / "now", "", metrics(0.95), parity)
+    with pytest.raises(export.ExportError, match="no eval/metrics.json"):
+        export.release_notes(tmp_path / "now", str(tmp_path / "missing"), metrics(0.95), parity)

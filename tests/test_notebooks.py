@@ -34,12 +34,18 @@ def test_notebook_has_one_parameters_cell_no_outputs_and_no_pip(stage):
             assert not c.outputs and "pip install" not in c.source and "def " not in c.source
 
 
-@pytest.mark.notebooks
-def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    runs_dir = tmp_path_factory.mktemp("runs")
     proc = subprocess.run([sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / "smoke.yaml"),
-                           "--runs-dir", str(tmp_path)], capture_output=True, text=True)
+                           "--runs-dir", str(runs_dir)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run = tmp_path / "smoke"
+    return runs_dir / "smoke"
+
+
+@pytest.mark.notebooks
+def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
+    run = smoke_run
     for stage in runs.STAGES:
         assert (run / f"{stage}.ipynb").exists()
 
@@ -61,10 +67,22 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(tmp_path):
     assert llm.n_vocab() > 200_000
     assert "<start_of_turn>" in llm.metadata.get("tokenizer.chat_template", "")
 
-    modelfile = (run / "export" / "Modelfile").read_text()
-    assert "TEMPLATE" in modelfile and 'PARAMETER stop "<end_of_turn>"' in modelfile and "LICENSE" in modelfile
+    from kit.chat import GEMMA
+    from kit.export import parse_modelfile
+
+    modelfile = parse_modelfile((run / "export" / "Modelfile").read_text())
+    assert modelfile["TEMPLATE"] == GEMMA.go_template() and modelfile["PARAMETER"]["stop"] == GEMMA.stop
+    assert "Section 1: DEFINITIONS" in modelfile["LICENSE"]  # the full Gemma Terms of Use, not only a link
+    adapter_mf = parse_modelfile((run / "export" / "Modelfile.adapter").read_text())
+    assert (run / "export" / adapter_mf["ADAPTER"]).exists() and (run / "export" / adapter_mf["FROM"]).exists()
     parity = json.loads((run / "export" / "parity.json").read_text())
-    assert parity["n"] == 24 and 0.0 <= parity["types"]["q8_0"]["label_agreement"] <= 1.0
+    assert parity["n"] == 24 and set(parity["types"]) == {"q8_0", "adapter"}
+    for row in parity["types"].values():
+        assert row["label_agreement"] >= parity["threshold"], row
+    assert parity["verified"] is True
+    card = (run / "export" / "MODEL_CARD.md").read_text()
+    for heading in ("## Intended use", "## Evaluation", "## NIST AI RMF mapping", "## Release notes"):
+        assert heading in card
 
     from kit.export import verify
 
@@ -76,3 +94,15 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(tmp_path):
     for rel, digest in manifest["artifacts"].items():
         assert sha256_file(run / rel) == digest, rel
     assert manifest["versions"]["transformers"]
+
+
+@pytest.mark.notebooks
+def test_ollama_serves_the_export_like_the_adapter(smoke_run):
+    import shutil
+
+    if shutil.which("ollama") is None:
+        pytest.skip("ollama is not on PATH (not installable on this machine); the export is checked in llama.cpp")
+    from kit.export import ollama_check
+
+    result = ollama_check(smoke_run, "kit-smoke-test", n=5)
+    assert result["ran"] and result["agreement"] >= 0.8, result

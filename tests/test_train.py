@@ -112,3 +112,42 @@ def test_nf4_qlora_path_trains_on_a_tiny_model(tiny_run):
 def test_bad_settings_are_rejected_with_the_setting_named(kw, msg):
     with pytest.raises(train.TrainError, match=msg):
         train.TrainConfig(run_dir="x", model="m", **kw)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_run):
+    """Start training in a separate process, kill -9 it after a few checkpoints, resume in this one."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir, resolved = tiny_run
+    for name in ("data", "license_note.json"):
+        (shutil.copytree if name == "data" else shutil.copy)(run_dir / name, tmp_path / name)
+    settings = [f"model={resolved.path}", "max_steps=30", "batch_size=2", "checkpoint_every_steps=2",
+                "holdout_loss_examples=2", "holdout_loss_every_steps=1000"]
+    cmd = [sys.executable, "-m", "kit", "train", "--run-dir", str(tmp_path)] + sum((["--set", s] for s in settings), [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt_dir = tmp_path / "train" / "checkpoints" / "default"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (ckpt_dir / "checkpoint-4" / "trainer_state.json").exists():
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "adapters" / "default").exists()  # the killed run never finished
+    done = max(int(p.name.split("-")[1]) for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+    assert 4 <= done < 30
+
+    kw = {s.split("=")[0]: s.split("=")[1] for s in settings}
+    res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=resolved.path, max_steps=30, batch_size=2,
+                                      checkpoint_every_steps=2, holdout_loss_examples=2,
+                                      holdout_loss_every_steps=1000, resume=True))
+    assert kw["max_steps"] == "30"
+    assert res.log["resumed_from"].endswith(f"checkpoint-{done}")
+    assert res.log["steps"] == 30
+    steps_logged = [h["step"] for h in res.log["history"] if "loss" in h]
+    assert steps_logged and min(steps_logged) > done  # nothing before the checkpoint was trained again

@@ -397,6 +397,9 @@ modelfile_gguf: str = "q8_0"  # the GGUF the Modelfile's FROM points at
 parity_threshold: float = 0.99  # required agreement with the adapter for f16 and q8_0
 max_examples: int = 0  # parity on the first N holdout rows (0: all that 04 scored)
 ollama_name: str = "kit-ticket-router"  # name for `ollama create`
+adapter_variant: bool = True  # also export base GGUF + LoRA adapter GGUF (Modelfile.adapter) and check its parity
+license_file: str = ""  # text file with the base model's license, when kit cannot find it (own models)
+previous_run: str = ""  # run directory of the last release; the release notes compare with it
 """),
     code("""
 from pathlib import Path
@@ -405,21 +408,53 @@ from kit import export
 
 cfg = export.ExportConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, gguf_types=tuple(gguf_types),
                           modelfile_gguf=modelfile_gguf, parity_threshold=parity_threshold, max_examples=max_examples,
-                          ollama_name=ollama_name)
+                          ollama_name=ollama_name, adapter_variant=adapter_variant, license_file=license_file,
+                          previous_run=previous_run)
 cfg
 """),
     code("""
 result = export.run(cfg)
 pd.DataFrame(result.parity["types"]).T[["size_mb", "label_agreement", "holdout_accuracy", "passed", "seconds"]]
 """),
-    md("The Modelfile. Its `TEMPLATE` and `stop` lines are rendered from the chat format the adapter was trained with."),
+    md("""
+Each row is one way to ship the model: `label_agreement` is the share of holdout tickets where llama.cpp picks the
+same lane as the adapter did in transformers. f16 and q8_0 must reach the threshold; q4_K_M (smallest file) is
+reported so you can decide whether its size is worth its agreement. The `adapter` row is the adapter-only variant:
+the untouched base GGUF with the LoRA adapter applied at load time.
+
+The Modelfile. Its `TEMPLATE` and `stop` lines are rendered from the chat format the adapter was trained with (a
+test renders this TEMPLATE with Go's text/template, Ollama's engine, and compares it with the training prompt).
+`LICENSE` carries the base model's full license text; it is long, so only the first lines are printed here.
+"""),
     code("""
-print(Path(result.paths["modelfile"]).read_text())
+text = Path(result.paths["modelfile"]).read_text()
+print(text[: text.index('LICENSE') + 300], "…")
+"""),
+    md("""
+## One base, many adapters
+
+`Modelfile.adapter` points at the base model and this run's adapter (`adapter-<name>-f16.gguf`, a few MB). A team
+serving several tenants keeps one base and one adapter per tenant; honouring a tenant's erasure request means
+deleting that adapter. Read its header: not every Ollama version and architecture accepts `ADAPTER`.
+"""),
+    code("""
+if "modelfile_adapter" in result.paths:
+    print(Path(result.paths["modelfile_adapter"]).read_text().split('TEMPLATE')[0])
 """),
     md("Parity must hold before anyone ships the file."),
     code("""
 assert result.verified, f"export parity failed: {result.parity['types']}"
 print("export verified: llama.cpp answers like the adapter on", result.parity["n"], "holdout tickets")
+"""),
+    md("""
+## Model card and release notes
+
+`MODEL_CARD.md` is written from the run's own records (scope, license note, provenance, audit, metrics, parity), with
+a NIST AI RMF mapping (govern, map, measure, manage). `RELEASE_NOTES.md` compares with `previous_run`.
+"""),
+    code("""
+from IPython.display import Markdown
+Markdown(Path(result.paths["model_card"]).read_text())
 """),
     md("""
 ## Checksums
@@ -431,9 +466,15 @@ print("export verified: llama.cpp answers like the adapter on", result.parity["n
 checked = export.verify(Path(run_dir) / "export")
 print(f"{len(checked)} files verified:", ", ".join(checked))
 """),
-    md("## Run it in Ollama\n\nWith Ollama installed, these two commands load and query the model."),
+    md("""
+## Run it in Ollama
+
+With Ollama installed, these two commands load and query the model. Where `ollama` is on PATH, the next cell runs
+them on a few holdout tickets and compares the answers with the adapter's; elsewhere it says it did not run.
+"""),
     code("""
 print("\\n".join(export.ollama_commands(run_dir, ollama_name)))
+export.ollama_check(run_dir, ollama_name)
 """),
 ]
 

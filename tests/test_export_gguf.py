@@ -1,0 +1,80 @@
+"""GGUF side of the export on the tiny model: real converter, real llama.cpp."""
+
+import numpy as np
+import pytest
+
+from kit import export, models
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory, tiny_model_dir):
+    """Base and merged GGUFs of the tiny model plus its LoRA adapter as a GGUF adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-export")
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    # init_lora_weights=False: random A and B, so the adapter changes the outputs from the first step.
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                 init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(20)  # large enough that the adapter visibly moves the logits
+    peft_model.save_pretrained(out / "adapter")
+    resolved = models.resolve(str(tiny_model_dir))
+    merged = export.merge(resolved, out / "adapter", out / "merged", resolved.chat_format.jinja_template())
+    (out / "base").mkdir()
+    base_gguf = export.convert(tiny_model_dir, out / "base", "f16")
+    merged_gguf = export.convert(merged, out, "f16")
+    lora_gguf = export.lora_to_gguf(out / "adapter", base_gguf, out / "adapter-f16.gguf")
+    return base_gguf, merged_gguf, lora_gguf
+
+
+def _last_logits(gguf_path, prompt, lora=None):
+    import llama_cpp
+
+    scorer = export.LlamaCppScorer(gguf_path, ["Claims", "Billing"], n_ctx=128, lora_path=lora)
+    llm = scorer.llm
+    llm.reset()
+    llm.eval(llm.tokenize(prompt.encode(), add_bos=True, special=True))
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).copy()
+
+
+def test_gguf_lora_adapter_on_the_base_answers_like_the_merged_model(tiny_export):
+    import gguf
+
+    base_gguf, merged_gguf, lora_gguf = tiny_export
+    fields = gguf.GGUFReader(str(lora_gguf)).fields  # small file: no vocabulary in an adapter
+    assert bytes(fields["general.type"].parts[-1]).decode() == "adapter"
+    assert float(fields["adapter.lora.alpha"].parts[-1][0]) == 8.0
+    prompt = "<start_of_turn>user\nMy claim was refused<end_of_turn>\n<start_of_turn>model\n"
+    merged = _last_logits(merged_gguf, prompt)
+    with_adapter = _last_logits(base_gguf, prompt, lora=lora_gguf)
+    plain = _last_logits(base_gguf, prompt)
+    assert np.abs(merged - plain).max() > 0.5  # the adapter matters ...
+    assert np.abs(merged - with_adapter).max() < 0.05 * np.abs(merged - plain).max()  # ... and the GGUF adapter applies it
+    assert int(merged.argmax()) == int(with_adapter.argmax())
+
+
+def test_gguf_metadata_holds_the_chat_template(tiny_export):
+    from kit.chat import GEMMA
+
+    _, merged_gguf, _ = tiny_export
+    assert export.gguf_metadata(merged_gguf)["tokenizer.chat_template"] == GEMMA.jinja_template()
+
+
+def test_adapter_with_dora_is_refused(tmp_path, tiny_export):
+    import json
+    import shutil
+
+    base_gguf, _, _ = tiny_export
+    src = base_gguf.parent.parent / "adapter"
+    shutil.copytree(src, tmp_path / "adapter")
+    cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    cfg["use_dora"] = True
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(export.ExportError, match="use_dora"):
+        export.lora_to_gguf(tmp_path / "adapter", base_gguf, tmp_path / "x.gguf")
