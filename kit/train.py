@@ -77,6 +77,20 @@ def resolved_quantization(quantization: str, device: str) -> str:
     return quantization
 
 
+def lora_targets(model, target_modules: str, explicit: bool = False):
+    """PEFT target modules: "all-linear" or a comma-separated list. PEFT accepts "all-linear" only without a layer
+    restriction, so with `lora_layers` it is spelled out as the model's linear module names (the output head excluded)."""
+    import torch
+
+    if target_modules != "all-linear":
+        return [t.strip() for t in target_modules.split(",") if t.strip()]
+    if not explicit:
+        return "all-linear"
+    names = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+             if isinstance(mod, torch.nn.Linear) and ".layers." in name}
+    return sorted(names)
+
+
 def build_dataset(rows: list[dict], task: Task, fmt, tokenizer, max_length: int):
     """Tokenized prompt/completion examples: `input_ids` and a `completion_mask` marking the answer tokens.
 
@@ -207,10 +221,9 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
 
     model = models.load_model(resolved, quantization=quant)
     model.train()
-    targets = cfg.target_modules if cfg.target_modules == "all-linear" else [
-        t.strip() for t in cfg.target_modules.split(",") if t.strip()]
     n_layers = model.config.get_text_config().num_hidden_layers
     layers = list(range(n_layers - cfg.lora_layers, n_layers)) if 0 < cfg.lora_layers < n_layers else None
+    targets = lora_targets(model, cfg.target_modules, explicit=layers is not None)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
     work_dir = run_dir / "train"

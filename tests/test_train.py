@@ -151,3 +151,15 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_run):
     assert res.log["steps"] == 30
     steps_logged = [h["step"] for h in res.log["history"] if "loss" in h]
     assert steps_logged and min(steps_logged) > done  # nothing before the checkpoint was trained again
+
+
+def test_lora_on_the_last_layers_only_leaves_lower_layers_untouched(tiny_run):
+    from safetensors import safe_open
+
+    run_dir, resolved = tiny_run
+    res = train.run(_cfg(run_dir, resolved.path, adapter_name="top1", lora_layers=1, max_steps=1))
+    with safe_open(f"{res.adapter_dir}/adapter_model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(".layers.1." in k for k in keys)  # the tiny model has layers 0 and 1
+    assert {k.split(".")[-3] for k in keys} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                "down_proj"}
