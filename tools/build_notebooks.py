@@ -311,7 +311,20 @@ result = train.run(cfg)
     code("""
 Image(str(Path(run_dir) / "train" / "loss.png"))
 """),
-    md("## Files written\n\nThe adapter and its metadata. Next: **04_evaluate** measures it on the holdout."),
+    md("""
+## Files written
+
+The adapter and its metadata (`kit_adapter.json`: base model and its sha256, chat format, labels, data sha256,
+parameters, final holdout loss). Next: **04_evaluate** measures it on the holdout.
+
+**One adapter per task or tenant.** Adapters are small (a few MB) and live side by side under `adapters/`; the base
+model is never changed. Train one per customer by giving each its own `adapter_name` (and its own data). When a
+customer asks for erasure, delete their adapter: nothing of their data remains in the base or in other adapters.
+A merged export (05) bakes one adapter into a model file, so erasure then means deleting that file too.
+
+**Longer runs.** `python -m kit train --run-dir <run> --set resume=true` continues a killed run from its last
+checkpoint; `accelerate launch -m kit train …` trains on several GPUs (see the README).
+"""),
     code("""
 assert (Path(result.adapter_dir) / "adapter_config.json").exists(), "the adapter was not saved"
 for p in sorted(Path(result.adapter_dir).iterdir()):
