@@ -163,3 +163,23 @@ def test_lora_on_the_last_layers_only_leaves_lower_layers_untouched(tiny_run):
     assert keys and all(".layers.1." in k for k in keys)  # the tiny model has layers 0 and 1
     assert {k.split(".")[-3] for k in keys} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                                 "down_proj"}
+
+
+def test_train_entry_point_runs_data_parallel_in_two_processes(tmp_path, tiny_run):
+    """The same entry point as `accelerate launch -m kit train`, here as two CPU processes (gloo) via torchrun."""
+    import shutil
+    import subprocess
+    import sys
+
+    run_dir, resolved = tiny_run
+    shutil.copytree(run_dir / "data", tmp_path / "data")
+    shutil.copy(run_dir / "license_note.json", tmp_path / "license_note.json")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "kit", "train",
+           "--run-dir", str(tmp_path), "--set", f"model={resolved.path}", "--set", "max_steps=2",
+           "--set", "batch_size=2", "--set", "holdout_loss_examples=2", "--set", "threads=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = json.loads((tmp_path / "train" / "log.json").read_text())
+    assert log["processes"] == 2 and log["steps"] == 2
+    assert (tmp_path / "adapters" / "default" / "kit_adapter.json").exists()
+    assert proc.stdout.count("adapter: ") == 1  # only the main process reports
