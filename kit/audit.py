@@ -45,6 +45,11 @@ _SECRET_PREFIX = re.compile(r"\b(?:AKIA[0-9A-Z]{12,}|sk_(?:live|test)_\w+|xox[ab
 _SECRET_CUE = re.compile(r"\b(?:password|passwd|pwd|passcode|api[ _-]?key|token|secret)\b\W{0,4}(?:is |was |to )?"
                          r"\W{0,2}(\S+)", re.IGNORECASE)
 _LONG_TOKEN = re.compile(r"\S{20,}")
+# Unambiguous street words in any case; words that are also common English ("way", "close", "court") only when
+# capitalised, as in "4 Kingfisher Close".
+_STREET_LINE = re.compile(r"\b\d{1,5},? (?:[^\W\d_]+ ){1,3}(?:(?i:road|street|avenue|lane|drive|boulevard|rd|ave|blvd)|"
+                          r"Close|Court|Way|Place|St|Dr)\b|\b\d{1,5},? (?i:rue|via|calle) \w+|"
+                          r"\b\d{1,5},? \w*(?i:strasse|straße|weg|gasse)\b")
 
 
 def _entropy(s: str) -> float:
@@ -81,6 +86,8 @@ def _pattern_checks(text: str) -> Iterable[str]:
         year = int(next(g for g in m.groups() if g))
         if 1900 <= year <= last_birth_year or _BIRTH_CUE.search(text[max(0, m.start() - 25):m.start()]):
             yield "date_of_birth"
+    if _STREET_LINE.search(text):
+        yield "street_address"
     if _SECRET_PREFIX.search(text):
         yield "secret"
     for m in _SECRET_CUE.finditer(text):
@@ -89,7 +96,8 @@ def _pattern_checks(text: str) -> Iterable[str]:
             yield "secret"
     for m in _LONG_TOKEN.finditer(text):
         tok = m.group().strip(".,;:!?()")
-        if len(tok) >= 20 and any(c.isdigit() for c in tok) and any(c.isalpha() for c in tok) \
+        # 4+ letters and 4+ digits: a random key has both, a timestamp ("2026-03-05T09:15:00Z") has 2 letters.
+        if len(tok) >= 20 and sum(c.isdigit() for c in tok) >= 4 and sum(c.isalpha() for c in tok) >= 4 \
                 and _entropy(tok) >= 3.5:
             yield "secret"
 
@@ -136,7 +144,7 @@ def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] 
         "known_values_checked": {k: len(v) for k, v in (known_values or {}).items()},
         "canaries_checked": sum(len(v) for v in (canary_values or {}).values()),
         "checks": ["card_number (Luhn)", "long_digit_run (9+ digits)", "email", "iban (checksum)", "us_ssn",
-                   "ip_address", "date_of_birth (cue or birth-plausible year)", "secret (provider prefixes, "
+                   "ip_address", "street_address", "date_of_birth (cue or birth-plausible year)", "secret (provider prefixes, "
                    "'password: …', random tokens)", "business_id:*", "known_value:*", "canary:*"],
         "ner_model": NER_NOTE,
     }

@@ -312,13 +312,16 @@ def run(cfg: PrepareConfig) -> PrepareResult:
             else:
                 usable.append(_Row(source, r.line, dict(r.fields)))
 
-    planted = plant_canaries(usable, cfg)
     for row in usable:
         row.out = _redacted_row(row, cfg, redactor)
-
     # Holdout-file rows go first, so a training row that repeats a golden holdout row is the one removed.
     usable.sort(key=lambda x: x.source != "holdout_file")
     kept, duplicates = dedupe(usable, cfg.near_duplicate_threshold)
+    # Canaries go into rows that survived dedupe (a planted sentence must not hide a duplicate), then those rows
+    # are redacted again from their raw text: the canary passes through redaction like any customer's value.
+    planted = plant_canaries(kept, cfg)
+    for _, row in planted:
+        row.out = _redacted_row(row, cfg, redactor)
     train, holdout = split(kept, cfg)
     if len(train) < len(cfg.labels) or not holdout:
         raise DataError(f"only {len(train)} training and {len(holdout)} holdout rows are usable; need at least "

@@ -61,8 +61,9 @@ ADULT_AGE_YEARS = 16
 # A house number, one to three words and a street-type word ("12 Harbour Road", "7 Rue des Lilas"), then the
 # rest of the address line (city, postcode) up to the end of the sentence.
 STREET_RE = re.compile(
-    r"\b\d{1,5},? (?:(?:[a-z]+ ){0,2}[a-z]+ ?"
+    r"\b\d{1,5},? (?:(?:[a-z]+ ){0,2}[a-z]+ "
     r"(?:avenue|ave|road|rd|street|st|lane|ln|drive|dr|close|court|way|strasse|straße|boulevard|blvd|place)"
+    r"|(?:[a-z]+ )?[a-z]+(?:strasse|straße|weg|gasse)"
     r"|(?:rue|via|calle) (?:[a-z]+ ){0,2}[a-z]+)\b(?:,[^.\n!?]{1,40})?", re.IGNORECASE)
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "AU", "IN")
 
@@ -85,14 +86,17 @@ DEFAULT_ID_PATTERNS = {
     "INVOICE_NUMBER": r"\bINV-?\d{5,12}\b",
 }
 
-# Person-name cues. A name is one to three capitalised words (hyphens and apostrophes allowed).
-_NAME = r"([A-Z][a-zA-Z'\-]+(?: [A-Z][a-zA-Z'\-]+){0,2})"
+# Person-name cues. A name is one to three capitalised words (any alphabet's letters, hyphens, apostrophes), with
+# lower-case particles allowed inside ("Aisha van der Berg").
+_WORD = r"[A-ZÀ-ÖØ-Þ][^\W\d_]*(?:['’\-][^\W\d_]+)*"
+_NAME = rf"({_WORD}(?: (?:(?:van|von|der|den|de|del|della|di|da|du|la|le|bin|al) )*{_WORD}){{0,2}})"
 NAME_CUE_RE = re.compile(
-    r"(?:\b(?:[Mm]y name is|[Nn]ame:|I am|I'm|[Tt]his is|[Oo]n behalf of(?: my \w+)?,?|[Aa]ccount holder is|"
-    r"[Pp]olicy ?holder is|[Ss]igned,?|[Dd]ear|[Hh]i|[Hh]ello|(?:Mr|Mrs|Ms|Miss|Mx|Dr)\.?)) " + _NAME)
-CLOSING_RE = re.compile(r"^(?:thanks|thank you|regards|kind regards|best regards|best|cheers|sincerely|thx|"
-                        r"many thanks|yours|warm regards)[,!.]?\s*$", re.IGNORECASE)
-SIGNATURE_RE = re.compile(r"^" + _NAME + r"\s*$")
+    r"(?:\b(?i:my name is|name:|i am|i'm|this is|on behalf of(?: my \w+)?,?|account holder is|policy ?holder is|"
+    r"signed,?|dear|hi|hello|(?:mr|mrs|ms|miss|mx|dr)\.?|(?:spoke|spoken|talked|talking|speak) (?:to|with)|"
+    r"(?:your|the|my) (?:adjuster|agent|colleague|manager|supervisor|advisor|broker|case handler),?)) " + _NAME)
+CLOSING_RE = re.compile(r"(?:^|\s)(?:thanks|thank you|regards|kind regards|best regards|best|cheers|sincerely|"
+                        r"thx|many thanks|yours|warm regards)[,!.]?\s*$", re.IGNORECASE)
+SIGNATURE_RE = re.compile(r"^" + _NAME + r"(?=\s|$)")
 # Capitalised words that follow a cue but are not names ("I'm Writing", "Dear Team", "This is Urgent").
 NOT_NAMES = frozenset("""
 a an the team sir madam all there customer support service services claims claim billing policy insurance manager
@@ -210,8 +214,12 @@ def shannon_entropy(s: str) -> float:
 def looks_random(token: str) -> bool:
     """A token that reads like a generated key: long, letters and digits mixed, high entropy."""
     token = token.strip(".,;:!?")
-    return (len(token) >= 20 and any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
-            and shannon_entropy(token) >= TOKEN_MIN_ENTROPY)
+    if len(token) < 20 or shannon_entropy(token) < TOKEN_MIN_ENTROPY:
+        return False
+    # 4+ of each: a random key has both, a timestamp ("2026-03-05T09:15:00Z") has only two letters.
+    digits_and_letters = sum(c.isdigit() for c in token) >= 4 and sum(c.isalpha() for c in token) >= 4
+    mixed_case = sum(c.isupper() for c in token) >= 3 and sum(c.islower() for c in token) >= 3
+    return digits_and_letters or (mixed_case and len(token) >= 24)
 
 
 def _secrets(text: str) -> Iterable[tuple[int, int]]:
@@ -233,15 +241,23 @@ def _random_tokens(text: str) -> Iterable[tuple[int, int]]:
         yield m.start(), m.end()
 
 
+def _leading_name_words(words: list[str]) -> list[str]:
+    """The leading words that are not common words ("Maria Okafor Writing" → "Maria Okafor"); a shouted word ends
+    the name, and trailing particles are dropped."""
+    kept = []
+    for w in words:
+        if w.lower() in NOT_NAMES or w.isupper() and len(w) > 1:
+            break
+        kept.append(w)
+    while kept and kept[-1].islower():
+        kept.pop()
+    return kept
+
+
 def _names(text: str) -> Iterable[tuple[int, int]]:
     for m in NAME_CUE_RE.finditer(text):
         words = m.group(1).split(" ")
-        # Keep the leading words that are not common words ("Maria Okafor Writing" → "Maria Okafor").
-        kept = []
-        for w in words:
-            if w.lower() in NOT_NAMES or w.isupper() and len(w) > 1:
-                break
-            kept.append(w)
+        kept = _leading_name_words(words)
         if kept:
             start = m.start(1)
             yield start, start + len(" ".join(kept))
@@ -249,11 +265,12 @@ def _names(text: str) -> Iterable[tuple[int, int]]:
     lines = text.split("\n")
     offset = 0
     for i, line in enumerate(lines):
-        if i > 0 and CLOSING_RE.match(lines[i - 1].strip()):
+        if i > 0 and CLOSING_RE.search(lines[i - 1].strip()):
             m = SIGNATURE_RE.match(line.strip())
-            if m and not any(w.lower() in NOT_NAMES for w in m.group(1).split()):
+            kept = _leading_name_words(m.group(1).split(" ")) if m else []
+            if kept:
                 start = offset + line.index(m.group(1))
-                yield start, start + len(m.group(1))
+                yield start, start + len(" ".join(kept))
         offset += len(line) + 1
 
 
