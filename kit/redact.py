@@ -60,11 +60,12 @@ DATE_RE = re.compile(rf"\b{DATE_PATTERN}(?!\d)", re.IGNORECASE)
 ADULT_AGE_YEARS = 16
 # A house number, one to three words and a street-type word ("12 Harbour Road", "7 Rue des Lilas"), then the
 # rest of the address line (city, postcode) up to the end of the sentence.
+# Street-type words that are also everyday English ("no way", "close", "court") count only capitalised.
 STREET_RE = re.compile(
-    r"\b\d{1,5},? (?:(?:[a-z]+ ){0,2}[a-z]+ "
-    r"(?:avenue|ave|road|rd|street|st|lane|ln|drive|dr|close|court|way|strasse|straße|boulevard|blvd|place)"
-    r"|(?:[a-z]+ )?[a-z]+(?:strasse|straße|weg|gasse)"
-    r"|(?:rue|via|calle) (?:[a-z]+ ){0,2}[a-z]+)\b(?:,[^.\n!?]{1,40})?", re.IGNORECASE)
+    r"\b\d{1,5},? (?:(?:[A-Za-z]+ ){0,2}[A-Za-z]+ "
+    r"(?:(?i:avenue|ave|road|rd|street|lane|ln|drive|strasse|straße|boulevard|blvd)|Close|Court|Way|Place|St|Dr)"
+    r"|(?:[A-Za-z]+ )?[A-Za-z]+(?i:strasse|straße|weg|gasse)"
+    r"|(?i:rue|via|calle) (?:[A-Za-z]+ ){0,2}[A-Za-z]+)\b(?:,[^.\n!?]{1,40})?")
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "AU", "IN")
 
 # Secrets typed in prose: "password: hunter2", "my PIN is 4821", "api key = abc…". The value is redacted.
