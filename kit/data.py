@@ -71,6 +71,8 @@ class PrepareConfig:
     id_patterns: dict = field(default_factory=dict)  # {ENTITY: regex}; {} = DEFAULT_ID_PATTERNS
     canaries_per_kind: int = 2  # planted fake card/policy/person values per kind; 0 = none
     near_duplicate_threshold: float = 0.85  # estimated Jaccard similarity above which two texts are one
+    reviewer: str = ""  # who spot-checks in the notebook panel; "" = no review (headless runs), recorded as such
+    review_fraction: float = 0.05  # share of prepared rows shown in the review panel
     seed: int = 0
 
     def __post_init__(self):
@@ -98,6 +100,8 @@ class PrepareConfig:
         if not 0.5 <= self.near_duplicate_threshold <= 1.0:
             raise DataError(f"near_duplicate_threshold={self.near_duplicate_threshold} is outside 0.5–1.0 "
                             "(1.0 keeps only exact duplicate removal).")
+        if not 0.0 < self.review_fraction <= 1.0:
+            raise DataError(f"review_fraction={self.review_fraction} is outside (0, 1].")
         if self.canaries_per_kind < 0:
             raise DataError("canaries_per_kind must be 0 or more.")
         for entity, pattern in self.id_patterns.items():
