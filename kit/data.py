@@ -23,7 +23,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -310,8 +310,10 @@ def run(cfg: PrepareConfig) -> PrepareResult:
         for r in raw:
             rejected = _reject(cfg, r)
             if rejected:
+                fields = r.fields or {}
                 quarantine.append({"source": source, "source_line": r.line,
-                                   "id": _str((r.fields or {}).get(cfg.id_column)) or None,
+                                   "id": _str(fields.get(cfg.id_column)) or None,
+                                   "tenant": _str(fields.get(cfg.tenant_column)) or None if cfg.tenant_column else None,
                                    "code": rejected[0], "reason": rejected[1]})
             else:
                 usable.append(_Row(source, r.line, dict(r.fields)))
@@ -545,7 +547,7 @@ def _provenance(cfg, raw_by_source, counts, train, holdout, quarantine) -> dict:
     kept_from = {*cfg.text_columns, cfg.label_column, cfg.id_column, *cfg.field_allowlist}
     stamps = sorted(_str(r.fields.get(cfg.timestamp_column)) for r in train + holdout
                     if cfg.timestamp_column and _str(r.fields.get(cfg.timestamp_column)))
-    no_consent = Counter(q["reason"].split("'")[1] for q in quarantine if q["code"] == "no_consent")
+    no_consent = Counter(q["tenant"] or "(no tenant)" for q in quarantine if q["code"] == "no_consent")
     today = datetime.now(timezone.utc)
     return {
         "purpose": cfg.purpose,
@@ -570,12 +572,20 @@ def _provenance(cfg, raw_by_source, counts, train, holdout, quarantine) -> dict:
 
 
 def audit_failure_message(audit: dict) -> str:
-    where = ", ".join(f"{h['file']} row {h['row']} id {h['id']} field '{h.get('field', 'text')}' ({h['check']})"
-                      for h in audit["findings"][:10])
+    findings = audit["findings"]
+    check = [h.get("check", h.get("entity", "?")) for h in findings]
+    where = ", ".join(f"{h['file']} row {h['row']} id {h.get('id')} field '{h.get('field', 'text')}' ({c})"
+                      for h, c in zip(findings[:10], check))
     more = f" and {audit['hits'] - 10} more" if audit["hits"] > 10 else ""
-    return (f"the privacy audit found {audit['hits']} unredacted item(s): {where}{more}. Add a redaction or id "
-            "pattern (id_patterns) or a known-value column for them, or drop the field from field_allowlist, and "
-            "re-run 02_prepare. data/audit.json lists the findings.")
+    hint = ""
+    if any(c.startswith("canary:") for c in check):
+        hint = (" A planted canary survived redaction: the redactor does not cover that format (a policy canary "
+                "needs a POLICY_NUMBER-like pattern in id_patterns).")
+    if any(c.startswith("holdout_leak") for c in check):
+        hint += " A holdout text is also in training: lower near_duplicate_threshold or fix holdout_path."
+    return (f"the privacy audit found {audit['hits']} unredacted item(s): {where}{more}.{hint} Add a redaction or "
+            "id pattern (id_patterns) or a known-value column for them, or drop the field from field_allowlist, "
+            "and re-run 02_prepare. data/audit.json lists the findings.")
 
 
 def check_audit(run_dir: str | Path) -> dict:

@@ -248,3 +248,10 @@ def test_committed_bad_jsonl_matches_the_generator(tmp_path):
     synth.write_bad_inputs(tmp_path / "b.csv")
     assert (tmp_path / "b.jsonl").read_bytes() == (SAMPLES / "bad_tickets.jsonl").read_bytes()
     assert (tmp_path / "b.csv").read_bytes() == (SAMPLES / "bad_tickets.csv").read_bytes()
+
+
+def test_a_canary_the_redactor_cannot_see_fails_prepare_with_a_hint(tmp_path):
+    # Without a policy-number pattern the planted POL-######## canaries pass the redactor; the audit catches them.
+    with pytest.raises(data.PrivacyAuditError, match=r"\(canary:policy\).*planted canary survived redaction"):
+        _prepare(tmp_path, SAMPLES / "tickets.csv", max_rows=80,
+                 id_patterns={"CLAIM_NUMBER": r"\bCLM-?\d{4}-?\d{4,8}\b"})
