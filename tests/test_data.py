@@ -250,8 +250,20 @@ def test_committed_bad_jsonl_matches_the_generator(tmp_path):
     assert (tmp_path / "b.csv").read_bytes() == (SAMPLES / "bad_tickets.csv").read_bytes()
 
 
-def test_a_canary_the_redactor_cannot_see_fails_prepare_with_a_hint(tmp_path):
-    # Without a policy-number pattern the planted POL-######## canaries pass the redactor; the audit catches them.
-    with pytest.raises(data.PrivacyAuditError, match=r"\(canary:policy\).*planted canary survived redaction"):
-        _prepare(tmp_path, SAMPLES / "tickets.csv", max_rows=80,
-                 id_patterns={"CLAIM_NUMBER": r"\bCLM-?\d{4}-?\d{4,8}\b"})
+def test_audit_failure_message_names_rows_fields_and_the_canary_cause_without_text():
+    finding = {"file": "train.jsonl", "row": 4, "id": "T9", "field": "text", "check": "canary:policy"}
+    msg = data.audit_failure_message({"hits": 1, "findings": [finding]})
+    assert "train.jsonl row 4 id T9 field 'text' (canary:policy)" in msg
+    assert "planted canary survived redaction" in msg and "id_patterns" in msg and "re-run 02_prepare" in msg
+
+
+def test_prepare_stops_when_the_redactor_lets_a_planted_canary_through(tmp_path, monkeypatch):
+    # Simulate a redactor bug that skips person names: the audit, a separate code path, must still stop the run.
+    from kit import redact
+
+    real_find = redact.Redactor.find
+    monkeypatch.setattr(redact.Redactor, "find",
+                        lambda self, text, known=None: [s for s in real_find(self, text, known) if s[2] != "PERSON"])
+    with pytest.raises(data.PrivacyAuditError, match=r"\(canary:person\)"):
+        _prepare(tmp_path, SAMPLES / "tickets.csv", max_rows=80)
+    assert json.loads((tmp_path / "data" / "audit.json").read_text())["passed"] is False
