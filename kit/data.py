@@ -589,7 +589,8 @@ def audit_failure_message(audit: dict) -> str:
 
 
 def check_audit(run_dir: str | Path) -> dict:
-    """Raise unless the privacy audit passed for the train and holdout files that are there now."""
+    """Raise unless the privacy audit passed for the train and holdout files that are there now, and the prepared
+    snapshot has not passed its retention date."""
     data_dir = Path(run_dir) / "data"
     audit_path = data_dir / "audit.json"
     if not audit_path.exists():
@@ -601,4 +602,11 @@ def check_audit(run_dir: str | Path) -> dict:
         raise PrivacyAuditError(f"{data_dir / 'train.jsonl'} changed after its privacy audit; re-run 02_prepare.")
     if "holdout_sha256" in audit and audit["holdout_sha256"] != sha256_file(data_dir / "holdout.jsonl"):
         raise PrivacyAuditError(f"{data_dir / 'holdout.jsonl'} changed after its privacy audit; re-run 02_prepare.")
+    provenance_path = data_dir / "provenance.json"
+    if provenance_path.exists():
+        expires = read_json(provenance_path).get("expires_on")
+        if expires and datetime.now(timezone.utc).date().isoformat() > expires:
+            raise PrivacyAuditError(f"the prepared data in {data_dir} expired on {expires} (retention_days); delete "
+                                    "it and re-run 02_prepare on a current export, or prepare with a longer "
+                                    "retention_days if the purpose allows.")
     return audit

@@ -238,6 +238,18 @@ def test_audit_gate_refuses_a_holdout_file_changed_after_the_audit(prepared, tmp
         data.check_audit(run_dir)
 
 
+def test_audit_gate_refuses_an_expired_snapshot(prepared, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(prepared[0], run_dir)
+    prov_path = run_dir / "data" / "provenance.json"
+    prov = json.loads(prov_path.read_text())
+    write_text_atomic(prov_path, json.dumps(prov | {"expires_on": "2020-01-01"}))
+    with pytest.raises(data.PrivacyAuditError, match="expired on 2020-01-01.*re-run 02_prepare"):
+        data.check_audit(run_dir)
+
+
 def test_missing_audit_says_which_notebook_to_run(tmp_path):
     with pytest.raises(data.PrivacyAuditError, match="run notebook 02_prepare"):
         data.check_audit(tmp_path)
