@@ -26,6 +26,7 @@ lab: $(STAMP)  ## open the course in JupyterLab
 
 bench: $(STAMP)  ## benchmarks (print measured ratios; never gate CI)
 	$(PY) bench/cpu_dtype.py
+	$(PY) bench/redaction.py
 
 notebooks: $(STAMP)  ## rewrite notebooks/*.ipynb from tools/build_notebooks.py
 	$(PY) tools/build_notebooks.py

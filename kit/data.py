@@ -1,30 +1,43 @@
-"""Prepare stage: raw tickets in, redacted train/holdout files out, with nothing lost.
+"""Prepare stage: raw tickets in, redacted train/holdout files out, with nothing lost and every decision recorded.
 
-In: a CSV, JSONL or Parquet file of tickets. Out, inside the run directory:
-`data/train.jsonl`, `data/holdout.jsonl`, `data/quarantine.jsonl` (every rejected row with its source line and a
-reason), `data/task.json` (labels and the instruction every later stage prompts with), `data/audit.json` (an
-independent re-scan of what was written) and `data/provenance.json` (purpose, source hashes, parameters).
+In: a CSV, JSONL or Parquet file of tickets (and optionally a golden holdout file), plus a column mapping. Out,
+inside the run directory's `data/`:
+
+- `train.jsonl`, `holdout.jsonl` — `id`, redacted `text`, `label`, the allowlisted fields, where the row came from;
+- `quarantine.jsonl` — every rejected row: source, line, id, a reason code and a reason (never the row's text);
+- `duplicates.jsonl` — every removed duplicate, exact or near, and the row it duplicates;
+- `canaries.json` — the canaries planted into the in-memory copy of the raw data, and the rows that carried them;
+- `task.json` — labels and the instruction every later stage prompts with;
+- `audit.json` — the independent privacy audit (`kit.audit`) of the written files, tied to their sha256;
+- `provenance.json` — purpose, sources and their sha256, versions, parameters, consent and retention (expiry date).
 
 Invariant, checked here and shown in the notebook: rows read = train + holdout + quarantined + duplicates removed.
+Rows of tenants without training consent are quarantined with the reason `no_consent`, so they are in that sum.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
+import random
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import datetime, timedelta, timezone
+from importlib import metadata
 from pathlib import Path
 
 from kit import KitError, __version__
+from kit import audit as privacy_audit
+from kit import canaries as canary_mod
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_jsonl
-from kit.redact import Redactor
+from kit.redact import DEFAULT_ID_PATTERNS, NER_NOTE, Redactor
 
 DEFAULT_LABELS = ["claim_status", "document_request", "billing_dispute", "agent_escalation"]
 DEFAULT_INSTRUCTION = ("Route this insurance support email to exactly one lane: {labels}. "
                        "Answer with the lane name only.")
+CONSENT_YES = {"yes", "y", "true", "1", "granted", "opt-in", "opt_in"}
+CONSENT_NO = {"no", "n", "false", "0", "denied", "opt-out", "opt_out", "withdrawn", ""}
 
 
 class DataError(KitError):
@@ -40,36 +53,72 @@ class PrepareConfig:
     run_dir: str
     input_path: str
     purpose: str  # why this data is used; recorded in provenance.json
-    text_columns: tuple[str, ...] = ("subject", "body")
+    text_columns: tuple[str, ...] = ("subject", "body")  # free-text columns, joined; the last is the main text
     label_column: str = "label"
     id_column: str = "ticket_id"
-    labels: tuple[str, ...] = tuple(DEFAULT_LABELS)
+    tenant_column: str = "tenant_id"  # "" if the file has no tenants
+    consent_column: str = "training_consent"  # yes/no per row; "" treats every row as consented
+    timestamp_column: str = "received_at"  # ISO 8601; "" to skip the check
     known_value_columns: dict = field(default_factory=lambda: {
         "customer_name": "PERSON", "customer_email": "EMAIL", "policy_number": "POLICY_NUMBER"})
+    field_allowlist: tuple[str, ...] = ()  # extra columns to keep (redacted); every other column is dropped
+    labels: tuple[str, ...] = tuple(DEFAULT_LABELS)
+    holdout_path: str = ""  # a golden holdout file with the same columns; "" = split holdout_fraction off the input
     holdout_fraction: float = 0.2
     max_rows: int = 0  # 0 = all rows
     max_chars: int = 4000
     retention_days: int = 90
+    id_patterns: dict = field(default_factory=dict)  # {ENTITY: regex}; {} = DEFAULT_ID_PATTERNS
+    canaries_per_kind: int = 2  # planted fake card/policy/person values per kind; 0 = none
+    near_duplicate_threshold: float = 0.85  # estimated Jaccard similarity above which two texts are one
+    reviewer: str = ""  # who spot-checks in the notebook panel; "" = no review (headless runs), recorded as such
+    review_fraction: float = 0.05  # share of prepared rows shown in the review panel
     seed: int = 0
 
     def __post_init__(self):
-        if not Path(self.input_path).exists():
-            raise DataError(f"input_path '{self.input_path}' does not exist; point it at a CSV, JSONL or Parquet file.")
-        if Path(self.input_path).suffix.lower() not in (".csv", ".jsonl", ".json", ".parquet"):
-            raise DataError(f"input_path '{self.input_path}' has an unsupported extension; use .csv, .jsonl or .parquet.")
+        for name in ("text_columns", "labels", "field_allowlist"):  # papermill and YAML hand over lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("input_path", "holdout_path"):
+            value = getattr(self, name)
+            if name == "holdout_path" and not value:
+                continue
+            if not Path(value).exists():
+                raise DataError(f"{name} '{value}' does not exist; point it at a CSV, JSONL or Parquet file.")
+            if Path(value).suffix.lower() not in (".csv", ".jsonl", ".json", ".parquet"):
+                raise DataError(f"{name} '{value}' has an unsupported extension; use .csv, .jsonl or .parquet.")
         if not 0.05 <= self.holdout_fraction <= 0.5:
             raise DataError(f"holdout_fraction={self.holdout_fraction} is outside 0.05–0.5.")
         if len(set(self.labels)) < 2:
             raise DataError("labels must name at least two distinct lanes.")
+        if not self.text_columns:
+            raise DataError("text_columns is empty; name the column(s) holding the ticket text, e.g. ['body'].")
         if not self.purpose.strip():
             raise DataError("purpose is empty; state why this data is used (it is recorded with the data).")
+        if self.retention_days < 1:
+            raise DataError(f"retention_days={self.retention_days}; the prepared snapshot must expire 1 or more days "
+                            "from now (it is recorded in provenance.json).")
+        if not 0.5 <= self.near_duplicate_threshold <= 1.0:
+            raise DataError(f"near_duplicate_threshold={self.near_duplicate_threshold} is outside 0.5–1.0 "
+                            "(1.0 keeps only exact duplicate removal).")
+        if not 0.0 < self.review_fraction <= 1.0:
+            raise DataError(f"review_fraction={self.review_fraction} is outside (0, 1].")
+        if self.canaries_per_kind < 0:
+            raise DataError("canaries_per_kind must be 0 or more.")
+        for entity, pattern in self.id_patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise DataError(f"id_patterns['{entity}'] is not a valid regular expression ({e}).") from None
+            if not re.fullmatch(r"[A-Z][A-Z_]*", entity):
+                raise DataError(f"id_patterns key '{entity}' must be UPPER_CASE (it names the placeholder).")
 
 
 @dataclass
 class RawRow:
-    line: int  # 1-based line in the source file where the record starts
+    line: int  # 1-based line in the source file where the record starts (record number for Parquet)
     fields: dict | None
     problem: str | None = None
+    code: str | None = None
 
 
 def read_raw(path: str | Path) -> list[RawRow]:
@@ -79,24 +128,35 @@ def read_raw(path: str | Path) -> list[RawRow]:
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return [RawRow(i + 2, r) for i, r in enumerate(pq.read_table(path).to_pylist())]
+        try:
+            table = pq.read_table(path)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise DataError(f"'{path}' is not a readable Parquet file ({type(e).__name__}); re-export it.") from None
+        return [RawRow(i + 1, r) for i, r in enumerate(table.to_pylist())]
     text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     if suffix in (".jsonl", ".json"):
-        rows = []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            if _has_bad_bytes(line):
-                rows.append(RawRow(i, None, "bytes that are not valid UTF-8"))
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                rows.append(RawRow(i, None, f"invalid JSON ({e.msg} at column {e.colno})"))
-                continue
-            rows.append(RawRow(i, obj) if isinstance(obj, dict) else RawRow(i, None, "JSON line is not an object"))
-        return rows
+        return _read_jsonl(text)
     return _read_csv(text)
+
+
+def _read_jsonl(text: str) -> list[RawRow]:
+    import json
+
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if _has_bad_bytes(line):
+            rows.append(RawRow(i, None, "bytes that are not valid UTF-8", "bad_bytes"))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            rows.append(RawRow(i, None, f"invalid JSON ({e.msg} at column {e.colno})", "bad_json"))
+            continue
+        rows.append(RawRow(i, obj) if isinstance(obj, dict) else RawRow(i, None, "JSON line is not an object",
+                                                                          "not_an_object"))
+    return rows
 
 
 def _has_bad_bytes(s: str) -> bool:
@@ -121,15 +181,16 @@ def _read_csv(text: str) -> list[RawRow]:
                 if not rec:
                     continue
                 if len(rec) != len(header):
-                    rows.append(RawRow(line_no, None, f"expected {len(header)} fields, found {len(rec)}"))
+                    rows.append(RawRow(line_no, None, f"expected {len(header)} fields, found {len(rec)}",
+                                       "field_count"))
                 elif any(_has_bad_bytes(v) for v in rec):
-                    rows.append(RawRow(line_no, None, "bytes that are not valid UTF-8"))
+                    rows.append(RawRow(line_no, None, "bytes that are not valid UTF-8", "bad_bytes"))
                 else:
                     rows.append(RawRow(line_no, dict(zip(header, rec))))
             break
         except csv.Error as e:
             bad = start + max(reader.line_num, consumed + 1)
-            rows.append(RawRow(start + consumed + 1, None, f"broken CSV quoting ({e})"))
+            rows.append(RawRow(start + consumed + 1, None, f"broken CSV quoting ({e})", "bad_quoting"))
             start = bad
     return rows
 
@@ -142,10 +203,64 @@ def normalize(text: str) -> str:
 def task_text(fields: dict, text_columns: tuple[str, ...]) -> str:
     parts = []
     for col in text_columns:
-        value = (fields.get(col) or "").strip()
+        value = _str(fields.get(col)).strip()
         if value:
             parts.append(f"{col.capitalize()}: {value}" if col != text_columns[-1] else value)
     return "\n\n".join(parts)
+
+
+def _str(value) -> str:
+    return "" if value is None else str(value)
+
+
+def check_columns(cfg: PrepareConfig, raw: list[RawRow], path: str) -> None:
+    """Fail early, naming the setting to change, when the column mapping does not fit the file."""
+    first = next((r.fields for r in raw if r.fields is not None), None)
+    if first is None:
+        return
+    found = list(first)
+    settings = {"text_columns": list(cfg.text_columns), "label_column": [cfg.label_column],
+                "id_column": [cfg.id_column], "tenant_column": [cfg.tenant_column] if cfg.tenant_column else [],
+                "consent_column": [cfg.consent_column] if cfg.consent_column else [],
+                "timestamp_column": [cfg.timestamp_column] if cfg.timestamp_column else [],
+                "known_value_columns": list(cfg.known_value_columns), "field_allowlist": list(cfg.field_allowlist)}
+    for setting, cols in settings.items():
+        missing = [c for c in cols if c not in first]
+        if missing:
+            hint = {"consent_column": " (or set consent_column='' if every row may be trained on)",
+                    "tenant_column": " (or set tenant_column='')",
+                    "timestamp_column": " (or set timestamp_column='')"}.get(setting, "")
+            raise DataError(f"'{path}' has no column(s) {missing}; found {found}. Set {setting} to the names your "
+                            f"file uses{hint}. (Set text_columns / label_column / id_column the same way.)")
+
+
+def _reject(cfg: PrepareConfig, r: RawRow) -> tuple[str, str] | None:
+    """(code, reason) if the row cannot be used, else None. Reasons name fields, never their content."""
+    if r.problem:
+        return r.code or "unreadable", r.problem
+    f = r.fields
+    missing = [c for c in (*cfg.text_columns, cfg.label_column) if c not in f]
+    if missing:
+        return "missing_field", f"missing field(s) {missing}"
+    if not _str(f.get(cfg.text_columns[-1])).strip():
+        return "empty_text", f"empty text in '{cfg.text_columns[-1]}'"
+    if _str(f.get(cfg.label_column)).strip() not in cfg.labels:
+        return "unknown_label", "unknown label (not one of `labels`)"
+    if len(task_text(f, cfg.text_columns)) > cfg.max_chars:
+        return "too_long", f"text longer than max_chars={cfg.max_chars}"
+    if cfg.timestamp_column and _str(f.get(cfg.timestamp_column)).strip():
+        try:
+            datetime.fromisoformat(_str(f[cfg.timestamp_column]).strip().replace("Z", "+00:00"))
+        except ValueError:
+            return "bad_timestamp", f"'{cfg.timestamp_column}' is not an ISO 8601 timestamp"
+    if cfg.consent_column:
+        value = _str(f.get(cfg.consent_column)).strip().lower()
+        if value not in CONSENT_YES | CONSENT_NO:
+            return "bad_consent_value", f"'{cfg.consent_column}' is neither yes nor no"
+        if value in CONSENT_NO:
+            tenant = _str(f.get(cfg.tenant_column)) if cfg.tenant_column else "?"
+            return "no_consent", f"no training consent (tenant '{tenant}')"
+    return None
 
 
 @dataclass
@@ -154,118 +269,344 @@ class PrepareResult:
     quarantine_reasons: dict
     audit: dict
     paths: dict
+    canaries: list = field(default_factory=list)
+    redactions: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     def invariant_holds(self) -> bool:
         c = self.counts
         return c["read"] == c["train"] + c["holdout"] + c["quarantined"] + c["duplicates"]
 
+    def accounting_table(self) -> list[dict]:
+        """Rows read and where each went, per source, for the notebook."""
+        return self.counts["by_source"]
+
+
+@dataclass
+class _Row:  # a usable row on its way through redaction, dedupe and split
+    source: str
+    line: int
+    fields: dict
+    out: dict | None = None
+    canary: canary_mod.Canary | None = None
+
 
 def run(cfg: PrepareConfig) -> PrepareResult:
-    from sklearn.model_selection import train_test_split
+    data_dir = Path(cfg.run_dir) / "data"
+    redactor = Redactor.default(cfg.id_patterns or None)
+    sources = {"input": cfg.input_path}
+    if cfg.holdout_path:
+        sources["holdout_file"] = cfg.holdout_path
+    raw_by_source: dict[str, list[RawRow]] = {}
+    for source, path in sources.items():
+        raw = read_raw(path)
+        if cfg.max_rows and source == "input":
+            raw = raw[: cfg.max_rows]
+        check_columns(cfg, raw, path)
+        raw_by_source[source] = raw
 
-    run_dir = Path(cfg.run_dir)
-    data_dir = run_dir / "data"
-    redactor = Redactor.default()
-    raw = read_raw(cfg.input_path)
-    if cfg.max_rows:
-        raw = raw[: cfg.max_rows]
-    if raw and raw[0].fields is not None:
-        missing = [c for c in (*cfg.text_columns, cfg.label_column, cfg.id_column) if c not in raw[0].fields]
-        if missing:
-            raise DataError(f"input_path '{cfg.input_path}' has no column(s) {missing}; found {list(raw[0].fields)}. "
-                            "Set text_columns / label_column / id_column to the names your file uses.")
+    quarantine, usable = [], []
+    for source, raw in raw_by_source.items():
+        for r in raw:
+            rejected = _reject(cfg, r)
+            if rejected:
+                fields = r.fields or {}
+                quarantine.append({"source": source, "source_line": r.line,
+                                   "id": _str(fields.get(cfg.id_column)) or None,
+                                   "tenant": _str(fields.get(cfg.tenant_column)) or None if cfg.tenant_column else None,
+                                   "code": rejected[0], "reason": rejected[1]})
+            else:
+                usable.append(_Row(source, r.line, dict(r.fields)))
 
-    good, quarantine, seen, duplicates = [], [], {}, 0
-    for r in raw:
-        reason = r.problem
-        if reason is None:
-            label = str(r.fields.get(cfg.label_column) or "").strip()
-            text = task_text(r.fields, cfg.text_columns)
-            body = str(r.fields.get(cfg.text_columns[-1]) or "").strip()
-            if not body:
-                reason = f"empty text in '{cfg.text_columns[-1]}'"
-            elif label not in cfg.labels:
-                reason = "unknown label (not one of `labels`)"
-            elif len(text) > cfg.max_chars:
-                reason = f"text longer than max_chars={cfg.max_chars}"
-        if reason:
-            quarantine.append({"source_line": r.line, "id": (r.fields or {}).get(cfg.id_column), "reason": reason})
-            continue
-        known = {}
-        for col, entity in cfg.known_value_columns.items():
-            if r.fields.get(col):
-                known.setdefault(entity, []).append(str(r.fields[col]))
-        red = redactor.redact(text, known)
-        key = normalize(red.text)
-        if key in seen:
-            duplicates += 1
-            continue
-        seen[key] = r.line
-        good.append({"id": str(r.fields.get(cfg.id_column) or f"line{r.line}"), "text": red.text, "label": label,
-                     "source_line": r.line, "redactions": red.counts()})
+    for row in usable:
+        row.out = _redacted_row(row, cfg, redactor)
+    # Holdout-file rows go first, so a training row that repeats a golden holdout row is the one removed.
+    usable.sort(key=lambda x: x.source != "holdout_file")
+    kept, duplicates = dedupe(usable, cfg.near_duplicate_threshold)
+    # Canaries go into rows that survived dedupe (a planted sentence must not hide a duplicate), then those rows
+    # are redacted again from their raw text: the canary passes through redaction like any customer's value.
+    planted = plant_canaries(kept, cfg)
+    for _, row in planted:
+        row.out = _redacted_row(row, cfg, redactor)
+    train, holdout = split(kept, cfg)
+    if len(train) < len(cfg.labels) or not holdout:
+        raise DataError(f"only {len(train)} training and {len(holdout)} holdout rows are usable; need at least "
+                        f"{len(cfg.labels)} and 1. See data/quarantine.jsonl for why rows were rejected.")
 
-    if len(good) < 2 * len(cfg.labels):
-        raise DataError(f"only {len(good)} usable rows in '{cfg.input_path}' after quarantine; need at least "
-                        f"{2 * len(cfg.labels)}. See data/quarantine.jsonl for why rows were rejected.")
-    labels_of = [g["label"] for g in good]
-    stratify = labels_of if min(labels_of.count(lab) for lab in set(labels_of)) >= 2 else None
-    train, holdout = train_test_split(good, test_size=cfg.holdout_fraction, random_state=cfg.seed, stratify=stratify)
-
-    train_path = write_jsonl(data_dir / "train.jsonl", train)
-    holdout_path = write_jsonl(data_dir / "holdout.jsonl", holdout)
+    train_path = write_jsonl(data_dir / "train.jsonl", [r.out for r in train])
+    holdout_path = write_jsonl(data_dir / "holdout.jsonl", [r.out for r in holdout])
     write_jsonl(data_dir / "quarantine.jsonl", quarantine)
+    write_jsonl(data_dir / "duplicates.jsonl", duplicates)
     instruction = DEFAULT_INSTRUCTION.format(labels=", ".join(cfg.labels))
     write_json(data_dir / "task.json", {"labels": list(cfg.labels), "system": instruction})
-    audit = audit_files([train_path, holdout_path], redactor)
-    audit["data_sha256"] = sha256_file(train_path)
-    write_json(data_dir / "audit.json", audit)
+    where = {id(r): "train" for r in train} | {id(r): "holdout" for r in holdout}
+    canary_records = [{**c.to_dict(), "row_id": row.out["id"], "source_line": row.line,
+                       "file": where.get(id(row), "removed as duplicate")} for c, row in planted]
+    write_json(data_dir / "canaries.json", {
+        "seed": cfg.seed, "per_kind": cfg.canaries_per_kind, "canaries": canary_records,
+        "note": "Planted into an in-memory copy of the raw rows before redaction; the audit proves none reached "
+                "train/holdout. Stage 04 probes the tuned model with each canary's prefix (exposure)."})
 
-    counts = {"read": len(raw), "train": len(train), "holdout": len(holdout), "quarantined": len(quarantine),
-              "duplicates": duplicates}
-    reasons: dict[str, int] = {}
-    for q in quarantine:
-        key = q["reason"].split(" (")[0]
-        reasons[key] = reasons.get(key, 0) + 1
-    write_json(data_dir / "provenance.json", {
-        "purpose": cfg.purpose, "source": str(cfg.input_path), "source_sha256": sha256_file(cfg.input_path),
-        "kit_version": __version__, "parameters": asdict(cfg), "counts": counts,
-        "fields_kept": ["id", "text", "label"], "expires_on": str(date.today() + timedelta(days=cfg.retention_days)),
-    })
-    result = PrepareResult(counts, reasons, audit, {"train": str(train_path), "holdout": str(holdout_path),
-                                                     "quarantine": str(data_dir / "quarantine.jsonl")})
+    counts = _counts(raw_by_source, train, holdout, quarantine, duplicates)
+    audit = run_audit(cfg, raw_by_source, train_path, holdout_path, planted)
+    write_json(data_dir / "audit.json", audit)
+    redactions = dict(sum((Counter(r.out["redactions"]) for r in kept), Counter()))
+    provenance = _provenance(cfg, raw_by_source, counts, train, holdout, quarantine)
+    write_json(data_dir / "provenance.json", provenance)
+
+    result = PrepareResult(counts, dict(Counter(q["code"] for q in quarantine)), audit,
+                           {"train": str(train_path), "holdout": str(holdout_path),
+                            "quarantine": str(data_dir / "quarantine.jsonl"),
+                            "duplicates": str(data_dir / "duplicates.jsonl"),
+                            "canaries": str(data_dir / "canaries.json"), "audit": str(data_dir / "audit.json"),
+                            "provenance": str(data_dir / "provenance.json")},
+                           canary_records, redactions, provenance)
     if not result.invariant_holds():
         raise DataError(f"row accounting does not add up: {counts}. This is a bug in kit; please report it.")
+    if not audit["passed"]:
+        raise PrivacyAuditError(audit_failure_message(audit))
     return result
 
 
-def audit_files(paths: list[Path], redactor: Redactor) -> dict:
-    """An independent second pass: scan written files for anything the detectors still find.
+def plant_canaries(rows: list[_Row], cfg: PrepareConfig) -> list[tuple[canary_mod.Canary, _Row]]:
+    """Append each canary's sentence to the main text of a distinct, seeded-random input row (in memory only)."""
+    if not cfg.canaries_per_kind:
+        return []
+    planted_values = canary_mod.make(cfg.seed, cfg.canaries_per_kind)
+    candidates = [r for r in rows if r.source == "input"]
+    if len(candidates) < len(planted_values):
+        return []
+    chosen = random.Random(f"plant-{cfg.seed}").sample(candidates, len(planted_values))
+    main = cfg.text_columns[-1]
+    for c, row in zip(planted_values, chosen):
+        row.fields[main] = _str(row.fields.get(main)).rstrip() + " " + c.sentence
+        row.canary = c
+    return list(zip(planted_values, chosen))
 
-    Returns counts per entity type and the (file, row, entity) of each hit; never the text itself.
+
+def _redacted_row(row: _Row, cfg: PrepareConfig, redactor: Redactor) -> dict:
+    f = row.fields
+    known: dict[str, list[str]] = {}
+    for col, entity in cfg.known_value_columns.items():
+        if _str(f.get(col)).strip():
+            known.setdefault(entity, []).append(_str(f[col]))
+    red = redactor.redact(task_text(f, cfg.text_columns), known)
+    counts = Counter(red.counts())
+    out = {"id": _str(f.get(cfg.id_column)) or f"{row.source}:line{row.line}", "text": red.text,
+           "label": _str(f.get(cfg.label_column)).strip()}
+    for col in cfg.field_allowlist:  # minimization: only allowlisted columns travel, and they are redacted too
+        value = redactor.redact(_str(f.get(col)), known)
+        out[col] = value.text
+        counts.update(value.counts())
+    out.update({"source": row.source, "source_line": row.line, "redactions": dict(counts)})
+    return out
+
+
+def _shingles(text: str, k: int = 5) -> set[bytes]:
+    t = normalize(text)
+    return {t[i:i + k].encode() for i in range(max(1, len(t) - k + 1))}
+
+
+def minhash(text: str):
+    from datasketch import MinHash
+
+    m = MinHash(num_perm=64, seed=1)
+    m.update_batch(list(_shingles(text)))
+    return m
+
+
+def dedupe(rows: list[_Row], threshold: float) -> tuple[list[_Row], list[dict]]:
+    """Drop exact (normalized) duplicates and near-duplicates (MinHash LSH over character 5-grams); keep the first.
+
+    datasketch does the hashing and the candidate search; the candidate's estimated Jaccard similarity is checked
+    against `threshold` before a row is dropped. Returns the kept rows and one record per removed row.
     """
-    hits = []
-    for path in paths:
-        for i, row in enumerate(read_jsonl(path)):
-            for s, e, entity in redactor.find(re.sub(r"<[A-Z_]+_\d+>", " ", row["text"])):
-                hits.append({"file": Path(path).name, "row": i + 1, "id": row["id"], "entity": entity})
-    by_entity: dict[str, int] = {}
-    for h in hits:
-        by_entity[h["entity"]] = by_entity.get(h["entity"], 0) + 1
-    return {"passed": not hits, "hits": len(hits), "by_entity": by_entity, "findings": hits[:50],
-            "ner_model": "none installed: person names are found only as known values from structured columns"}
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=min(threshold, 0.99), num_perm=64) if threshold < 1.0 else None
+    seen: dict[str, _Row] = {}
+    hashes: dict[str, object] = {}
+    kept, removed = [], []
+    for i, row in enumerate(rows):
+        key = normalize(row.out["text"])
+        dup_of, kind, sim = seen.get(key), "exact", 1.0
+        mh = None
+        if dup_of is None and lsh is not None:
+            mh = minhash(row.out["text"])
+            best = max(((hashes[c].jaccard(mh), c) for c in lsh.query(mh)), default=(0.0, None))
+            if best[1] is not None and best[0] >= threshold:
+                dup_of, kind, sim = kept[int(best[1])], "near", round(best[0], 3)
+        if dup_of is not None:
+            removed.append({"source": row.source, "source_line": row.line, "id": row.out["id"], "kind": kind,
+                            "similarity": sim, "duplicate_of": dup_of.out["id"],
+                            "duplicate_of_source": dup_of.source,
+                            "reason": f"{kind} duplicate of {dup_of.source} row {dup_of.out['id']}"})
+            continue
+        seen[key] = row
+        if lsh is not None:
+            hashes[str(len(kept))] = mh
+            lsh.insert(str(len(kept)), mh)
+        kept.append(row)
+    return kept, removed
+
+
+def split(rows: list[_Row], cfg: PrepareConfig) -> tuple[list[_Row], list[_Row]]:
+    """The user's golden holdout when given, else a seeded split stratified by label."""
+    if cfg.holdout_path:
+        return [r for r in rows if r.source == "input"], [r for r in rows if r.source == "holdout_file"]
+    from sklearn.model_selection import train_test_split
+
+    if len(rows) < 2 * len(cfg.labels):
+        raise DataError(f"only {len(rows)} usable rows after quarantine and dedupe; need at least "
+                        f"{2 * len(cfg.labels)}. See data/quarantine.jsonl for why rows were rejected.")
+    labels = [r.out["label"] for r in rows]
+    stratify = labels if min(Counter(labels).values()) >= 2 else None
+    train, holdout = train_test_split(rows, test_size=cfg.holdout_fraction, random_state=cfg.seed, stratify=stratify)
+    return list(train), list(holdout)
+
+
+def cross_split_overlap(train_rows: list[dict], holdout_rows: list[dict], threshold: float) -> list[dict]:
+    """Holdout rows whose text repeats (exactly or nearly) a training row: a fresh check after the split."""
+    from datasketch import MinHashLSH
+
+    exact = {normalize(r["text"]): r["id"] for r in train_rows}
+    lsh = MinHashLSH(threshold=min(threshold, 0.99), num_perm=64)
+    hashes = {}
+    for i, r in enumerate(train_rows):
+        hashes[str(i)] = minhash(r["text"])
+        lsh.insert(str(i), hashes[str(i)])
+    out = []
+    for j, r in enumerate(holdout_rows, start=1):
+        if normalize(r["text"]) in exact:
+            out.append({"file": "holdout.jsonl", "row": j, "id": r["id"], "check": "holdout_leak:exact"})
+            continue
+        mh = minhash(r["text"])
+        if any(hashes[c].jaccard(mh) >= threshold for c in lsh.query(mh)):
+            out.append({"file": "holdout.jsonl", "row": j, "id": r["id"], "check": "holdout_leak:near"})
+    return out
+
+
+def run_audit(cfg: PrepareConfig, raw_by_source: dict, train_path: Path, holdout_path: Path,
+              planted: list) -> dict:
+    """The independent audit of what was written, plus the split-leak check; tied to both files' sha256."""
+    known: dict[str, set[str]] = {}
+    for raw in raw_by_source.values():
+        for r in raw:
+            for col, entity in cfg.known_value_columns.items():
+                if r.fields and _str(r.fields.get(col)).strip():
+                    known.setdefault(entity, set()).add(_str(r.fields[col]).strip())
+    canary_values: dict[str, list[str]] = {}
+    for c, _ in planted:
+        canary_values.setdefault(c.kind, []).append(c.value)
+    train_rows, holdout_rows = read_jsonl(train_path), read_jsonl(holdout_path)
+    report = privacy_audit.audit_rows(
+        {"train.jsonl": train_rows, "holdout.jsonl": holdout_rows},
+        known_values={k: sorted(v) for k, v in known.items()}, canary_values=canary_values,
+        id_patterns=cfg.id_patterns or DEFAULT_ID_PATTERNS)
+    leaks = cross_split_overlap(train_rows, holdout_rows, cfg.near_duplicate_threshold)
+    report["findings"] = (report["findings"] + leaks)[:100]
+    report["hits"] += len(leaks)
+    if leaks:
+        report["by_check"].update(Counter(x["check"] for x in leaks))
+    report["passed"] = report["hits"] == 0
+    report["holdout_leaks"] = len(leaks)
+    report["canaries_found"] = sum(v for k, v in report["by_check"].items() if k.startswith("canary:"))
+    report["redactor_ner"] = NER_NOTE
+    report["data_sha256"] = sha256_file(train_path)
+    report["holdout_sha256"] = sha256_file(holdout_path)
+    report["audited_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return report
+
+
+def _counts(raw_by_source, train, holdout, quarantine, duplicates) -> dict:
+    by_source = []
+    for source, raw in raw_by_source.items():
+        by_source.append({
+            "source": source, "read": len(raw), "train": sum(r.source == source for r in train),
+            "holdout": sum(r.source == source for r in holdout),
+            "quarantined": sum(q["source"] == source for q in quarantine),
+            "duplicates": sum(d["source"] == source for d in duplicates)})
+    return {"read": sum(len(r) for r in raw_by_source.values()), "train": len(train), "holdout": len(holdout),
+            "quarantined": len(quarantine), "duplicates": len(duplicates),
+            "no_consent": sum(q["code"] == "no_consent" for q in quarantine),
+            "near_duplicates": sum(d["kind"] == "near" for d in duplicates), "by_source": by_source}
+
+
+def _versions() -> dict:
+    out = {"kit": __version__}
+    for name in ("phonenumbers", "python-stdnum", "detect-secrets", "datasketch", "scikit-learn", "pyarrow"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _provenance(cfg, raw_by_source, counts, train, holdout, quarantine) -> dict:
+    all_columns = sorted({k for raw in raw_by_source.values() for r in raw if r.fields for k in r.fields})
+    kept_from = {*cfg.text_columns, cfg.label_column, cfg.id_column, *cfg.field_allowlist}
+    stamps = sorted(_str(r.fields.get(cfg.timestamp_column)) for r in train + holdout
+                    if cfg.timestamp_column and _str(r.fields.get(cfg.timestamp_column)))
+    no_consent = Counter(q["tenant"] or "(no tenant)" for q in quarantine if q["code"] == "no_consent")
+    today = datetime.now(timezone.utc)
+    return {
+        "purpose": cfg.purpose,
+        "prepared_at": today.isoformat(timespec="seconds"),
+        "retention_days": cfg.retention_days,
+        "expires_on": str(today.date() + timedelta(days=cfg.retention_days)),
+        "sources": [{"role": s, "path": str(p), "sha256": sha256_file(p), "rows_read": len(raw_by_source[s])}
+                    for s, p in ({"input": cfg.input_path} | ({"holdout_file": cfg.holdout_path}
+                                                              if cfg.holdout_path else {})).items()],
+        "versions": _versions(),
+        "parameters": asdict(cfg),
+        "counts": counts,
+        "fields_written": ["id", "text", "label", *cfg.field_allowlist, "source", "source_line", "redactions"],
+        "fields_dropped": [c for c in all_columns if c not in kept_from],
+        "text_built_from": list(cfg.text_columns),
+        "consent": {"column": cfg.consent_column or None, "rows_excluded": counts["no_consent"],
+                    "rows_excluded_by_tenant": dict(no_consent)},
+        "timestamps": {"column": cfg.timestamp_column or None, "first": stamps[0] if stamps else None,
+                       "last": stamps[-1] if stamps else None},
+        "redaction_ner": NER_NOTE,
+    }
+
+
+def audit_failure_message(audit: dict) -> str:
+    findings = audit["findings"]
+    check = [h.get("check", h.get("entity", "?")) for h in findings]
+    where = ", ".join(f"{h['file']} row {h['row']} id {h.get('id')} field '{h.get('field', 'text')}' ({c})"
+                      for h, c in zip(findings[:10], check))
+    more = f" and {audit['hits'] - 10} more" if audit["hits"] > 10 else ""
+    hint = ""
+    if any(c.startswith("canary:") for c in check):
+        hint = (" A planted canary survived redaction: the redactor does not cover that format (a policy canary "
+                "needs a POLICY_NUMBER-like pattern in id_patterns).")
+    if any(c.startswith("holdout_leak") for c in check):
+        hint += " A holdout text is also in training: lower near_duplicate_threshold or fix holdout_path."
+    return (f"the privacy audit found {audit['hits']} unredacted item(s): {where}{more}.{hint} Add a redaction or "
+            "id pattern (id_patterns) or a known-value column for them, or drop the field from field_allowlist, "
+            "and re-run 02_prepare. data/audit.json lists the findings.")
 
 
 def check_audit(run_dir: str | Path) -> dict:
-    """Raise unless the privacy audit passed for the train file that is there now."""
+    """Raise unless the privacy audit passed for the train and holdout files that are there now, and the prepared
+    snapshot has not passed its retention date."""
     data_dir = Path(run_dir) / "data"
     audit_path = data_dir / "audit.json"
     if not audit_path.exists():
         raise PrivacyAuditError(f"no privacy audit at {audit_path}; run notebook 02_prepare for this run first.")
     audit = read_json(audit_path)
     if not audit["passed"]:
-        rows = ", ".join(f"{h['file']} row {h['row']} ({h['entity']})" for h in audit["findings"][:10])
-        raise PrivacyAuditError(f"the privacy audit found {audit['hits']} unredacted item(s): {rows}. Add a "
-                                "redaction pattern or known-value column for them and re-run 02_prepare.")
+        raise PrivacyAuditError(audit_failure_message(audit))
     if audit["data_sha256"] != sha256_file(data_dir / "train.jsonl"):
         raise PrivacyAuditError(f"{data_dir / 'train.jsonl'} changed after its privacy audit; re-run 02_prepare.")
+    if "holdout_sha256" in audit and audit["holdout_sha256"] != sha256_file(data_dir / "holdout.jsonl"):
+        raise PrivacyAuditError(f"{data_dir / 'holdout.jsonl'} changed after its privacy audit; re-run 02_prepare.")
+    provenance_path = data_dir / "provenance.json"
+    if provenance_path.exists():
+        expires = read_json(provenance_path).get("expires_on")
+        if expires and datetime.now(timezone.utc).date().isoformat() > expires:
+            raise PrivacyAuditError(f"the prepared data in {data_dir} expired on {expires} (retention_days); delete "
+                                    "it and re-run 02_prepare on a current export, or prepare with a longer "
+                                    "retention_days if the purpose allows.")
     return audit

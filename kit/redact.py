@@ -1,34 +1,83 @@
-"""Redaction: replace personal data and business identifiers in free text with typed, consistent placeholders.
+"""Redaction: replace personal data, secrets and business identifiers in free text with typed, consistent placeholders.
 
 In: a text (and optionally the values known to belong to this customer, from structured columns). Out: the text
-with `<EMAIL_1>`, `<PERSON_1>` … placeholders — the same value gets the same placeholder throughout one text — and
-the spans found, as `(start, end, entity_type)` in the original text. Findings never carry the matched text.
+with `<EMAIL_1>`, `<PERSON_1>` … placeholders — the same value gets the same placeholder throughout one text, and a
+person's first name alone gets the placeholder of their full name — and the spans found, as
+`(start, end, entity_type)` in the original text. Findings never carry the matched text.
 
-Detectors are small and independent (a registry, as in Presidio): each has a name, an entity type and a finder.
-Libraries do the hard parts: `phonenumbers` finds international phone numbers, `python-stdnum` checks Luhn.
-The regexes kept by hand are for formats no installed library covers (business identifiers, street lines).
+    from kit.redact import Redactor
+    res = Redactor.default().redact("mail me at a@example.com")
+    res.text   # 'mail me at <EMAIL_1>'
+    res.spans  # [(11, 24, 'EMAIL')]
+
+Detectors are small and independent (a registry, as in Presidio): each has a name, an entity type and a finder, and
+each is tested alone. Libraries do the hard parts: `phonenumbers` finds international phone numbers,
+`python-stdnum` checks Luhn and IBAN checksums, `detect-secrets` supplies the provider key formats (AWS, Slack,
+Stripe, JWT, private keys …), `ipaddress` validates IPs. The regexes kept by hand cover what no installed library
+does: business identifiers, street lines, dates of birth (a date is only personal next to "born"/"DOB"), secrets
+typed as "password: …", and names next to a cue ("my name is …", a sign-off line).
+
+No name/place NER model is installed (spaCy's English models are not published on PyPI and model hubs are out of
+reach), so person names are found only (1) as known values from structured columns and (2) by the cue heuristic
+above. A name mentioned with no cue ("I spoke to Hannah yesterday") is not found. `NER_NOTE` says so for reports.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Iterable
 
 import phonenumbers
-from stdnum import luhn
+from stdnum import iban, luhn
 
 Span = tuple[int, int, str]
 
+NER_NOTE = ("no NER model installed: person names are found only as known values from structured columns and by a "
+            "cue heuristic (\"my name is …\", titles, greetings, sign-off lines); names mentioned without a cue are "
+            "not detected")
+
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 CARD_RE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", re.IGNORECASE)
+# US SSN as people write it (123-45-6789, 123 45 6789), or nine bare digits right after "SSN"/"social security".
+SSN_RE = re.compile(r"\b(\d{3})([- ])(\d{2})\2(\d{4})\b")
+SSN_CONTEXT_RE = re.compile(r"(?:ssn|social security(?: number| no\.?)?)\W{0,4}(?:is\W{0,2})?(\d{9})\b", re.IGNORECASE)
+IPV4_RE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
+IPV6_RE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+DATE_PATTERN = (r"(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"
+                rf"|\d{{1,2}}(?:st|nd|rd|th)? {_MONTHS},? \d{{4}}|{_MONTHS} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}})")
+# A date is a date of birth next to a cue ("born on …", "DOB: …"), or when its year is one a customer could have been
+# born in (1900 to 16 years ago): "charged on 2026-03-01" stays, a typo'd cue before "12/03/1984" does not save it.
+DOB_RE = re.compile(rf"(?:born(?: on)?|date of birth|d\.?o\.?b\.?|birthday)\W{{0,3}}(?:is\W{{0,2}})?({DATE_PATTERN})",
+                    re.IGNORECASE)
+DATE_RE = re.compile(rf"\b{DATE_PATTERN}(?!\d)", re.IGNORECASE)
+ADULT_AGE_YEARS = 16
 # A house number, one to three words and a street-type word ("12 Harbour Road", "7 Rue des Lilas"), then the
 # rest of the address line (city, postcode) up to the end of the sentence.
+# Street-type words that are also everyday English ("no way", "close", "court") count only capitalised.
 STREET_RE = re.compile(
-    r"\b\d{1,5},? (?:(?:[a-z]+ ){0,2}[a-z]+ ?"
-    r"(?:avenue|ave|road|rd|street|st|lane|ln|drive|dr|close|court|way|strasse|straße|boulevard|blvd|place)"
-    r"|(?:rue|via|calle) (?:[a-z]+ ){0,2}[a-z]+)\b(?:,[^.\n!?]{1,40})?", re.IGNORECASE)
+    r"\b\d{1,5},? (?:(?:[A-Za-z]+ ){0,2}[A-Za-z]+ "
+    r"(?:(?i:avenue|ave|road|rd|street|lane|ln|drive|strasse|straße|boulevard|blvd)|Close|Court|Way|Place|St|Dr)"
+    r"|(?:[A-Za-z]+ )?[A-Za-z]+(?i:strasse|straße|weg|gasse)"
+    r"|(?i:rue|via|calle) (?:[A-Za-z]+ ){0,2}[A-Za-z]+)\b(?:,[^.\n!?]{1,40})?")
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "AU", "IN")
+
+# Secrets typed in prose: "password: hunter2", "my PIN is 4821", "api key = abc…". The value is redacted.
+SECRET_KEYWORD_RE = re.compile(
+    r"\b(?:password|passwd|pwd|passcode|pin|api[ _-]?key|access[ _-]?key|secret(?:[ _-]?key)?|token|"
+    r"private[ _-]?key)\b(?: (?:is|was))?\s*[:=]?\s*[\"']?([^\s\"'<>]{4,})", re.IGNORECASE)
+# Random-looking tokens (unknown providers' keys): long, letters and digits mixed, high Shannon entropy.
+TOKEN_RE = re.compile(r"[A-Za-z0-9_\-+/=.]{20,}")
+TOKEN_MIN_ENTROPY = 3.5  # bits per character; English words and ids score lower, random keys over 4
+# A password-shaped word: letters, then a symbol and digits ("Sunflower#2291"), even when the cue word before it is
+# misspelt. Emails, ids and amounts match their own, earlier detectors first.
+PASSWORD_SHAPED_RE = re.compile(r"(?<![\w@#!$%&*])[A-Za-z]{3,}[#!$%&*@][A-Za-z]*\d{2,}(?![\w@.])")
 
 # Business identifiers: sensible defaults for the course's insurance data; users pass their own patterns.
 DEFAULT_ID_PATTERNS = {
@@ -38,6 +87,25 @@ DEFAULT_ID_PATTERNS = {
     "INVOICE_NUMBER": r"\bINV-?\d{5,12}\b",
 }
 
+# Person-name cues. A name is one to three capitalised words (any alphabet's letters, hyphens, apostrophes), with
+# lower-case particles allowed inside ("Aisha van der Berg").
+_WORD = r"[A-ZÀ-ÖØ-Þ][^\W\d_]*(?:['’\-][^\W\d_]+)*"
+_NAME = rf"({_WORD}(?: (?:(?:van|von|der|den|de|del|della|di|da|du|la|le|bin|al) )*{_WORD}){{0,2}})"
+NAME_CUE_RE = re.compile(
+    r"(?:\b(?i:my name is|name:|i am|i'm|this is|on behalf of(?: my \w+)?,?|account holder is|policy ?holder is|"
+    r"signed,?|dear|hi|hello|(?:mr|mrs|ms|miss|mx|dr)\.?|(?:spoke|spoken|talked|talking|speak) (?:to|with)|"
+    r"(?:your|the|my) (?:adjuster|agent|colleague|manager|supervisor|advisor|broker|case handler),?)) " + _NAME)
+CLOSING_RE = re.compile(r"(?:^|\s)(?:thanks|thank you|regards|kind regards|best regards|best|cheers|sincerely|"
+                        r"thx|many thanks|yours|warm regards)[,!.]?\s*$", re.IGNORECASE)
+SIGNATURE_RE = re.compile(r"^" + _NAME + r"(?=\s|$)")
+# Capitalised words that follow a cue but are not names ("I'm Writing", "Dear Team", "This is Urgent").
+NOT_NAMES = frozenset("""
+a an the team sir madam all there customer support service services claims claim billing policy insurance manager
+supervisor writing not very so still really just here sorry happy glad afraid going trying also again please thanks
+urgent regarding about your you we i it this that my our no yes ok okay good morning afternoon evening re fwd
+complaint complaints department agent adjuster home car monday tuesday wednesday thursday friday saturday sunday
+""".split())
+
 
 @dataclass(frozen=True)
 class Detector:
@@ -46,8 +114,8 @@ class Detector:
     find: Callable[[str], Iterable[tuple[int, int]]]
 
 
-def _regex(pattern: re.Pattern) -> Callable[[str], Iterable[tuple[int, int]]]:
-    return lambda text: ((m.start(), m.end()) for m in pattern.finditer(text))
+def _regex(pattern: re.Pattern, group: int = 0) -> Callable[[str], Iterable[tuple[int, int]]]:
+    return lambda text: ((m.start(group), m.end(group)) for m in pattern.finditer(text))
 
 
 def _cards(text: str) -> Iterable[tuple[int, int]]:
@@ -57,7 +125,54 @@ def _cards(text: str) -> Iterable[tuple[int, int]]:
             yield m.start(), m.end()
 
 
+def _ibans(text: str) -> Iterable[tuple[int, int]]:
+    for m in IBAN_RE.finditer(text):
+        # The regex may swallow a following word ("DE89 3704 … 3000 THANKS"); shrink to the longest valid prefix.
+        value = m.group()
+        while value:
+            if iban.is_valid(value.upper()):
+                yield m.start(), m.start() + len(value)
+                break
+            value = value[:value.rfind(" ")] if " " in value else ""
+
+
+def _ssns(text: str) -> Iterable[tuple[int, int]]:
+    for m in SSN_RE.finditer(text):
+        area, group, serial = m.group(1), m.group(3), m.group(4)
+        # Numbers the SSA never issues: area 000, 666 or 9xx, group 00, serial 0000.
+        if area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000":
+            yield m.start(), m.end()
+    for m in SSN_CONTEXT_RE.finditer(text):
+        yield m.start(1), m.end(1)
+
+
+def _ips(text: str) -> Iterable[tuple[int, int]]:
+    for pattern in (IPV4_RE, IPV6_RE):
+        for m in pattern.finditer(text):
+            if m.group().count(":") == 2 and "::" not in m.group():
+                continue  # "10:30:45" is a time, not an IPv6 address
+            try:
+                ipaddress.ip_address(m.group())
+            except ValueError:
+                continue
+            yield m.start(), m.end()
+
+
+def _dates_of_birth(text: str) -> Iterable[tuple[int, int]]:
+    from datetime import date
+
+    for m in DOB_RE.finditer(text):
+        yield m.start(1), m.end(1)
+    last_birth_year = date.today().year - ADULT_AGE_YEARS
+    for m in DATE_RE.finditer(text):
+        year = re.search(r"(\d{4})|(\d{2})$", m.group())
+        y = int(year.group(1)) if year.group(1) else None
+        if y is not None and 1900 <= y <= last_birth_year:
+            yield m.start(), m.end()
+
+
 _PIECE_BEFORE = re.compile(r"\d[ -]?$")
+_LOOKS_LIKE_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
 _PIECE_AFTER = re.compile(r"[ -]?\d")
 
 
@@ -68,9 +183,96 @@ def _phones(text: str) -> Iterable[tuple[int, int]]:
             # POSSIBLE also accepts short digit runs ("10 days"); a phone number has at least 7 digits.
             # A match glued to more digits ("4111 | 1111 1111 1112") is a piece of a longer number, such as a card.
             if (m.start, m.end) not in seen and sum(ch.isdigit() for ch in m.raw_string) >= 7 \
-                    and not _PIECE_BEFORE.search(text[:m.start]) and not _PIECE_AFTER.match(text[m.end:]):
+                    and not _PIECE_BEFORE.search(text[:m.start]) and not _PIECE_AFTER.match(text[m.end:]) \
+                    and not _LOOKS_LIKE_DATE.fullmatch(m.raw_string):
                 seen.add((m.start, m.end))
                 yield m.start, m.end
+
+
+@lru_cache(maxsize=1)
+def _provider_key_patterns() -> tuple[re.Pattern, ...]:
+    """The key formats of detect-secrets' provider plugins (AWS, Slack, Stripe, GitHub, JWT, private keys …).
+
+    Only the plugins' regexes are used: the plugins' own `analyze_line` can call the provider to verify a key, and
+    preparation must make no network call. Entropy plugins need quoted strings (source code), so kit has its own
+    token rule for prose, and IP addresses have their own detector.
+    """
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+    skip = {"Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetector", "KeywordDetector"}
+    patterns = []
+    for cls in get_mapping_from_secret_type_to_class().values():
+        if cls.__name__ not in skip:
+            patterns.extend(getattr(cls(), "denylist", ()))
+    return tuple(patterns)
+
+
+def shannon_entropy(s: str) -> float:
+    counts = Counter(s)
+    return -sum(c / len(s) * math.log2(c / len(s)) for c in counts.values())
+
+
+def looks_random(token: str) -> bool:
+    """A token that reads like a generated key: long, letters and digits mixed, high entropy."""
+    token = token.strip(".,;:!?")
+    if len(token) < 20 or shannon_entropy(token) < TOKEN_MIN_ENTROPY:
+        return False
+    # 4+ of each: a random key has both, a timestamp ("2026-03-05T09:15:00Z") has only two letters.
+    digits_and_letters = sum(c.isdigit() for c in token) >= 4 and sum(c.isalpha() for c in token) >= 4
+    mixed_case = sum(c.isupper() for c in token) >= 3 and sum(c.islower() for c in token) >= 3
+    return digits_and_letters or (mixed_case and len(token) >= 24)
+
+
+def _secrets(text: str) -> Iterable[tuple[int, int]]:
+    for pattern in _provider_key_patterns():
+        for m in pattern.finditer(text):
+            yield m.start(), m.end()
+    for m in SECRET_KEYWORD_RE.finditer(text):
+        value = m.group(1).rstrip(".,;:!?)")
+        if not re.fullmatch(r"<[A-Z_]+_\d+>", value) and value.lower() not in ("reset", "expired", "changed"):
+            yield m.start(1), m.start(1) + len(value)
+
+
+def _random_tokens(text: str) -> Iterable[tuple[int, int]]:
+    for m in TOKEN_RE.finditer(text):
+        if looks_random(m.group()):
+            value = m.group().rstrip(".,;:!?")
+            yield m.start(), m.start() + len(value)
+    for m in PASSWORD_SHAPED_RE.finditer(text):
+        yield m.start(), m.end()
+
+
+def _leading_name_words(words: list[str]) -> list[str]:
+    """The leading words that are not common words ("Maria Okafor Writing" → "Maria Okafor"); a shouted word ends
+    the name, and trailing particles are dropped."""
+    kept = []
+    for w in words:
+        if w.lower() in NOT_NAMES or w.isupper() and len(w) > 1:
+            break
+        kept.append(w)
+    while kept and kept[-1].islower():
+        kept.pop()
+    return kept
+
+
+def _names(text: str) -> Iterable[tuple[int, int]]:
+    for m in NAME_CUE_RE.finditer(text):
+        words = m.group(1).split(" ")
+        kept = _leading_name_words(words)
+        if kept:
+            start = m.start(1)
+            yield start, start + len(" ".join(kept))
+    # A sign-off: a line holding only a name, right after a closing line ("Thanks,\nMaria Okafor").
+    lines = text.split("\n")
+    offset = 0
+    for i, line in enumerate(lines):
+        if i > 0 and CLOSING_RE.search(lines[i - 1].strip()):
+            m = SIGNATURE_RE.match(line.strip())
+            kept = _leading_name_words(m.group(1).split(" ")) if m else []
+            if kept:
+                start = offset + line.index(m.group(1))
+                yield start, start + len(" ".join(kept))
+        offset += len(line) + 1
 
 
 @dataclass(frozen=True)
@@ -85,64 +287,106 @@ class RedactionResult:
         return out
 
 
+PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+
+
 class Redactor:
+    """Runs detectors in order; where spans overlap the longest wins, ties to the earlier detector."""
+
     def __init__(self, detectors: list[Detector]):
         self.detectors = detectors
 
+    @property
+    def entities(self) -> list[str]:
+        return sorted({d.entity for d in self.detectors} | {"PERSON"})
+
     @classmethod
     def default(cls, id_patterns: dict[str, str] | None = None) -> "Redactor":
-        patterns = DEFAULT_ID_PATTERNS if id_patterns is None else id_patterns
+        """All built-in detectors; `id_patterns` ({ENTITY: regex}) replaces the default business identifiers."""
+        patterns = DEFAULT_ID_PATTERNS if not id_patterns else id_patterns
+        id_detectors = []
+        for entity, pattern in patterns.items():
+            if not re.fullmatch(r"[A-Z][A-Z_]*", entity):
+                raise ValueError(f"id pattern name {entity!r} must be UPPER_CASE letters and underscores "
+                                 "(it becomes the placeholder, e.g. <INVOICE_NUMBER_1>).")
+            id_detectors.append(Detector(f"id_{entity.lower()}", entity, _regex(re.compile(pattern, re.IGNORECASE))))
         detectors = [
+            Detector("secret", "SECRET", _secrets),  # provider key formats and "password: …"
             Detector("email", "EMAIL", _regex(EMAIL_RE)),
+            Detector("iban", "IBAN", _ibans),
             Detector("card_luhn", "CARD_NUMBER", _cards),
-            *[Detector(f"id_{k.lower()}", k, _regex(re.compile(p, re.IGNORECASE))) for k, p in patterns.items()],
+            *id_detectors,
+            Detector("us_ssn", "US_SSN", _ssns),
+            Detector("ip_address", "IP_ADDRESS", _ips),
+            Detector("date_of_birth", "DATE_OF_BIRTH", _dates_of_birth),
             Detector("phone", "PHONE", _phones),
             Detector("street_address", "ADDRESS", _regex(STREET_RE)),
+            Detector("person_cue", "PERSON", _names),
+            # Last, so that a long IBAN or card number keeps its own type when both match the same characters.
+            Detector("random_token", "SECRET", _random_tokens),
         ]
         return cls(detectors)
 
     def find(self, text: str, known: dict[str, list[str]] | None = None) -> list[Span]:
-        """Spans to redact, earlier detectors winning overlaps (so a card number is not also a phone number)."""
-        spans: list[Span] = []
+        """Spans to redact: known values first, then each detector; overlaps resolved to the longest span."""
+        spans: list[tuple[int, int, str, int]] = []
         for entity, values in (known or {}).items():
             for value in _known_variants(entity, values):
                 for m in re.finditer(r"(?<!\w)" + re.escape(value) + r"(?!\w)", text, re.IGNORECASE):
-                    spans.append((m.start(), m.end(), entity))
-        for det in self.detectors:
-            spans.extend((s, e, det.entity) for s, e in det.find(text))
+                    spans.append((m.start(), m.end(), entity, -1))
+        for rank, det in enumerate(self.detectors):
+            spans.extend((s, e, det.entity, rank) for s, e in det.find(text) if e > s)
         kept: list[Span] = []
-        for s, e, ent in sorted(spans, key=lambda x: (x[0], -(x[1] - x[0]))):
-            if kept and s < kept[-1][1]:
-                continue
-            kept.append((s, e, ent))
-        return kept
+        # Longest first, then known values and earlier detectors: a card number is not also a phone number.
+        for s, e, ent, _ in sorted(spans, key=lambda x: (-(x[1] - x[0]), x[3], x[0])):
+            if all(e <= ks or s >= ke for ks, ke, _ in kept):
+                kept.append((s, e, ent))
+        return sorted(kept)
 
     def redact(self, text: str, known: dict[str, list[str]] | None = None) -> RedactionResult:
         spans = self.find(text, known)
-        ids: dict[tuple[str, str], int] = {}
-        per_type: dict[str, int] = {}
+        ids = _placeholder_ids(text, spans)
         out, pos = [], 0
         for s, e, ent in spans:
-            key = (ent, _norm(text[s:e]))
-            if key not in ids:
-                per_type[ent] = per_type.get(ent, 0) + 1
-                ids[key] = per_type[ent]
             out.append(text[pos:s])
-            out.append(f"<{ent}_{ids[key]}>")
+            out.append(f"<{ent}_{ids[(ent, _norm(text[s:e], ent))]}>")
             pos = e
         out.append(text[pos:])
         return RedactionResult("".join(out), spans)
 
 
-def _norm(value: str) -> str:
-    return re.sub(r"[\s\-().]", "", value).lower()
+def _placeholder_ids(text: str, spans: list[Span]) -> dict[tuple[str, str], int]:
+    """Number each distinct value per type in order of appearance; a lone first or last name of a person whose full
+    name occurs in the same text gets the full name's number."""
+    ids: dict[tuple[str, str], int] = {}
+    per_type: dict[str, int] = {}
+    full = [_norm(text[s:e], ent) for s, e, ent in spans if ent == "PERSON" and " " in text[s:e].strip()]
+    part_of: dict[str, str] = {}
+    for name in full:
+        for part in name.split():
+            part_of.setdefault(part, name)
+    for s, e, ent in spans:
+        value = key_value = _norm(text[s:e], ent)
+        if ent == "PERSON" and key_value in part_of:
+            key_value = part_of[key_value]
+        if (ent, key_value) not in ids:
+            per_type[ent] = per_type.get(ent, 0) + 1
+            ids[(ent, key_value)] = per_type[ent]
+        ids[(ent, value)] = ids[(ent, key_value)]
+    return ids
+
+
+def _norm(value: str, entity: str) -> str:
+    """Key for "same value": case, punctuation and spacing ignored, but a person's name keeps its word breaks."""
+    value = re.sub(r"[\-().]", "", value.lower())
+    return " ".join(value.split()) if entity == "PERSON" else "".join(value.split())
 
 
 def _known_variants(entity: str, values: list[str]) -> list[str]:
     """Known values to scrub; for a person also each name part ("Maria Okafor" → "Maria", "Okafor")."""
     out = []
     for v in values:
-        v = (v or "").strip()
+        v = str(v or "").strip()
         if len(v) < 2:
             continue
         out.append(v)

@@ -33,10 +33,12 @@ CITIES = ["Springfield, IL 62704", "Leeds LS6 2AB", "Berlin 10115", "Lyon 69003"
           "Dublin D08 XY12", "Toronto, ON M5V 2T6", "Manchester M1 4BT", "Portland, OR 97205"]
 MAIL_DOMAINS = ["example.com", "mailbox.test", "inbox.example.org", "post.example.net"]
 TENANTS = ["acme-insure", "northwind-mutual", "harbor-life"]
+# A tenant whose contract does not allow training on its tickets: its rows carry training_consent=no.
+NO_CONSENT_TENANT = "bluefin-assurance"
 
 # Phone numbers in several national formats (fictional ranges where they exist, e.g. US 555-01xx, UK 07700 900xxx).
 PHONE_FORMATS = ["(555) 01{a}-{b}", "+1 555 01{a} {b}", "555.01{a}.{b}", "+44 7700 900{c}", "07700 900{c}",
-                 "+49 30 {d}", "+33 1 23 45 {e}", "+61 491 570 {c}"]
+                 "+49 30 {d}", "+33 1 23 45 67 {e}", "+61 491 570 {c}"]
 
 # Sentences that carry the label. Slots: {claim} {policy} {days} {amount} {card4} {doc}.
 INTENTS = {
@@ -143,6 +145,13 @@ DETAILS = [
     "I already tried the online portal.",
     "I live at {address}.",
     "The claim number is {claim}, in case you need it.",
+    "For the refund my IBAN is {iban}.",
+    "My date of birth is {dob} if you need to verify me.",
+    "I was born on {dob}, the portal asked for it.",
+    "My SSN is {ssn}, your colleague asked for it.",
+    "The portal blocked my login from {ip}.",
+    "Our broker integration uses the API key {api_key}, maybe that helps.",
+    "I reset my password to {password} but it still fails.",
     "",
 ]
 # Mentions of another lane's vocabulary that do not change this email's lane.
@@ -208,6 +217,55 @@ def _person(rng: random.Random) -> Person:
     return Person(f"{first} {last}", email, phone, address)
 
 
+def _iban(rng: random.Random) -> str:
+    """A checksum-valid IBAN (German, British or Dutch layout), grouped in fours as people type them."""
+    from stdnum import iban
+
+    country, bban = rng.choice([
+        ("DE", "".join(str(rng.randint(0, 9)) for _ in range(18))),
+        ("GB", "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4))
+         + "".join(str(rng.randint(0, 9)) for _ in range(14))),
+        ("NL", "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4))
+         + "".join(str(rng.randint(0, 9)) for _ in range(10))),
+    ])
+    number = country + iban.calc_check_digits(country + "00" + bban) + bban
+    return " ".join(number[i:i + 4] for i in range(0, len(number), 4)) if rng.random() < 0.6 else number
+
+
+def _ssn(rng: random.Random) -> str:
+    area = rng.choice([a for a in range(1, 900) if a != 666])
+    sep = rng.choice(["-", "-", " "])
+    return f"{area:03d}{sep}{rng.randint(1, 99):02d}{sep}{rng.randint(1, 9999):04d}"
+
+
+def _ip(rng: random.Random) -> str:
+    # Documentation ranges (RFC 5737 / RFC 3849): never a real host.
+    if rng.random() < 0.8:
+        return f"{rng.choice(['192.0.2', '198.51.100', '203.0.113'])}.{rng.randint(1, 254)}"
+    return f"2001:db8:{rng.randint(0, 0xffff):x}::{rng.randint(1, 0xffff):x}"
+
+
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+
+
+def _dob(rng: random.Random) -> str:
+    y, m, d = rng.randint(1940, 2004), rng.randint(1, 12), rng.randint(1, 28)
+    return rng.choice([f"{y}-{m:02d}-{d:02d}", f"{d:02d}/{m:02d}/{y}", f"{d}.{m}.{y}", f"{MONTHS[m - 1]} {d}, {y}",
+                       f"{d} {MONTHS[m - 1]} {y}"])
+
+
+def _api_key(rng: random.Random) -> str:
+    # A made-up provider prefix: real formats (AWS, Stripe …) would trip secret scanners on the committed samples.
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return rng.choice(["kit_live_", "brk_", "key-"]) + "".join(rng.choice(alphabet) for _ in range(28))
+
+
+def _password(rng: random.Random) -> str:
+    return rng.choice(["Sunflower", "Harbour", "Winter", "Bluebird", "Marmalade"]) + rng.choice("#!$@") + \
+        str(rng.randint(100, 9999))
+
+
 def _typo(word: str, rng: random.Random) -> str:
     if len(word) < 4 or not word.isalpha():
         return word
@@ -241,7 +299,8 @@ def make_ticket(rng: random.Random, label: str, index: int) -> tuple[dict, str]:
     slots = dict(name=person.name, email=person.email, phone=person.phone, address=person.address, policy=policy,
                  claim=claim, card=card, card4=card.replace(" ", "")[-4:], days=rng.choice([3, 5, 10, 14, 21, 30]),
                  amount=f"${rng.randint(20, 900)}.{rng.randint(0, 99):02d}", doc=rng.choice(DOCS),
-                 years=rng.randint(1, 15))
+                 years=rng.randint(1, 15), iban=_iban(rng), dob=_dob(rng), ssn=_ssn(rng), ip=_ip(rng),
+                 api_key=_api_key(rng), password=_password(rng))
 
     intent_i = rng.randrange(len(INTENTS[label]))
     intent = INTENTS[label][intent_i].format(**slots)
@@ -278,7 +337,7 @@ def make_ticket(rng: random.Random, label: str, index: int) -> tuple[dict, str]:
     subject = rng.choice(pool).format(**slots) if roll < 0.85 else ""
     row = {
         "ticket_id": f"T{index:05d}",
-        "tenant_id": rng.choice(TENANTS),
+        "tenant_id": NO_CONSENT_TENANT if rng.random() < 0.04 else rng.choice(TENANTS),
         "received_at": f"2026-{rng.randint(1, 10):02d}-{rng.randint(1, 28):02d}T{rng.randint(7, 20):02d}:{rng.randint(0, 59):02d}:00Z",
         "customer_name": person.name,
         "customer_email": person.email,
@@ -287,6 +346,7 @@ def make_ticket(rng: random.Random, label: str, index: int) -> tuple[dict, str]:
         "body": body,
         "label": label,
     }
+    row["training_consent"] = "no" if row["tenant_id"] == NO_CONSENT_TENANT else "yes"
     # The skeleton: which parts are present and in which order, ignoring the words themselves.
     skeleton = "|".join(order) + f"/{'g' if greeting else ''}{'c' if closing else ''}{'s' if sign else ''}"
     return row, skeleton
@@ -343,14 +403,40 @@ def write_samples(out_dir: Path, n_rows: int = 600, seed: int = 7) -> dict:
 
 
 def write_bad_inputs(path: Path) -> None:
-    """A small CSV of broken rows for tests: bad quoting, empty text, unknown label, bytes that are not UTF-8."""
-    header = b"ticket_id,tenant_id,received_at,customer_name,customer_email,policy_number,subject,body,label\n"
+    """A small CSV of broken rows for tests: bad quoting, empty text, unknown label, bytes that are not UTF-8,
+    over-long text, a tenant without training consent, a consent value nobody can read. Two rows are good."""
+    header = (b"ticket_id,tenant_id,received_at,customer_name,customer_email,policy_number,subject,body,label,"
+              b"training_consent\n")
+    long_body = b"My roof leaked again. " * 250  # 5,500 characters: over the default max_chars of 4,000
     lines = [
-        b'B001,acme-insure,2026-03-01T10:00:00Z,Ann Lee,ann@example.com,POL-111111,status?,"Any update on claim CLM-2025-000001?",claim_status\n',
-        b'B002,acme-insure,2026-03-01T10:05:00Z,Bo Chen,bo@example.com,POL-222222,hello,"",document_request\n',
-        b'B003,acme-insure,2026-03-01T10:10:00Z,Cy Diaz,cy@example.com,POL-333333,refund,"I was charged twice",refund_request\n',
-        b'B004,acme-insure,2026-03-01T10:15:00Z,Di Evans,di@example.com,POL-444444,caf\xe9,"Caf\xe9 bill \xff\xfe wrong",billing_dispute\n',
-        b'B005,acme-insure,2026-03-01T10:20:00Z,Ed Fox,ed@example.com,POL-555555,help,"I want a manager "now" please,agent_escalation\n',
-        b'B006,acme-insure,2026-03-01T10:25:00Z,Flo Gray,flo@example.com,POL-666666,docs,"Please send the declarations page",document_request\n',
+        b'B001,acme-insure,2026-03-01T10:00:00Z,Ann Lee,ann@example.com,POL-111111,status?,"Any update on claim CLM-2025-000001?",claim_status,yes\n',
+        b'B002,acme-insure,2026-03-01T10:05:00Z,Bo Chen,bo@example.com,POL-222222,hello,"",document_request,yes\n',
+        b'B003,acme-insure,2026-03-01T10:10:00Z,Cy Diaz,cy@example.com,POL-333333,refund,"I was charged twice",refund_request,yes\n',
+        b'B004,acme-insure,2026-03-01T10:15:00Z,Di Evans,di@example.com,POL-444444,caf\xe9,"Caf\xe9 bill \xff\xfe wrong",billing_dispute,yes\n',
+        b'B005,acme-insure,2026-03-01T10:20:00Z,Ed Fox,ed@example.com,POL-555555,help,"I want a manager "now" please,agent_escalation,yes\n',
+        b'B006,acme-insure,2026-03-01T10:25:00Z,Flo Gray,flo@example.com,POL-666666,docs,"Please send the declarations page",document_request,yes\n',
+        b'B007,acme-insure,2026-03-01T10:30:00Z,Gus Hill,gus@example.com,POL-777777,roof,"' + long_body + b'",claim_status,yes\n',
+        b'B008,bluefin-assurance,2026-03-01T10:35:00Z,Hal Ito,hal@example.com,POL-888888,bill,"Why was I billed twice?",billing_dispute,no\n',
+        b'B009,acme-insure,2026-03-01T10:40:00Z,Ida Jung,ida@example.com,POL-999999,help,"I need a manager",agent_escalation,maybe\n',
+        b'B010,acme-insure,yesterday,Jo King,jo@example.com,POL-101010,docs,"Please resend the claim form",document_request,yes\n',
     ]
     Path(path).write_bytes(header + b"".join(lines))
+
+
+def write_bad_jsonl(path: Path) -> None:
+    """A small JSONL of broken lines for tests: invalid JSON, a line that is not an object, a missing field,
+    bytes that are not UTF-8, a label of the wrong type. Two lines are good."""
+    good = {"ticket_id": "J001", "tenant_id": "acme-insure", "received_at": "2026-03-02T09:00:00Z",
+            "customer_name": "Kim Lo", "customer_email": "kim@example.com", "policy_number": "POL-121212",
+            "subject": "status", "body": "Any news on my claim?", "label": "claim_status", "training_consent": "yes"}
+    lines = [
+        json.dumps(good).encode(),
+        b'{"ticket_id": "J002", "body": "unterminated',
+        b'["J003", "not an object"]',
+        json.dumps({k: v for k, v in good.items() if k != "body"} | {"ticket_id": "J004"}).encode(),
+        json.dumps(good | {"ticket_id": "J005"}).encode().replace(b"Any news", b"Any n\xffws"),
+        json.dumps(good | {"ticket_id": "J006", "label": 3}).encode(),
+        json.dumps(good | {"ticket_id": "J007", "body": "Please send my policy documents",
+                           "label": "document_request"}).encode(),
+    ]
+    Path(path).write_bytes(b"\n".join(lines) + b"\n")

@@ -1,91 +1,281 @@
 import json
+import socket
 
 import pytest
 
 from conftest import REPO, read_jsonl
-from kit import data
+from kit import data, synth
 from kit.io import write_text_atomic
 
+SAMPLES = REPO / "data_samples"
 
-def _prepare(tmp_path, input_path, **kw):
-    return data.run(data.PrepareConfig(run_dir=str(tmp_path), input_path=str(input_path), purpose="tests", **kw))
+
+def _prepare(run_dir, input_path, **kw):
+    kw.setdefault("purpose", "tests")
+    return data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(input_path), **kw))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """One prepare run over the first 240 sample rows, shared by the read-only tests below."""
+    run_dir = tmp_path_factory.mktemp("prepared")
+    res = _prepare(run_dir, SAMPLES / "tickets.csv", max_rows=240)
+    return run_dir, res
+
+
+def _mixed_csv(tmp_path, n_good=120):
+    """The first n_good sample tickets (whole records: bodies span lines) followed by the bad rows."""
+    import csv
+    import io
+
+    records = list(csv.reader(io.StringIO((SAMPLES / "tickets.csv").read_text(encoding="utf-8"))))
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(records[: n_good + 1])
+    bad = (SAMPLES / "bad_tickets.csv").read_bytes().split(b"\n", 1)[1]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes(out.getvalue().encode() + bad)
+    return mixed
 
 
 def test_read_raw_keeps_every_record_of_a_broken_csv():
-    rows = data.read_raw(REPO / "data_samples" / "bad_tickets.csv")
-    problems = {r.line: r.problem for r in rows}
-    assert [r.fields["ticket_id"] for r in rows if r.fields] == ["B001", "B002", "B003", "B006"]
-    assert "not valid UTF-8" in problems[5] and "quoting" in problems[6]
+    rows = data.read_raw(SAMPLES / "bad_tickets.csv")
+    problems = {r.line: r.code for r in rows}
+    assert [r.fields["ticket_id"] for r in rows if r.fields] == ["B001", "B002", "B003", "B006", "B007", "B008",
+                                                                 "B009", "B010"]
+    assert problems[5] == "bad_bytes" and problems[6] == "bad_quoting"
 
 
-def test_bad_rows_are_quarantined_with_reasons_and_nothing_is_lost(tmp_path):
-    good = (REPO / "data_samples" / "tickets.csv").read_bytes()
-    bad = (REPO / "data_samples" / "bad_tickets.csv").read_bytes().split(b"\n", 1)[1]
-    mixed = tmp_path / "mixed.csv"
-    mixed.write_bytes(good + bad)
-    res = _prepare(tmp_path / "run", mixed)
+def test_bad_input_file_is_fully_accounted_for_with_a_reason_per_row(tmp_path):
+    res = _prepare(tmp_path / "run", _mixed_csv(tmp_path))
     assert res.invariant_holds()
-    q = read_jsonl(tmp_path / "run" / "data" / "quarantine.jsonl")
-    reasons = " | ".join(x["reason"] for x in q)
-    assert len(q) == 4
-    for fragment in ("empty text", "unknown label", "not valid UTF-8", "quoting"):
-        assert fragment in reasons
-    assert all("source_line" in x for x in q)
+    q = {x["id"] or f"line{x['source_line']}": x for x in read_jsonl(tmp_path / "run" / "data" / "quarantine.jsonl")}
+    codes = {k: v["code"] for k, v in q.items()}
+    assert codes["B002"] == "empty_text" and codes["B003"] == "unknown_label" and codes["B007"] == "too_long"
+    assert codes["B008"] == "no_consent" and codes["B009"] == "bad_consent_value" and codes["B010"] == "bad_timestamp"
+    assert sorted(c for k, c in codes.items() if k.startswith("line")) == ["bad_bytes", "bad_quoting"]
+    written = {r["id"] for r in read_jsonl(res.paths["train"]) + read_jsonl(res.paths["holdout"])}
+    assert {"B001", "B006"} <= written
+    assert all(x["source_line"] and x["reason"] for x in q.values())
+    assert res.counts["no_consent"] == sum(c == "no_consent" for c in codes.values())
 
 
-def test_jsonl_with_an_invalid_line_is_quarantined(tmp_path):
+def test_bad_jsonl_lines_are_quarantined_by_kind(tmp_path):
     src = tmp_path / "t.jsonl"
-    lines = (REPO / "data_samples" / "tickets.jsonl").read_text().splitlines()[:40]
-    src.write_text("\n".join(lines[:10] + ["{not json"] + lines[10:]) + "\n")
+    sample = (SAMPLES / "tickets.jsonl").read_bytes().splitlines(keepends=True)[:60]
+    src.write_bytes(b"".join(sample) + (SAMPLES / "bad_tickets.jsonl").read_bytes())
     res = _prepare(tmp_path / "run", src)
-    assert res.counts["quarantined"] == 1 and res.invariant_holds()
-    assert read_jsonl(tmp_path / "run" / "data" / "quarantine.jsonl")[0]["source_line"] == 11
+    assert res.invariant_holds()
+    codes = sorted(x["code"] for x in read_jsonl(tmp_path / "run" / "data" / "quarantine.jsonl"))
+    assert [c for c in codes if c != "no_consent"] == ["bad_bytes", "bad_json", "missing_field", "not_an_object",
+                                                       "unknown_label"]
+
+
+def test_parquet_input_reads_like_csv(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in (SAMPLES / "tickets.jsonl").read_text().splitlines()[:80]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
+    res = _prepare(tmp_path / "run", tmp_path / "t.parquet")
+    assert res.counts["read"] == 80 and res.invariant_holds()
+
+
+def test_column_mapping_renamed_columns_work(tmp_path):
+    rows = [json.loads(line) for line in (SAMPLES / "tickets.jsonl").read_text().splitlines()[:80]]
+    renamed = [{"key": r["ticket_id"], "message": r["body"], "lane": r["label"], "org": r["tenant_id"],
+                "ok_to_train": r["training_consent"], "name": r["customer_name"]} for r in rows]
+    src = tmp_path / "renamed.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in renamed))
+    res = _prepare(tmp_path / "run", src, text_columns=["message"], label_column="lane", id_column="key",
+                   tenant_column="org", consent_column="ok_to_train", timestamp_column="",
+                   known_value_columns={"name": "PERSON"})
+    assert res.invariant_holds() and res.counts["train"] > 0
 
 
 def test_missing_label_column_error_names_column_and_fix(tmp_path):
-    with pytest.raises(data.DataError, match=r"no column\(s\) \['category'\].*Set text_columns / label_column"):
-        _prepare(tmp_path, REPO / "data_samples" / "tickets.csv", label_column="category")
+    with pytest.raises(data.DataError, match=r"no column\(s\) \['category'\].*Set label_column"):
+        _prepare(tmp_path, SAMPLES / "tickets.csv", label_column="category")
 
 
-def test_outputs_contain_no_raw_pii_from_structured_columns(tmp_path):
-    _prepare(tmp_path, REPO / "data_samples" / "tickets.csv", max_rows=200)
-    src = data.read_raw(REPO / "data_samples" / "tickets.csv")[:200]
-    written = (tmp_path / "data" / "train.jsonl").read_text() + (tmp_path / "data" / "holdout.jsonl").read_text()
+def test_missing_consent_column_error_says_how_to_opt_out(tmp_path):
+    with pytest.raises(data.DataError, match=r"consent_column=''"):
+        _prepare(tmp_path, SAMPLES / "tickets.csv", consent_column="gdpr_ok")
+
+
+def test_bad_id_pattern_is_a_config_error(tmp_path):
+    with pytest.raises(data.DataError, match=r"id_patterns\['ORDER_ID'\] is not a valid regular expression"):
+        _prepare(tmp_path, SAMPLES / "tickets.csv", id_patterns={"ORDER_ID": "ORD-(\\d+"})
+
+
+def test_outputs_contain_no_raw_values_from_structured_columns(prepared):
+    run_dir, _ = prepared
+    src = data.read_raw(SAMPLES / "tickets.csv")[:240]
+    written = (run_dir / "data" / "train.jsonl").read_text() + (run_dir / "data" / "holdout.jsonl").read_text()
     for r in src:
         assert r.fields["customer_email"] not in written
         assert r.fields["policy_number"] not in written
-    assert json.loads((tmp_path / "data" / "audit.json").read_text())["passed"]
+        assert r.fields["customer_name"] not in written
+    assert json.loads((run_dir / "data" / "audit.json").read_text())["passed"]
 
 
-def test_split_is_stratified(tmp_path):
-    res = _prepare(tmp_path, REPO / "data_samples" / "tickets.csv")
+def test_minimization_drops_fields_not_allowlisted(prepared, tmp_path):
+    run_dir, res = prepared
+    row = read_jsonl(res.paths["train"])[0]
+    assert set(row) == {"id", "text", "label", "source", "source_line", "redactions"}
+    assert "customer_email" in res.provenance["fields_dropped"]
+    res2 = _prepare(tmp_path, SAMPLES / "tickets.csv", max_rows=80, field_allowlist=["tenant_id", "received_at"])
+    assert {"tenant_id", "received_at"} <= set(read_jsonl(res2.paths["train"])[0])
+
+
+def test_provenance_records_purpose_sources_versions_and_expiry(prepared):
+    run_dir, _ = prepared
+    prov = json.loads((run_dir / "data" / "provenance.json").read_text())
+    assert prov["purpose"] == "tests" and prov["retention_days"] == 90
+    assert prov["expires_on"] > prov["prepared_at"][:10]
+    assert len(prov["sources"][0]["sha256"]) == 64 and prov["versions"]["kit"]
+    assert prov["consent"]["rows_excluded"] == prov["counts"]["no_consent"] > 0
+    assert prov["consent"]["rows_excluded_by_tenant"] == {"bluefin-assurance": prov["counts"]["no_consent"]}
+
+
+def test_canaries_are_planted_recorded_and_absent_from_outputs(prepared):
+    run_dir, res = prepared
+    record = json.loads((run_dir / "data" / "canaries.json").read_text())
+    assert len(record["canaries"]) == 6 and {c["kind"] for c in record["canaries"]} == {"card", "policy", "person"}
+    written = (run_dir / "data" / "train.jsonl").read_text() + (run_dir / "data" / "holdout.jsonl").read_text()
+    for c in record["canaries"]:
+        assert c["value"] not in written and c["row_id"] and c["file"] in ("train", "holdout")
+    assert res.audit["canaries_checked"] == 6 and res.audit["canaries_found"] == 0
+
+
+def test_split_is_stratified_and_has_no_text_in_both_files(prepared):
+    _, res = prepared
     hold = [r["label"] for r in read_jsonl(res.paths["holdout"])]
-    counts = {lab: hold.count(lab) for lab in set(hold)}
-    assert max(counts.values()) - min(counts.values()) <= 2
+    every = hold + [r["label"] for r in read_jsonl(res.paths["train"])]
+    for lab in set(every):  # each lane's share of the holdout equals its share of the data, within rounding
+        assert abs(hold.count(lab) - every.count(lab) * len(hold) / len(every)) <= 1
+    train_texts = {data.normalize(r["text"]) for r in read_jsonl(res.paths["train"])}
+    assert not train_texts & {data.normalize(r["text"]) for r in read_jsonl(res.paths["holdout"])}
+    assert res.audit["holdout_leaks"] == 0
 
 
-def test_audit_gate_refuses_a_train_file_changed_after_the_audit(tmp_path):
-    _prepare(tmp_path, REPO / "data_samples" / "tickets.csv", max_rows=80)
-    data.check_audit(tmp_path)
-    train = tmp_path / "data" / "train.jsonl"
+def test_near_duplicates_are_removed_with_a_reason(tmp_path):
+    rows = [json.loads(line) for line in (SAMPLES / "tickets.jsonl").read_text().splitlines()[:60]]
+    base = next(r for r in rows if len(r["body"]) > 200 and r["training_consent"] == "yes")
+    near = dict(base, ticket_id="NEAR1", body=base["body"].replace(".", "!", 1) + " ok")
+    exact = dict(base, ticket_id="EXACT1", body=base["body"].upper())
+    src = tmp_path / "t.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows + [near, exact]))
+    res = _prepare(tmp_path / "run", src)
+    dups = {d["id"]: d for d in read_jsonl(res.paths["duplicates"])}
+    assert dups["NEAR1"]["kind"] == "near" and dups["NEAR1"]["duplicate_of"] == base["ticket_id"]
+    assert dups["EXACT1"]["kind"] == "exact"
+    assert res.invariant_holds()
+
+
+def test_holdout_path_is_used_as_the_holdout_and_training_copies_of_it_are_removed(tmp_path):
+    lines = (SAMPLES / "tickets.jsonl").read_text().splitlines()
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text("\n".join(lines[100:140]) + "\n")
+    train_src = tmp_path / "train.jsonl"
+    train_src.write_text("\n".join(lines[:100] + lines[100:105]) + "\n")  # five golden rows leak into the input
+    res = _prepare(tmp_path / "run", train_src, holdout_path=str(golden))
+    hold_ids = {r["id"] for r in read_jsonl(res.paths["holdout"])}
+    golden_ids = {json.loads(x)["ticket_id"] for x in lines[100:140] if json.loads(x)["training_consent"] == "yes"}
+    assert hold_ids == golden_ids
+    assert not hold_ids & {r["id"] for r in read_jsonl(res.paths["train"])}
+    leaked = [d for d in read_jsonl(res.paths["duplicates"]) if d["duplicate_of_source"] == "holdout_file"]
+    assert len(leaked) == sum(json.loads(x)["training_consent"] == "yes" for x in lines[100:105])
+    assert res.counts["read"] == 145 and res.invariant_holds()
+
+
+def test_prepare_makes_no_network_call(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("prepare tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    res = _prepare(tmp_path, _mixed_csv(tmp_path, 80))
+    assert res.audit["passed"]
+
+
+def test_a_leak_the_redactor_misses_fails_prepare_naming_row_and_field(tmp_path):
+    # Another customer's full name, with no cue: the redactor scrubs only this row's own known values, the audit
+    # checks every known value of the file.
+    rows = [json.loads(line) for line in (SAMPLES / "tickets.jsonl").read_text().splitlines()[:60]]
+    rows = [r for r in rows if r["training_consent"] == "yes"]
+    rows[3]["body"] += f" I think {rows[7]['customer_name']} had the same problem."
+    src = tmp_path / "t.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(data.PrivacyAuditError, match=rf"id {rows[3]['ticket_id']} field 'text' "
+                                                     r"\(known_value:PERSON\)"):
+        _prepare(tmp_path / "run", src, canaries_per_kind=0)
+    with pytest.raises(data.PrivacyAuditError, match="unredacted"):
+        data.check_audit(tmp_path / "run")
+
+
+def test_audit_gate_refuses_a_train_file_changed_after_the_audit(prepared, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(prepared[0], run_dir)
+    data.check_audit(run_dir)
+    train = run_dir / "data" / "train.jsonl"
     write_text_atomic(train, train.read_text() + json.dumps({"id": "x", "text": "hi", "label": "claim_status"}) + "\n")
     with pytest.raises(data.PrivacyAuditError, match="changed after its privacy audit"):
-        data.check_audit(tmp_path)
+        data.check_audit(run_dir)
 
 
-def test_audit_gate_refuses_a_failed_audit_naming_rows(tmp_path):
-    _prepare(tmp_path, REPO / "data_samples" / "tickets.csv", max_rows=80)
-    train = tmp_path / "data" / "train.jsonl"
-    write_text_atomic(train, json.dumps({"id": "x", "text": "call +44 7700 900123", "label": "claim_status"}) + "\n")
-    from kit.redact import Redactor
+def test_audit_gate_refuses_a_holdout_file_changed_after_the_audit(prepared, tmp_path):
+    import shutil
 
-    audit = data.audit_files([train], Redactor.default())
-    audit["data_sha256"] = "irrelevant"
-    write_text_atomic(tmp_path / "data" / "audit.json", json.dumps(audit))
-    with pytest.raises(data.PrivacyAuditError, match=r"train.jsonl row 1 \(PHONE\)"):
-        data.check_audit(tmp_path)
+    run_dir = tmp_path / "copy"
+    shutil.copytree(prepared[0], run_dir)
+    hold = run_dir / "data" / "holdout.jsonl"
+    write_text_atomic(hold, hold.read_text()[: -200] + "\n")
+    with pytest.raises(data.PrivacyAuditError, match="holdout.jsonl changed after its privacy audit"):
+        data.check_audit(run_dir)
+
+
+def test_audit_gate_refuses_an_expired_snapshot(prepared, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(prepared[0], run_dir)
+    prov_path = run_dir / "data" / "provenance.json"
+    prov = json.loads(prov_path.read_text())
+    write_text_atomic(prov_path, json.dumps(prov | {"expires_on": "2020-01-01"}))
+    with pytest.raises(data.PrivacyAuditError, match="expired on 2020-01-01.*re-run 02_prepare"):
+        data.check_audit(run_dir)
 
 
 def test_missing_audit_says_which_notebook_to_run(tmp_path):
     with pytest.raises(data.PrivacyAuditError, match="run notebook 02_prepare"):
         data.check_audit(tmp_path)
+
+
+def test_committed_bad_jsonl_matches_the_generator(tmp_path):
+    synth.write_bad_jsonl(tmp_path / "b.jsonl")
+    synth.write_bad_inputs(tmp_path / "b.csv")
+    assert (tmp_path / "b.jsonl").read_bytes() == (SAMPLES / "bad_tickets.jsonl").read_bytes()
+    assert (tmp_path / "b.csv").read_bytes() == (SAMPLES / "bad_tickets.csv").read_bytes()
+
+
+def test_audit_failure_message_names_rows_fields_and_the_canary_cause_without_text():
+    finding = {"file": "train.jsonl", "row": 4, "id": "T9", "field": "text", "check": "canary:policy"}
+    msg = data.audit_failure_message({"hits": 1, "findings": [finding]})
+    assert "train.jsonl row 4 id T9 field 'text' (canary:policy)" in msg
+    assert "planted canary survived redaction" in msg and "id_patterns" in msg and "re-run 02_prepare" in msg
+
+
+def test_prepare_stops_when_the_redactor_lets_a_planted_canary_through(tmp_path, monkeypatch):
+    # Simulate a redactor bug that skips person names: the audit, a separate code path, must still stop the run.
+    from kit import redact
+
+    real_find = redact.Redactor.find
+    monkeypatch.setattr(redact.Redactor, "find",
+                        lambda self, text, known=None: [s for s in real_find(self, text, known) if s[2] != "PERSON"])
+    with pytest.raises(data.PrivacyAuditError, match=r"\(canary:person\)"):
+        _prepare(tmp_path, SAMPLES / "tickets.csv", max_rows=80)
+    assert json.loads((tmp_path / "data" / "audit.json").read_text())["passed"] is False

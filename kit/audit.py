@@ -1,0 +1,154 @@
+"""Privacy audit: an independent second pass over the files prepare wrote, looking for anything that should be gone.
+
+In: the written JSONL files, the raw known values (every customer name, email, account number … read from the
+structured columns of the source), the planted canaries, and the business-id patterns. Out: a dict for
+`data/audit.json` — passed or not, counts per check, and for each hit the file, row, id, field and check that fired.
+Never the matched text: an audit report must not become a new copy of the leak.
+
+Why a separate code path: a bug in `kit.redact` would also blind an audit that calls it. So nothing here imports
+`kit.redact`; the checks are written differently and deliberately broader (any 13–19 digit run passing Luhn, any
+run of 9+ digits, any "@" between word characters, any full date with a birth-plausible year, any long random token).
+A broad audit can fail on something harmless; it then names the row, and the fix is a redaction pattern or an
+id pattern — failing closed is the point.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Iterable
+
+from stdnum import iban, luhn
+
+from kit.io import read_jsonl
+
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+NER_NOTE = ("no NER model installed: names are checked only against the known names from structured columns and "
+            "the planted canary names")
+
+_DIGIT_RUN = re.compile(r"\+?\d(?:[ ().\-/]{0,2}\d){8,}")  # 9+ digits, people's separators allowed
+_AT_SIGN = re.compile(r"\w@\w")
+_IBAN_LIKE = re.compile(r"\b[A-Za-z]{2}\d{2}[A-Za-z0-9 ]{11,36}")
+_SSN_LIKE = re.compile(r"\b\d{3}[- ]\d{2}[- ]\d{4}\b")
+_IP_LIKE = re.compile(r"[0-9A-Fa-f:.]{7,39}")
+_YEAR = r"((?:19|20)\d\d)"
+_DATE_LIKE = re.compile("|".join([rf"\b{_YEAR}-\d\d?-\d\d?\b", rf"\b\d\d?[./-]\d\d?[./-]{_YEAR}\b",
+                                  rf"\b\d\d?(?:st|nd|rd|th)? [A-Za-z]{{3,9}}\.?,? {_YEAR}\b",
+                                  rf"\b[A-Za-z]{{3,9}}\.? \d\d?(?:st|nd|rd|th)?,? {_YEAR}\b"]))
+_BIRTH_CUE = re.compile(r"born|birth|d\.?o\.?b", re.IGNORECASE)
+_SECRET_PREFIX = re.compile(r"\b(?:AKIA[0-9A-Z]{12,}|sk_(?:live|test)_\w+|xox[abposr]-[\w-]+|gh[pousr]_\w{20,}|"
+                            r"eyJ[\w-]{10,}\.[\w-]{10,}|-----BEGIN [A-Z ]*PRIVATE KEY)")
+_SECRET_CUE = re.compile(r"\b(?:password|passwd|pwd|passcode|api[ _-]?key|token|secret)\b\W{0,4}(?:is |was |to )?"
+                         r"\W{0,2}(\S+)", re.IGNORECASE)
+_LONG_TOKEN = re.compile(r"\S{20,}")
+# Unambiguous street words in any case; words that are also common English ("way", "close", "court") only when
+# capitalised, as in "4 Kingfisher Close".
+_STREET_LINE = re.compile(r"\b\d{1,5},? (?:[^\W\d_]+ ){1,3}(?:(?i:road|street|avenue|lane|drive|boulevard|rd|ave|blvd)|"
+                          r"Close|Court|Way|Place|St|Dr)\b|\b\d{1,5},? (?i:rue|via|calle) \w+|"
+                          r"\b\d{1,5},? \w*(?i:strasse|straße|weg|gasse)\b")
+
+
+def _entropy(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def _pattern_checks(text: str) -> Iterable[str]:
+    """Names of the generic checks that fire on `text` (placeholders already blanked out)."""
+    for m in _DIGIT_RUN.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if 13 <= len(digits) <= 19 and luhn.is_valid(digits):
+            yield "card_number"
+        else:
+            yield "long_digit_run"
+    if _AT_SIGN.search(text):
+        yield "email"
+    for m in _IBAN_LIKE.finditer(text):
+        words = m.group().split(" ")
+        if any(iban.is_valid("".join(words[:k]).upper()) for k in range(len(words), 0, -1)):
+            yield "iban"
+    if _SSN_LIKE.search(text):
+        yield "us_ssn"
+    for m in _IP_LIKE.finditer(text):
+        candidate = m.group().strip(".:")
+        if candidate.count(".") == 3 or candidate.count(":") >= 2:
+            try:
+                ipaddress.ip_address(candidate)
+                yield "ip_address"
+            except ValueError:
+                pass
+    last_birth_year = date.today().year - 16
+    for m in _DATE_LIKE.finditer(text):
+        year = int(next(g for g in m.groups() if g))
+        if 1900 <= year <= last_birth_year or _BIRTH_CUE.search(text[max(0, m.start() - 25):m.start()]):
+            yield "date_of_birth"
+    if _STREET_LINE.search(text):
+        yield "street_address"
+    if _SECRET_PREFIX.search(text):
+        yield "secret"
+    for m in _SECRET_CUE.finditer(text):
+        if not PLACEHOLDER.fullmatch(m.group(1).strip(".,;:!?")) and len(m.group(1)) >= 6 \
+                and any(c.isdigit() for c in m.group(1)):
+            yield "secret"
+    for m in _LONG_TOKEN.finditer(text):
+        tok = m.group().strip(".,;:!?()")
+        # 4+ letters and 4+ digits: a random key has both, a timestamp ("2026-03-05T09:15:00Z") has 2 letters.
+        if len(tok) >= 20 and sum(c.isdigit() for c in tok) >= 4 and sum(c.isalpha() for c in tok) >= 4 \
+                and _entropy(tok) >= 3.5:
+            yield "secret"
+
+
+def _value_pattern(values: Iterable[str]) -> re.Pattern | None:
+    """One case-insensitive regex for a list of literal values, each also matched with its spaces/dashes removed."""
+    alts = set()
+    for v in values:
+        v = str(v or "").strip()
+        if len(v) >= 4:
+            alts.add(re.escape(v))
+            compact = re.sub(r"[\s\-]", "", v)
+            if compact != v and len(compact) >= 6:
+                alts.add(re.escape(compact))
+    if not alts:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(sorted(alts, key=len, reverse=True)) + r")(?!\w)", re.IGNORECASE)
+
+
+def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] | None = None,
+               canary_values: dict[str, list[str]] | None = None, id_patterns: dict[str, str] | None = None,
+               skip_fields: tuple[str, ...] = ("id", "label", "source_line", "source", "redactions")) -> dict:
+    """Scan every string field of every row; return the audit report (no matched text in it)."""
+    known = {k: _value_pattern(v) for k, v in (known_values or {}).items()}
+    canary = {k: _value_pattern(v) for k, v in (canary_values or {}).items()}
+    ids = {k: re.compile(p, re.IGNORECASE) for k, p in (id_patterns or {}).items()}
+    findings = []
+    for fname, rows in files.items():
+        for i, row in enumerate(rows, start=1):
+            for fld, value in row.items():
+                if fld in skip_fields or not isinstance(value, str):
+                    continue
+                text = PLACEHOLDER.sub(" ", value)
+                checks = set(_pattern_checks(text))
+                checks |= {f"business_id:{k}" for k, rx in ids.items() if rx.search(text)}
+                checks |= {f"known_value:{k}" for k, rx in known.items() if rx and rx.search(text)}
+                checks |= {f"canary:{k}" for k, rx in canary.items() if rx and rx.search(text)}
+                for check in sorted(checks):
+                    findings.append({"file": fname, "row": i, "id": row.get("id"), "field": fld, "check": check})
+    by_check = dict(Counter(f["check"] for f in findings))
+    return {
+        "passed": not findings, "hits": len(findings), "by_check": by_check, "findings": findings[:100],
+        "rows_scanned": {f: len(r) for f, r in files.items()},
+        "known_values_checked": {k: len(v) for k, v in (known_values or {}).items()},
+        "canaries_checked": sum(len(v) for v in (canary_values or {}).values()),
+        "checks": ["card_number (Luhn)", "long_digit_run (9+ digits)", "email", "iban (checksum)", "us_ssn",
+                   "ip_address", "street_address", "date_of_birth (cue or birth-plausible year)", "secret (provider prefixes, "
+                   "'password: …', random tokens)", "business_id:*", "known_value:*", "canary:*"],
+        "ner_model": NER_NOTE,
+    }
+
+
+def audit_files(paths: list[str | Path], **kw) -> dict:
+    return audit_rows({Path(p).name: read_jsonl(p) for p in paths}, **kw)

@@ -1,0 +1,75 @@
+"""The independent audit catches each kind of leak planted straight into a written file (redactor bypassed)."""
+
+import pytest
+
+from kit import audit, canaries
+from kit.redact import DEFAULT_ID_PATTERNS
+
+KNOWN = {"PERSON": ["Maria Okafor"], "EMAIL": ["maria@example.com"], "POLICY_NUMBER": ["POL-123456"]}
+CANARIES = canaries.make(seed=4, per_kind=1)
+CANARY_VALUES = {c.kind: [c.value] for c in CANARIES}
+
+
+def _audit(text, field="text"):
+    row = {"id": "r1", "text": "Any update on <CLAIM_NUMBER_1>?", "label": "claim_status"}
+    row[field] = text
+    return audit.audit_rows({"train.jsonl": [row]}, known_values=KNOWN, canary_values=CANARY_VALUES,
+                            id_patterns=DEFAULT_ID_PATTERNS)
+
+
+@pytest.mark.parametrize("leak, check", [
+    ("charge 4111 1111 1111 1111 please", "card_number"),
+    ("call me on 07700 900123", "long_digit_run"),
+    ("mail x.y@example.org", "email"),
+    ("IBAN DE89 3704 0044 0532 0130 00", "iban"),
+    ("ssn 123-45-6789", "us_ssn"),
+    ("from 203.0.113.9", "ip_address"),
+    ("from 2001:db8::7", "ip_address"),
+    ("born 12/03/1984", "date_of_birth"),
+    ("I live at 4 Kingfisher Close, Leeds", "street_address"),
+    ("key AKIAIOSFODNN7EXAMPLE", "secret"),
+    ("password: Sunflower#2291", "secret"),
+    ("use brk_Qx7hT2mZ9pL4vW8nR3kY6sD1", "secret"),
+    ("renewal for POL-987654", "business_id:POLICY_NUMBER"),
+    ("I think maria okafor knows", "known_value:PERSON"),
+    ("policy pol123456", "known_value:POLICY_NUMBER"),
+    (CANARIES[0].sentence, "canary:card"),
+    (CANARIES[0].value.replace(" ", ""), "canary:card"),
+    (CANARIES[1].sentence, "canary:policy"),
+    (CANARIES[2].sentence, "canary:person"),
+])
+def test_audit_catches_each_kind_of_leak(leak, check):
+    report = _audit(leak)
+    assert not report["passed"] and check in report["by_check"], report["by_check"]
+    finding = next(f for f in report["findings"] if f["check"] == check)
+    assert finding == {"file": "train.jsonl", "row": 1, "id": "r1", "field": "text", "check": check}
+
+
+def test_audit_scans_every_string_field_not_only_text():
+    report = _audit("maria@example.com", field="customer_email")
+    assert {f["field"] for f in report["findings"]} == {"customer_email"}
+
+
+@pytest.mark.parametrize("clean", [
+    "Hi <PERSON_1>, I was charged $120.50 twice on 2026-03-01, card ending 4821.",
+    "The call was at 10:30 and lasted 14 minutes; claim <CLAIM_NUMBER_1> still pending.",
+    "Thanks,\n<PERSON_1>\n<PHONE_1>",
+    "I waited 10 days and no way forward. received 2026-03-05T09:15:00Z",
+])
+def test_redacted_text_passes(clean):
+    assert _audit(clean)["passed"]
+
+
+def test_audit_report_never_contains_the_matched_text():
+    report = _audit("mail maria@example.com, card 4111 1111 1111 1111")
+    assert "maria" not in str(report) and "4111" not in str(report)
+
+
+def test_audit_does_not_import_the_redactor():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(audit))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+               {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "kit.redact" not in imported
