@@ -166,7 +166,7 @@ def memorization_control(model, tokenizer, planted: canaries.Canary, unseen: can
         loss.backward()
         opt.step()
         opt.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     after = measure()
     detected = after["planted"]["rank"] == 1 and after["planted"]["exposure"] > after["unseen"]["exposure"]
