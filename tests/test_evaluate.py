@@ -188,3 +188,14 @@ def test_regression_compare_is_paired_when_previous_predictions_exist(tmp_path):
 def test_bad_evaluate_settings_are_rejected(kw, msg):
     with pytest.raises(evaluate.EvalError, match=msg):
         evaluate.EvalConfig(run_dir="x", model="m", **kw)
+
+
+def test_cohen_kappa_matches_a_hand_computed_value():
+    from kit import eval_review
+
+    a = [{"model": "m", "id": str(i), "verdict": v} for i, v in enumerate(["pass"] * 6 + ["fail"] * 4)]
+    b = [{"model": "m", "id": str(i), "verdict": v} for i, v in enumerate(["pass"] * 5 + ["fail"] * 3 + ["pass"] * 2)]
+    # agree on 0-4 and 6-7: 7/10; chance: a passes .6, b .7 -> .6*.7 + .4*.3 = .54; kappa = (.7 - .54) / (1 - .54)
+    k = eval_review.kappa(a, b)
+    assert k["agreement"] == pytest.approx(0.7) and k["kappa"] == pytest.approx(0.16 / 0.46)
+    assert eval_review.kappa(a[:1], b[:1])["kappa"] is None
