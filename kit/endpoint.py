@@ -70,7 +70,7 @@ class EndpointScorer:
                                 "offers the legacy completions API with logprobs (llama.cpp's server does).") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
             raise EndpointError(f"cannot reach {self.base_url}{route} ({e}); is the server running? Set endpoint_url "
-                                "to its /v1 address, or endpoint_gguf to a GGUF file to serve locally.") from None
+                                "to its /v1 address, or endpoint_gguf_type to a GGUF file to serve locally.") from None
 
     def score(self, prompts: list[str], labels) -> np.ndarray:
         """Probabilities over `labels` per prompt (rows sum to 1), from the top-k first-token log-probabilities."""
@@ -120,7 +120,8 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
     """
     gguf_path = Path(gguf_path)
     if not gguf_path.exists():
-        raise EndpointError(f"endpoint_gguf '{gguf_path}' does not exist; run 05_export first or point it at a GGUF.")
+        raise EndpointError(f"no GGUF at {gguf_path}; run 05_export with this gguf type first, or serve "
+                            "the model yourself and set endpoint_url.")
     try:
         import llama_cpp.server.app  # noqa: F401  (the server's extras: fastapi, uvicorn, …)
     except ImportError as e:

@@ -48,9 +48,9 @@ class EvalConfig:
     few_shot_k: int = 4  # examples in the base model's few-shot prompt (one per lane first); 0 = no few-shot baseline
     few_shot_example_tokens: int = 48  # each example ticket is cut to this many tokens
     endpoint_url: str = ""  # an OpenAI-compatible /v1 URL serving this model (e.g. llama.cpp), evaluated as 'endpoint'
-    endpoint_gguf: str = ""  # or a GGUF file (relative to run_dir or absolute) to serve on 127.0.0.1 for the evaluation
+    endpoint_gguf_type: str = ""  # or f16 | q8_0 | q4_k_m: serve this run's export/model-<type>.gguf on 127.0.0.1
     endpoint_top_logprobs: int = 20  # first-token alternatives asked from the endpoint
-    compare_to: str = ""  # a previous run directory or metrics.json to compare with
+    previous_run_dir: str = ""  # a previous run directory (or its eval/metrics.json) to compare with
     canary_seed: int = 0  # canaries made from this seed when data/canaries.json is absent
     canary_candidates: int = 100  # random same-format values each canary is ranked against (10–250)
     pii_probes: bool = True  # prompt the tuned model to reveal names and numbers, and scan what it writes
@@ -65,8 +65,11 @@ class EvalConfig:
         if not 10 <= self.canary_candidates <= 250:
             raise EvalError(f"canary_candidates={self.canary_candidates} must be 10–250 (a person-name canary has "
                             "only 255 others of its format).")
-        if self.endpoint_url and self.endpoint_gguf:
-            raise EvalError("set endpoint_url (a running server) or endpoint_gguf (a file to serve), not both.")
+        if self.endpoint_url and self.endpoint_gguf_type:
+            raise EvalError("set endpoint_url (a running server) or endpoint_gguf_type (a GGUF of this run to serve), "
+                            "not both.")
+        if self.endpoint_gguf_type not in ("", "f16", "q8_0", "q4_k_m"):
+            raise EvalError(f"endpoint_gguf_type='{self.endpoint_gguf_type}' is not one of f16, q8_0, q4_k_m (or empty).")
         if self.probe_control_steps < 0 or self.bootstrap_samples < 100:
             raise EvalError("probe_control_steps must be >= 0 and bootstrap_samples >= 100.")
 
@@ -364,7 +367,7 @@ def compare(previous: str | Path, summary: dict, predictions: list[dict], sample
     if prev_path.is_dir():
         prev_path = prev_path / "eval" / "metrics.json" if (prev_path / "eval").is_dir() else prev_path / "metrics.json"
     if not prev_path.exists():
-        raise EvalError(f"compare_to='{previous}' has no metrics.json; point it at a previous run directory or its "
+        raise EvalError(f"previous_run_dir='{previous}' has no metrics.json; point it at a previous run directory or its "
                         "eval/metrics.json, or leave it empty.")
     prev = read_json(prev_path)
     prev_preds_path = prev_path.with_name("predictions.jsonl")
@@ -401,9 +404,8 @@ def _endpoint_scorer(cfg: EvalConfig, tok, task: Task, stack):
     from kit import endpoint
 
     url = cfg.endpoint_url
-    if cfg.endpoint_gguf:
-        gguf = Path(cfg.endpoint_gguf)
-        gguf = gguf if gguf.is_absolute() else Path(cfg.run_dir) / gguf
+    if cfg.endpoint_gguf_type:
+        gguf = Path(cfg.run_dir) / "export" / f"model-{cfg.endpoint_gguf_type}.gguf"
         url = stack.enter_context(endpoint.serve_gguf(gguf, n_ctx=max(512, cfg.max_length * 2)))
     return endpoint.EndpointScorer.for_tokenizer(url, tok, task.labels, top_logprobs=cfg.endpoint_top_logprobs)
 
@@ -447,13 +449,13 @@ def run(cfg: EvalConfig) -> EvalResult:
                                             task.labels)
     preds["majority_class"] = rows_from_probs(rows, baselines.majority(train_rows, len(rows), task.labels), task.labels)
     endpoint_info = None
-    if cfg.endpoint_url or cfg.endpoint_gguf:
+    if cfg.endpoint_url or cfg.endpoint_gguf_type:
         with ExitStack() as stack:
             scorer = _endpoint_scorer(cfg, tok, task, stack)
             preds["endpoint"] = predict(scorer, task, rows, prompts)
         agree = float(np.mean([a["prediction"] == b["prediction"] for a, b in zip(preds["endpoint"], preds["tuned"])]))
         endpoint_info = {"url": cfg.endpoint_url or "llama.cpp server on 127.0.0.1 (started for this evaluation)",
-                         "gguf": cfg.endpoint_gguf or None, "agreement_with_tuned": agree,
+                         "gguf": cfg.endpoint_gguf_type or None, "agreement_with_tuned": agree,
                          "labels_outside_top_k": scorer.outside_top_k, "top_logprobs": cfg.endpoint_top_logprobs}
 
     results = {name: model_report(p, task.labels, cfg) for name, p in preds.items()}
@@ -474,8 +476,8 @@ def run(cfg: EvalConfig) -> EvalResult:
     if cfg.probe_control_steps:
         summary["probes"]["control"] = probes.control_on_base(resolved, tok, cfg)
     summary["review"] = eval_review.summary(run_dir)
-    summary["regression"] = compare(cfg.compare_to, summary, flat, cfg.bootstrap_samples,
-                                    cfg.seed) if cfg.compare_to else None
+    summary["regression"] = compare(cfg.previous_run_dir, summary, flat, cfg.bootstrap_samples,
+                                    cfg.seed) if cfg.previous_run_dir else None
 
     write_jsonl(out / "predictions.jsonl", flat)
     write_json(out / "probes.json", summary["probes"])
@@ -490,6 +492,39 @@ def run(cfg: EvalConfig) -> EvalResult:
                                                              out / "calibration.png")),
              "probes_plot": str(eval_plots.probes_plot(summary["probes"], out / "probes.png"))}
     return EvalResult(summary, paths, flat)
+
+
+# --- tables for the notebook ---------------------------------------------------------------------------------------
+
+def models_table(summary: dict):
+    """One row per model: accuracy and macro-F1 with intervals, ECE, escalation errors; best first."""
+    import pandas as pd
+
+    rows = {}
+    for name, m in summary["models"].items():
+        e = m["escalation"]
+        rows[name] = {"accuracy": m["accuracy"], "acc ci95": f"{m['accuracy_ci95'][0]:.3f}–{m['accuracy_ci95'][1]:.3f}",
+                      "macro-F1": m["macro_f1"], "F1 ci95": f"{m['macro_f1_ci95'][0]:.3f}–{m['macro_f1_ci95'][1]:.3f}",
+                      "ECE": m.get("ece"), "wrong escalations": e["wrong_escalation_rate"],
+                      "missed escalations": e["missed_escalation_rate"]}
+    return pd.DataFrame(rows).T.sort_values("accuracy", ascending=False).round(3)
+
+
+def probes_table(probes: dict):
+    import pandas as pd
+
+    cols = ["kind", "rank", "exposure", "base_rank", "base_exposure", "max_exposure", "memorized"]
+    return pd.DataFrame(probes["canaries"])[cols].round(2)
+
+
+def pii_table(probes: dict):
+    """What each PII probe drew out of the tuned and the base model (entity counts, redacted text)."""
+    import pandas as pd
+
+    echo = probes.get("pii_echo") or {"tuned": [], "base": []}
+    return pd.DataFrame([{"probe": t["probe"], "tuned findings": t["findings"] or "-",
+                          "tuned (redacted)": t["output_redacted"][:60], "base findings": b["findings"] or "-"}
+                         for t, b in zip(echo["tuned"], echo["base"])])
 
 
 def confusion_plot(results: dict, labels, path: str | Path):

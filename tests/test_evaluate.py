@@ -184,7 +184,7 @@ def test_regression_compare_is_paired_when_previous_predictions_exist(tmp_path):
 @pytest.mark.parametrize("kw, msg", [({"handoff_confidence": 1.5}, "between 0 and 1"),
                                      ({"few_shot_k": 40}, "few_shot_k"),
                                      ({"canary_candidates": 300}, "10–250"),
-                                     ({"endpoint_url": "http://x/v1", "endpoint_gguf": "a.gguf"}, "not both")])
+                                     ({"endpoint_url": "http://x/v1", "endpoint_gguf_type": "q8_0"}, "not both")])
 def test_bad_evaluate_settings_are_rejected(kw, msg):
     with pytest.raises(evaluate.EvalError, match=msg):
         evaluate.EvalConfig(run_dir="x", model="m", **kw)
