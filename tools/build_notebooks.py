@@ -348,10 +348,10 @@ critical_label: str = "agent_escalation"  # the lane whose misses and false alar
 handoff_confidence: float = 0.9  # tickets below this confidence go to a person (0–1)
 few_shot_k: int = 4  # solved examples in the base model's few-shot prompt (0: skip that baseline; up to 16)
 few_shot_example_tokens: int = 48  # each few-shot example is cut to this many tokens
-endpoint_url: str = ""  # an OpenAI-compatible /v1 URL serving this model (e.g. llama.cpp server); "" = none
+endpoint_url: str = ""  # an OpenAI-compatible /v1 URL serving this model (e.g. llama.cpp server); empty: none
 endpoint_gguf_type: str = ""  # or f16 | q8_0 | q4_k_m: serve this run's export/model-<type>.gguf (after 05) on 127.0.0.1
 endpoint_top_logprobs: int = 20  # first-token alternatives asked from the endpoint (labels must be among them)
-previous_run_dir: str = ""  # a previous run directory (or its eval/metrics.json) to compare with; "" = none
+previous_run_dir: str = ""  # a previous run directory (or its eval/metrics.json) to compare with; empty: none
 canary_seed: int = 0  # canaries are made from this seed when 02 planted none (data/canaries.json absent)
 canary_candidates: int = 100  # random same-format values each canary is ranked against (10–250)
 pii_probes: bool = True  # ask the model for names and numbers and scan its answers
