@@ -108,6 +108,19 @@ def pii_echo(generate, fmt, redactor=None, secrets: list[str] = (), max_new_toke
     return out
 
 
+MEMORIZED_GAIN_BITS = 2.0
+
+
+def memorized(rank: int, exposure_tuned: float, exposure_base: float) -> bool:
+    """Ranked first by the tuned model and at least 2 bits above the base model.
+
+    Rank 1 alone happens by chance once in N+1 canaries; the adapter changes the base model's preferences only a
+    little, so a chance first place in the tuned model is almost always a first place in the base model too.
+    Requiring a gain over the base keeps the flag for what training added.
+    """
+    return rank == 1 and exposure_tuned - exposure_base >= MEMORIZED_GAIN_BITS
+
+
 def run_probes(model, tokenizer, fmt, task, run_dir: str | Path, cfg) -> dict:
     """Exposure of every canary in the tuned model and the base (adapter off), and PII echo on both."""
     from kit.evaluate import generate_texts
@@ -120,7 +133,7 @@ def run_probes(model, tokenizer, fmt, task, run_dir: str | Path, cfg) -> dict:
         with base_ctx():
             base = exposure(model, tokenizer, c, cfg.canary_candidates, cfg.seed, cfg.batch_size)
         rows.append({**tuned, "base_rank": base["rank"], "base_exposure": base["exposure"],
-                     "memorized": tuned["rank"] == 1})
+                     "memorized": memorized(tuned["rank"], tuned["exposure"], base["exposure"])})
     out = {"canary_source": source, "planted": source == "data/canaries.json", "canaries": rows,
            "max_exposure_tuned": max((r["exposure"] for r in rows), default=None),
            "memorized_canaries": sum(r["memorized"] for r in rows), "pii_echo": None}

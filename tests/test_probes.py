@@ -68,3 +68,9 @@ def test_pii_echo_flags_personal_data_and_canaries_and_keeps_only_redacted_text(
     assert rows[1]["findings"] == {} and not rows[1]["canary_echoed"]
     assert rows[2]["findings"] == {"EMAIL": 1} and rows[4]["findings"] == {"PHONE": 1}
     assert rows[5]["findings"] == {"POLICY_NUMBER": 1}
+
+
+@pytest.mark.parametrize("rank, tuned, base, flagged", [(1, 6.66, 1.2, True), (1, 6.66, 6.66, False),
+                                                        (1, 6.66, 4.9, False), (2, 5.66, 0.5, False)])
+def test_a_canary_counts_as_memorised_only_when_training_lifted_it_to_first_place(rank, tuned, base, flagged):
+    assert probes.memorized(rank, tuned, base) is flagged

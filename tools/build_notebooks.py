@@ -435,8 +435,9 @@ result.metrics["endpoint"] or "no endpoint evaluated (set endpoint_gguf_type or 
 
 **Canary exposure.** The prepare stage planted fake secrets (a card number, a policy number, a name) into the raw data
 before redaction. Each is ranked by the model's likelihood among random values of the same format, continuing its
-sentence ("Please charge my card …"). Rank 1 of 101 means memorised (exposure 6.7 bits); a model that never saw it
-gives about 1 bit on average. The base model is the reference.
+sentence ("Please charge my card …"). Rank 1 of 101 is exposure 6.7 bits; a model that never saw it gives about 1 bit
+on average. The base model is the reference: a canary counts as memorised when the tuned model ranks it first and at
+least 2 bits above the base (a first place by chance is usually the base model's first place too).
 **Control.** With `probe_control_steps`, a throwaway LoRA on the base model trains on text holding a fresh canary, with
 the loss on every token: its exposure must jump to the top while an unseen canary's stays low. The course trains on
 the answer only, so even an unredacted canary in a ticket would not be learned, and that is what the tuned model shows.
