@@ -1,17 +1,25 @@
-"""Evaluate stage: how good the tuned adapter is on the holdout, against the base model and a trivial baseline.
+"""Evaluate stage: how good the tuned adapter is on the holdout, against what, how sure we are, and what it leaks.
 
-In: `data/holdout.jsonl`, `data/task.json`, `adapters/<adapter_name>/`. Out: `eval/predictions.jsonl` (one line per
-holdout row and model: prediction, confidence, correct), `eval/metrics.json` (accuracy with a bootstrap 95%
-interval, macro-F1, per-class precision/recall, confusion matrices) and `eval/confusion.png`.
+In: `data/holdout.jsonl`, `data/train.jsonl`, `data/task.json`, `adapters/<adapter_name>/`, optionally
+`data/canaries.json` (canaries planted by the prepare stage), a served endpoint or GGUF, a previous run to compare with.
+Out, under `eval/`: `predictions.jsonl` (one line per holdout row and model: prediction, confidence, label
+probabilities, correct), `metrics.json` (per model: accuracy and macro-F1 with bootstrap 95% intervals, per-class
+precision/recall, confusion matrix, ECE and reliability bins, coverage when unsure cases go to a person, wrong and
+missed escalations; plus privacy probes, review status and the regression comparison), `probes.json`, and plots
+`models.png`, `confusion.png`, `calibration.png`, `probes.png`.
+
+Models compared on the same holdout: the tuned adapter, the base model zero-shot and few-shot (same scoring), a
+TF-IDF + logistic regression baseline, the majority class, and optionally the served model (`kit.endpoint`).
 
 Labels are scored, not generated: one forward pass per prompt gives the probability of every label's first token,
-which is exactly the choice greedy decoding would make among the labels. When two labels share a first token the
-whole label sequences are scored instead.
+which is exactly the choice greedy decoding would make among the labels, and a confidence for free. When two labels
+share a first token the whole label sequences are scored instead. `bench/eval.py` measures scoring against
+generate-and-parse (`generate_predictions`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +43,38 @@ class EvalConfig:
     batch_size: int = 16
     bootstrap_samples: int = 1000
     seed: int = 0
+    critical_label: str = "agent_escalation"  # the lane whose misses and false alarms cost the most
+    handoff_confidence: float = 0.9  # below this confidence a ticket goes to a person
+    few_shot_k: int = 4  # examples in the base model's few-shot prompt (one per lane first); 0 = no few-shot baseline
+    few_shot_example_tokens: int = 48  # each example ticket is cut to this many tokens
+    endpoint_url: str = ""  # an OpenAI-compatible /v1 URL serving this model (e.g. llama.cpp), evaluated as 'endpoint'
+    endpoint_gguf_type: str = ""  # or f16 | q8_0 | q4_k_m: serve this run's export/model-<type>.gguf on 127.0.0.1
+    endpoint_top_logprobs: int = 20  # first-token alternatives asked from the endpoint
+    previous_run_dir: str = ""  # a previous run directory (or its eval/metrics.json) to compare with
+    canary_seed: int = 0  # canaries made from this seed when data/canaries.json is absent
+    canary_candidates: int = 100  # random same-format values each canary is ranked against (10–250)
+    pii_probes: bool = True  # prompt the tuned model to reveal names and numbers, and scan what it writes
+    probe_control_steps: int = 0  # > 0: train a throwaway LoRA this many steps on a canary to show the probe fires
+    reviewer: str = ""  # name shown in the review panel; empty = nobody reviews (headless runs)
 
+    def __post_init__(self):
+        if not 0.0 <= self.handoff_confidence <= 1.0:
+            raise EvalError(f"handoff_confidence={self.handoff_confidence} must be between 0 and 1.")
+        if not 0 <= self.few_shot_k <= 16:
+            raise EvalError(f"few_shot_k={self.few_shot_k} must be 0 (off) to 16; each example lengthens every prompt.")
+        if not 10 <= self.canary_candidates <= 250:
+            raise EvalError(f"canary_candidates={self.canary_candidates} must be 10–250 (a person-name canary has "
+                            "only 255 others of its format).")
+        if self.endpoint_url and self.endpoint_gguf_type:
+            raise EvalError("set endpoint_url (a running server) or endpoint_gguf_type (a GGUF of this run to serve), "
+                            "not both.")
+        if self.endpoint_gguf_type not in ("", "f16", "q8_0", "q4_k_m"):
+            raise EvalError(f"endpoint_gguf_type='{self.endpoint_gguf_type}' is not one of f16, q8_0, q4_k_m (or empty).")
+        if self.probe_control_steps < 0 or self.bootstrap_samples < 100:
+            raise EvalError("probe_control_steps must be >= 0 and bootstrap_samples >= 100.")
+
+
+# --- prediction -----------------------------------------------------------------------------------------------------
 
 def label_first_tokens(tokenizer, labels) -> list[int] | None:
     """First token id of each label as the model would write it, or None when two labels share one."""
@@ -87,44 +126,294 @@ def _score_full(model, tokenizer, prompts, labels, device):
     return torch.stack(rows)
 
 
+def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_new_tokens: int = 12,
+                   batch_size: int = 16) -> list[str]:
+    """Greedy generations for prompts, cut at the first stop string (the way a served model answers)."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=True).to(device)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        for row in gen[:, enc["input_ids"].shape[1]:]:
+            text = tokenizer.decode(row, skip_special_tokens=False)
+            for s in stop + [tokenizer.eos_token or "", tokenizer.pad_token or ""]:
+                if s and s in text:
+                    text = text[:text.index(s)]
+            out.append(text.strip())
+    return out
+
+
+class HFScorer:
+    """A transformers model (optionally with its LoRA adapter switched off) behind the scorer interface.
+
+    The endpoint scorer (`kit.endpoint.EndpointScorer`) has the same two methods, so `predict` serves both.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 16, adapter_off: bool = False, progress: bool = True):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.adapter_off, self.progress = adapter_off, progress
+
+    def _ctx(self):
+        from contextlib import nullcontext
+
+        return self.model.disable_adapter() if self.adapter_off else nullcontext()
+
+    def score(self, prompts: list[str], labels) -> np.ndarray:
+        with self._ctx():
+            return score_labels(self.model, self.tokenizer, prompts, labels, self.batch_size, self.progress)
+
+    def generate(self, prompts: list[str], stop: list[str], max_new_tokens: int = 12) -> list[str]:
+        with self._ctx():
+            return generate_texts(self.model, self.tokenizer, prompts, stop, max_new_tokens, self.batch_size)
+
+
+def prompts_for(task: Task, fmt, tokenizer, rows: list[dict], max_length: int) -> list[str]:
+    """Zero-shot prompts, cut exactly as in training (the export parity check builds them the same way)."""
+    return [task.prompt(fmt, r["text"], tokenizer, max_length - 8) for r in rows]
+
+
+def rows_from_probs(rows: list[dict], probs: np.ndarray, labels) -> list[dict]:
+    """Prediction records from label probabilities: argmax, its probability as confidence, all probabilities."""
+    labels = list(labels)
+    out = []
+    for r, pr in zip(rows, probs):
+        k = int(np.argmax(pr))
+        out.append({"id": r["id"], "label": r["label"], "prediction": labels[k], "confidence": round(float(pr[k]), 4),
+                    "correct": labels[k] == r["label"], "probs": {lab: round(float(p), 4) for lab, p in zip(labels, pr)}})
+    return out
+
+
+def predict(scorer, task: Task, rows: list[dict], prompts: list[str]) -> list[dict]:
+    """Score every label for every prompt with any scorer (transformers or endpoint)."""
+    return rows_from_probs(rows, scorer.score(prompts, task.labels), task.labels)
+
+
+def parse_label(text: str, labels) -> str | None:
+    """The label a generated answer names: exact, else the label it starts with; None when it names none."""
+    t = text.strip().strip("`'\".").strip()
+    if t in labels:
+        return t
+    starts = [lab for lab in labels if t.startswith(lab)]
+    return max(starts, key=len) if starts else None
+
+
+def generate_predictions(scorer, task: Task, fmt, rows: list[dict], prompts: list[str],
+                         max_new_tokens: int = 12) -> list[dict]:
+    """Generate-and-parse: what a served chat model would answer, parsed to a label (None = unusable answer)."""
+    texts = scorer.generate(prompts, fmt.stop, max_new_tokens)
+    out = []
+    for r, text in zip(rows, texts):
+        label = parse_label(text, task.labels)
+        out.append({"id": r["id"], "label": r["label"], "prediction": label, "valid": label is not None,
+                    "correct": label == r["label"]})
+    return out
+
+
+# --- metrics --------------------------------------------------------------------------------------------------------
+
+def bootstrap_ci(values: np.ndarray, stat, samples: int, seed: int) -> list[float]:
+    """Percentile bootstrap 95% interval of `stat` over resampled rows of `values`."""
+    rng = np.random.default_rng(seed)
+    n = len(values)
+    boots = [stat(values[rng.integers(0, n, n)]) for _ in range(samples)]
+    return [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]
+
+
 def metrics(y_true: list[str], y_pred: list[str], labels, bootstrap_samples: int = 1000, seed: int = 0) -> dict:
-    """Accuracy with a percentile-bootstrap 95% interval, macro-F1, per-class precision/recall, confusion matrix."""
+    """Accuracy and macro-F1 with percentile-bootstrap 95% intervals, per-class precision/recall, confusion matrix."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     labels = list(labels)
+    y_pred = [p if p is not None else "<invalid>" for p in y_pred]
     correct = np.array([t == p for t, p in zip(y_true, y_pred)], dtype=float)
-    rng = np.random.default_rng(seed)
-    boots = [correct[rng.integers(0, len(correct), len(correct))].mean() for _ in range(bootstrap_samples)]
+    pairs = np.array(list(zip(y_true, y_pred)), dtype=object)
+    macro = lambda yp: f1_score(list(yp[:, 0]), list(yp[:, 1]), labels=labels, average="macro", zero_division=0)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "n": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred)),
-        "accuracy_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+        "accuracy_ci95": bootstrap_ci(correct, np.mean, bootstrap_samples, seed),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        # fewer resamples for F1: each costs a sklearn call, and the interval's ends settle well before 1000
+        "macro_f1_ci95": bootstrap_ci(pairs, macro, max(100, bootstrap_samples // 5), seed),
         "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
                       for i, lab in enumerate(labels)},
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
 
 
-def predict(model, tokenizer, fmt, task: Task, rows: list[dict], max_length: int, batch_size: int) -> list[dict]:
-    prompts = [task.prompt(fmt, r["text"], tokenizer, max_length - 8) for r in rows]
-    probs = score_labels(model, tokenizer, prompts, task.labels, batch_size)
-    preds = []
-    for r, pr in zip(rows, probs):
-        k = int(pr.argmax())
-        preds.append({"id": r["id"], "label": r["label"], "prediction": task.labels[k],
-                      "confidence": round(float(pr[k]), 4), "correct": task.labels[k] == r["label"]})
-    return preds
+def calibration(confidence, correct, n_bins: int = 10) -> dict:
+    """Expected calibration error of the top-label confidence, and the reliability diagram's bins.
 
+    Written here because scikit-learn has no ECE (`calibration_curve` gives the curve but not the bin counts ECE
+    weighs by). Bins are equal-width on [0, 1]; a confidence of exactly 1 falls in the last bin.
+    ECE = sum over bins of (rows in bin / all rows) * |accuracy in bin - mean confidence in bin|.
+    """
+    conf = np.asarray(confidence, dtype=float)
+    corr = np.asarray(correct, dtype=float)
+    idx = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        mask = idx == b
+        n = int(mask.sum())
+        acc = float(corr[mask].mean()) if n else None
+        mean_conf = float(conf[mask].mean()) if n else None
+        if n:
+            ece += n / len(conf) * abs(acc - mean_conf)
+        bins.append({"lo": b / n_bins, "hi": (b + 1) / n_bins, "n": n, "accuracy": acc, "confidence": mean_conf})
+    return {"ece": float(ece), "bins": bins}
+
+
+def coverage_curve(confidence, correct) -> dict:
+    """Accuracy on the tickets the model keeps when the least confident ones go to a person, at every coverage."""
+    conf = np.asarray(confidence, dtype=float)
+    corr = np.asarray(correct, dtype=float)
+    order = np.argsort(-conf, kind="stable")
+    kept = np.arange(1, len(conf) + 1)
+    return {"coverage": (kept / len(conf)).tolist(), "accuracy": (np.cumsum(corr[order]) / kept).tolist(),
+            "threshold": conf[order].tolist()}
+
+
+def at_threshold(confidence, correct, threshold: float) -> dict:
+    """What a hand-off rule 'confidence below threshold goes to a person' does on this holdout."""
+    conf = np.asarray(confidence, dtype=float)
+    corr = np.asarray(correct, dtype=bool)
+    auto = conf >= threshold
+    return {"threshold": threshold, "coverage": float(auto.mean()), "handed_to_person": int((~auto).sum()),
+            "accuracy_automated": float(corr[auto].mean()) if auto.any() else None,
+            "errors_automated": int((auto & ~corr).sum())}
+
+
+def escalation(y_true: list[str], y_pred: list[str], critical: str) -> dict:
+    """Business view of one critical lane: sent there wrongly (false alarms) and missed (left in another lane)."""
+    t = np.array([y == critical for y in y_true])
+    p = np.array([y == critical for y in y_pred])
+    neg, pos = int((~t).sum()), int(t.sum())
+    return {"critical_label": critical, "positives": pos, "negatives": neg,
+            "wrong_escalations": int((p & ~t).sum()), "missed_escalations": int((~p & t).sum()),
+            "wrong_escalation_rate": float((p & ~t).sum() / neg) if neg else None,
+            "missed_escalation_rate": float((~p & t).sum() / pos) if pos else None}
+
+
+def json_field_metrics(expected: list[dict], outputs: list[str]) -> dict:
+    """For JSON outputs: share of outputs that parse to an object, whole-object exact match, and exact match per field.
+
+    A field counts as matched only when the output parsed and holds the same value; invalid outputs count as misses.
+    """
+    import json
+
+    parsed = []
+    for text in outputs:
+        try:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            obj = None
+        parsed.append(obj if isinstance(obj, dict) else None)
+    n = len(expected)
+    fields = sorted({k for e in expected for k in e})
+    return {"n": n, "validity_rate": sum(p is not None for p in parsed) / n if n else None,
+            "exact_match": sum(p == e for p, e in zip(parsed, expected)) / n if n else None,
+            "field_exact_match": {f: sum(p is not None and f in e and p.get(f) == e[f] for p, e in zip(parsed, expected))
+                                  / max(1, sum(f in e for e in expected)) for f in fields}}
+
+
+def model_report(preds: list[dict], labels, cfg: EvalConfig) -> dict:
+    """All metrics of one model's predictions (calibration and coverage only when it gives confidences)."""
+    y = [p["label"] for p in preds]
+    yp = [p["prediction"] for p in preds]
+    out = metrics(y, yp, labels, cfg.bootstrap_samples, cfg.seed)
+    out["escalation"] = escalation(y, yp, cfg.critical_label)
+    if all(p.get("confidence") is not None for p in preds):
+        conf = [p["confidence"] for p in preds]
+        corr = [p["correct"] for p in preds]
+        cal = calibration(conf, corr)
+        out["ece"], out["reliability"] = cal["ece"], cal["bins"]
+        out["handoff"] = at_threshold(conf, corr, cfg.handoff_confidence)
+    return out
+
+
+# --- regression ------------------------------------------------------------------------------------------------------
+
+def paired_bootstrap(correct_new, correct_old, samples: int = 2000, seed: int = 0) -> dict:
+    """Accuracy difference new − old on the same examples, with a paired percentile-bootstrap 95% interval.
+
+    Resampling examples (not each model separately) keeps the pairing: both models are judged on the same draw,
+    which makes the interval much narrower than comparing two independent intervals.
+    """
+    new = np.asarray(correct_new, dtype=float)
+    old = np.asarray(correct_old, dtype=float)
+    diff = new - old
+    lo, hi = bootstrap_ci(diff, np.mean, samples, seed)
+    return {"delta": float(diff.mean()), "ci95": [lo, hi], "significant": bool(lo > 0 or hi < 0), "method": "paired",
+            "n": len(diff)}
+
+
+def interval_delta(new: dict, old: dict) -> dict:
+    """Accuracy difference from two reports alone (no shared examples): normal approximation from their intervals."""
+    se = lambda m: (m["accuracy_ci95"][1] - m["accuracy_ci95"][0]) / (2 * 1.96)
+    delta = new["accuracy"] - old["accuracy"]
+    half = 1.96 * float(np.hypot(se(new), se(old)))
+    return {"delta": float(delta), "ci95": [delta - half, delta + half], "significant": bool(abs(delta) > half),
+            "method": "intervals"}
+
+
+def compare(previous: str | Path, summary: dict, predictions: list[dict], samples: int = 2000, seed: int = 0) -> dict:
+    """Deltas of every model both runs evaluated; paired on examples when the previous predictions are available."""
+    prev_path = Path(previous)
+    if prev_path.is_dir():
+        prev_path = prev_path / "eval" / "metrics.json" if (prev_path / "eval").is_dir() else prev_path / "metrics.json"
+    if not prev_path.exists():
+        raise EvalError(f"previous_run_dir='{previous}' has no metrics.json; point it at a previous run directory or its "
+                        "eval/metrics.json, or leave it empty.")
+    prev = read_json(prev_path)
+    prev_preds_path = prev_path.with_name("predictions.jsonl")
+    prev_preds = read_jsonl(prev_preds_path) if prev_preds_path.exists() else []
+    by_model = lambda ps: {(p["model"], p["id"]): p["correct"] for p in ps}
+    old_c, new_c = by_model(prev_preds), by_model(predictions)
+    out = {"previous": str(prev_path), "models": {}}
+    for name, m in summary["models"].items():
+        if name not in prev.get("models", {}):
+            continue
+        ids = [k[1] for k in new_c if k[0] == name and k in old_c]
+        n_new = sum(1 for k in new_c if k[0] == name)
+        if ids and len(ids) == n_new:
+            d = paired_bootstrap([new_c[(name, i)] for i in ids], [old_c[(name, i)] for i in ids], samples, seed)
+        else:
+            d = interval_delta(m, prev["models"][name])
+        d["previous_accuracy"], d["accuracy"] = prev["models"][name]["accuracy"], m["accuracy"]
+        d["macro_f1_delta"] = m["macro_f1"] - prev["models"][name]["macro_f1"]
+        out["models"][name] = d
+    return out
+
+
+# --- the stage ------------------------------------------------------------------------------------------------------
 
 @dataclass
 class EvalResult:
     metrics: dict
     paths: dict
+    predictions: list[dict]
+
+
+def _endpoint_scorer(cfg: EvalConfig, tok, task: Task, stack):
+    """The served model as a scorer: a given URL, or a llama.cpp server started here for a GGUF."""
+    from kit import endpoint
+
+    url = cfg.endpoint_url
+    if cfg.endpoint_gguf_type:
+        gguf = Path(cfg.run_dir) / "export" / f"model-{cfg.endpoint_gguf_type}.gguf"
+        url = stack.enter_context(endpoint.serve_gguf(gguf, n_ctx=max(512, cfg.max_length * 2)))
+    return endpoint.EndpointScorer.for_tokenizer(url, tok, task.labels, top_logprobs=cfg.endpoint_top_logprobs)
 
 
 def run(cfg: EvalConfig) -> EvalResult:
-    from kit import models
+    from contextlib import ExitStack
+
+    from kit import baselines, eval_review, models, probes
 
     run_dir = Path(cfg.run_dir)
     adapter_dir = run_dir / "adapters" / cfg.adapter_name
@@ -136,42 +425,114 @@ def run(cfg: EvalConfig) -> EvalResult:
         raise EvalError(f"adapter '{cfg.adapter_name}' was trained on a different base model than '{cfg.model}'; "
                         "evaluate with the model it was trained on.")
     task = Task.load(run_dir)
+    if cfg.critical_label not in task.labels:
+        raise EvalError(f"critical_label='{cfg.critical_label}' is not a lane of this task; use one of "
+                        f"{', '.join(task.labels)}.")
     rows = read_jsonl(run_dir / "data" / "holdout.jsonl")
     rows = rows[: cfg.max_examples] if cfg.max_examples else rows
+    train_rows = read_jsonl(run_dir / "data" / "train.jsonl")
     tok = models.load_tokenizer(resolved)
     fmt = resolved.chat_format
-    y = [r["label"] for r in rows]
+    prompts = prompts_for(task, fmt, tok, rows, cfg.max_length)
 
-    base = models.load_model(resolved)
-    base_preds = predict(base, tok, fmt, task, rows, cfg.max_length, cfg.batch_size)
-    del base
-    tuned = models.load_model(resolved, adapter_dir=str(adapter_dir))
-    tuned_preds = predict(tuned, tok, fmt, task, rows, cfg.max_length, cfg.batch_size)
+    # One model in memory: the adapter switched off is exactly the base model.
+    model = models.load_model(resolved, adapter_dir=str(adapter_dir))
+    tuned = HFScorer(model, tok, cfg.batch_size)
+    base = HFScorer(model, tok, cfg.batch_size, adapter_off=True)
+    preds = {"tuned": predict(tuned, task, rows, prompts), "base_zero_shot": predict(base, task, rows, prompts)}
+    if cfg.few_shot_k:
+        shots = baselines.pick_examples(train_rows, task.labels, cfg.few_shot_k, cfg.seed)
+        fs_prompts = [baselines.few_shot_prompt(task, fmt, tok, shots, r["text"], cfg.few_shot_example_tokens,
+                                                cfg.max_length - 8) for r in rows]
+        preds["base_few_shot"] = predict(base, task, rows, fs_prompts)
+    preds["tfidf_logreg"] = rows_from_probs(rows, baselines.tfidf_logreg(train_rows, rows, task.labels, cfg.seed),
+                                            task.labels)
+    preds["majority_class"] = rows_from_probs(rows, baselines.majority(train_rows, len(rows), task.labels), task.labels)
+    endpoint_info = None
+    if cfg.endpoint_url or cfg.endpoint_gguf_type:
+        with ExitStack() as stack:
+            scorer = _endpoint_scorer(cfg, tok, task, stack)
+            preds["endpoint"] = predict(scorer, task, rows, prompts)
+        agree = float(np.mean([a["prediction"] == b["prediction"] for a, b in zip(preds["endpoint"], preds["tuned"])]))
+        endpoint_info = {"url": cfg.endpoint_url or "llama.cpp server on 127.0.0.1 (started for this evaluation)",
+                         "gguf": cfg.endpoint_gguf_type or None, "agreement_with_tuned": agree,
+                         "labels_outside_top_k": scorer.outside_top_k, "top_logprobs": cfg.endpoint_top_logprobs}
 
-    train_labels = [r["label"] for r in read_jsonl(run_dir / "data" / "train.jsonl")]
-    majority = max(task.labels, key=train_labels.count)
-    results = {
-        "tuned": metrics(y, [p["prediction"] for p in tuned_preds], task.labels, cfg.bootstrap_samples, cfg.seed),
-        "base_zero_shot": metrics(y, [p["prediction"] for p in base_preds], task.labels, cfg.bootstrap_samples,
-                                  cfg.seed),
-        "majority_class": metrics(y, [majority] * len(y), task.labels, cfg.bootstrap_samples, cfg.seed),
-    }
+    results = {name: model_report(p, task.labels, cfg) for name, p in preds.items()}
+    flat = [{"model": name, **p} for name, ps in preds.items() for p in ps]
     out = run_dir / "eval"
-    write_jsonl(out / "predictions.jsonl", [{"model": "tuned", **p} for p in tuned_preds]
-                + [{"model": "base_zero_shot", **p} for p in base_preds])
-    summary = {"labels": list(task.labels), "adapter": cfg.adapter_name, "max_length": cfg.max_length, "models": results,
-               "tuned_minus_base_accuracy": results["tuned"]["accuracy"] - results["base_zero_shot"]["accuracy"]}
+    summary = {
+        "labels": list(task.labels), "adapter": cfg.adapter_name, "max_length": cfg.max_length,
+        "parameters": asdict(cfg), "models": results,
+        "tuned_minus_base_accuracy": results["tuned"]["accuracy"] - results["base_zero_shot"]["accuracy"],
+        "tuned_vs_base_zero_shot": paired_bootstrap([p["correct"] for p in preds["tuned"]],
+                                                    [p["correct"] for p in preds["base_zero_shot"]],
+                                                    cfg.bootstrap_samples, cfg.seed),
+        "endpoint": endpoint_info,
+    }
+
+    summary["probes"] = probes.run_probes(model, tok, fmt, task, run_dir, cfg)
+    del model
+    if cfg.probe_control_steps:
+        summary["probes"]["control"] = probes.control_on_base(resolved, tok, cfg)
+    summary["review"] = eval_review.summary(run_dir)
+    summary["regression"] = compare(cfg.previous_run_dir, summary, flat, cfg.bootstrap_samples,
+                                    cfg.seed) if cfg.previous_run_dir else None
+
+    write_jsonl(out / "predictions.jsonl", flat)
+    write_json(out / "probes.json", summary["probes"])
     write_json(out / "metrics.json", summary)
-    confusion_plot(results, task.labels, out / "confusion.png")
-    return EvalResult(summary, {"metrics": str(out / "metrics.json"), "predictions": str(out / "predictions.jsonl"),
-                                "confusion": str(out / "confusion.png")})
+    from kit import eval_plots
+
+    paths = {"metrics": str(out / "metrics.json"), "predictions": str(out / "predictions.jsonl"),
+             "probes": str(out / "probes.json"),
+             "models": str(eval_plots.models_plot(results, out / "models.png")),
+             "confusion": str(confusion_plot(results, task.labels, out / "confusion.png")),
+             "calibration": str(eval_plots.calibration_plot(results, preds, cfg.handoff_confidence,
+                                                             out / "calibration.png")),
+             "probes_plot": str(eval_plots.probes_plot(summary["probes"], out / "probes.png"))}
+    return EvalResult(summary, paths, flat)
+
+
+# --- tables for the notebook ---------------------------------------------------------------------------------------
+
+def models_table(summary: dict):
+    """One row per model: accuracy and macro-F1 with intervals, ECE, escalation errors; best first."""
+    import pandas as pd
+
+    rows = {}
+    for name, m in summary["models"].items():
+        e = m["escalation"]
+        rows[name] = {"accuracy": m["accuracy"], "acc ci95": f"{m['accuracy_ci95'][0]:.3f}–{m['accuracy_ci95'][1]:.3f}",
+                      "macro-F1": m["macro_f1"], "F1 ci95": f"{m['macro_f1_ci95'][0]:.3f}–{m['macro_f1_ci95'][1]:.3f}",
+                      "ECE": m.get("ece"), "wrong escalations": e["wrong_escalation_rate"],
+                      "missed escalations": e["missed_escalation_rate"]}
+    return pd.DataFrame(rows).T.sort_values("accuracy", ascending=False).round(3)
+
+
+def probes_table(probes: dict):
+    import pandas as pd
+
+    cols = ["kind", "rank", "exposure", "base_rank", "base_exposure", "max_exposure", "memorized"]
+    return pd.DataFrame(probes["canaries"])[cols].round(2)
+
+
+def pii_table(probes: dict):
+    """What each PII probe drew out of the tuned and the base model (entity counts, redacted text)."""
+    import pandas as pd
+
+    echo = probes.get("pii_echo") or {"tuned": [], "base": []}
+    return pd.DataFrame([{"probe": t["probe"], "tuned findings": t["findings"] or "-",
+                          "tuned (redacted)": t["output_redacted"][:60], "base findings": b["findings"] or "-"}
+                         for t, b in zip(echo["tuned"], echo["base"])])
 
 
 def confusion_plot(results: dict, labels, path: str | Path):
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: nothing global to switch or close
 
     names = [m for m in ("base_zero_shot", "tuned") if m in results]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.2))
+    fig = Figure(figsize=(5 * len(names), 4.2))
+    axes = fig.subplots(1, len(names))
     for ax, name in zip(np.atleast_1d(axes), names):
         cm = np.array(results[name]["confusion"])
         ax.imshow(cm, cmap="Blues")
@@ -183,5 +544,4 @@ def confusion_plot(results: dict, labels, path: str | Path):
         ax.set_title(f"{name}: accuracy {results[name]['accuracy']:.0%}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

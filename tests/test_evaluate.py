@@ -56,3 +56,146 @@ def test_labels_sharing_a_first_token_are_scored_as_whole_sequences(tiny_model_d
     assert evaluate.label_first_tokens(tokenizer, labels) is None
     probs = evaluate.score_labels(model, tokenizer, ["x", "y"], labels, progress=False)
     assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_macro_f1_interval_brackets_the_estimate():
+    y = ["a", "b", "c"] * 20
+    p = ["a", "b", "b"] * 20
+    m = evaluate.metrics(y, p, LABELS, bootstrap_samples=200)
+    lo, hi = m["macro_f1_ci95"]
+    assert lo <= m["macro_f1"] <= hi and hi - lo < 0.3
+
+
+def test_unparseable_answers_count_as_wrong_not_as_a_label():
+    m = evaluate.metrics(["a", "b"], ["a", None], ["a", "b"], bootstrap_samples=100)
+    assert m["accuracy"] == 0.5 and m["confusion"] == [[1, 0], [0, 0]]
+
+
+def test_ece_and_reliability_bins_match_hand_computed_values():
+    conf = [0.95, 0.95, 0.65, 0.65, 0.15, 1.0]
+    corr = [1, 0, 1, 1, 0, 1]
+    cal = evaluate.calibration(conf, corr, n_bins=10)
+    # bin 9: conf .95,.95,1.0 acc 2/3 -> |2/3 - .9667| * 3/6; bin 6: |1 - .65| * 2/6; bin 1: |0 - .15| * 1/6
+    expected = abs(2 / 3 - (0.95 + 0.95 + 1.0) / 3) * 3 / 6 + 0.35 * 2 / 6 + 0.15 / 6
+    assert cal["ece"] == pytest.approx(expected)
+    assert [b["n"] for b in cal["bins"]] == [0, 1, 0, 0, 0, 0, 2, 0, 0, 3]
+    assert cal["bins"][6]["accuracy"] == 1.0 and cal["bins"][1]["confidence"] == pytest.approx(0.15)
+
+
+def test_a_perfectly_calibrated_model_has_ece_near_zero():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.5, 1.0, 20000)
+    corr = rng.random(20000) < conf
+    assert evaluate.calibration(conf, corr)["ece"] < 0.02
+    assert evaluate.calibration(conf, np.ones_like(corr))["ece"] > 0.2  # always right, under-confident
+
+
+def test_coverage_curve_and_handoff_match_hand_computed_values():
+    conf, corr = [0.6, 0.9, 0.7, 0.8], [1, 1, 1, 0]
+    cov = evaluate.coverage_curve(conf, corr)
+    assert cov["coverage"] == [0.25, 0.5, 0.75, 1.0]
+    assert cov["accuracy"] == pytest.approx([1.0, 0.5, 2 / 3, 0.75])
+    h = evaluate.at_threshold(conf, corr, 0.75)
+    assert h == {"threshold": 0.75, "coverage": 0.5, "handed_to_person": 2, "accuracy_automated": 0.5,
+                 "errors_automated": 1}
+    assert evaluate.at_threshold(conf, corr, 0.95)["accuracy_automated"] is None
+
+
+def test_escalation_rates_match_hand_computed_values():
+    y = ["esc", "esc", "esc", "x", "x", "x", "x", "y"]
+    p = ["esc", "x", "x", "esc", "x", "x", "x", "esc"]
+    e = evaluate.escalation(y, p, "esc")
+    assert (e["positives"], e["negatives"], e["wrong_escalations"], e["missed_escalations"]) == (3, 5, 2, 2)
+    assert e["wrong_escalation_rate"] == pytest.approx(2 / 5) and e["missed_escalation_rate"] == pytest.approx(2 / 3)
+
+
+def test_json_outputs_are_scored_for_validity_and_per_field_matches():
+    expected = [{"lane": "a", "urgent": True}, {"lane": "b", "urgent": False}, {"lane": "c", "urgent": False}]
+    outputs = ['{"lane": "a", "urgent": true}', '{"lane": "b", "urgent": true}', "lane: c"]
+    m = evaluate.json_field_metrics(expected, outputs)
+    assert m["validity_rate"] == pytest.approx(2 / 3) and m["exact_match"] == pytest.approx(1 / 3)
+    assert m["field_exact_match"] == {"lane": pytest.approx(2 / 3), "urgent": pytest.approx(1 / 3)}
+
+
+@pytest.mark.parametrize("text, label", [("billing_dispute", "billing_dispute"), (" billing_dispute.\n", "billing_dispute"),
+                                         ("claim_status please", "claim_status"), ("claim", None), ("", None),
+                                         ("I think billing_dispute", None)])
+def test_generated_answers_parse_to_a_label_or_none(text, label):
+    assert evaluate.parse_label(text, ["claim_status", "billing_dispute"]) == label
+
+
+def test_paired_bootstrap_finds_a_real_gain_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    old = rng.random(300) < 0.6
+    new = old | (rng.random(300) < 0.3)  # fixes about 30% of the errors, breaks nothing
+    d = evaluate.paired_bootstrap(new, old, 1000, 0)
+    assert d["significant"] and d["ci95"][0] > 0 and d["delta"] == pytest.approx(new.mean() - old.mean())
+    same = evaluate.paired_bootstrap(old, old, 500, 0)
+    assert not same["significant"] and same["delta"] == 0
+
+
+def test_paired_interval_covers_the_true_difference_most_of_the_time():
+    rng = np.random.default_rng(2)
+    covered = 0
+    for trial in range(50):
+        old = rng.random(200) < 0.7
+        flip = rng.random(200)
+        new = np.where(old, flip > 0.1, flip < 0.4)  # true delta: 0.7*(-0.1) + 0.3*0.4 = +0.05
+        lo, hi = evaluate.paired_bootstrap(new, old, 400, trial)["ci95"]
+        covered += lo <= 0.05 <= hi
+    assert covered / 50 >= 0.85
+
+
+def test_interval_delta_uses_both_intervals():
+    new = {"accuracy": 0.9, "accuracy_ci95": [0.85, 0.95]}
+    old = {"accuracy": 0.8, "accuracy_ci95": [0.75, 0.85]}
+    d = evaluate.interval_delta(new, old)
+    half = 1.96 * np.hypot(0.1 / 3.92, 0.1 / 3.92)
+    assert d["delta"] == pytest.approx(0.1) and d["ci95"] == pytest.approx([0.1 - half, 0.1 + half])
+    assert d["significant"] and d["method"] == "intervals"
+
+
+def _write_eval(run_dir, correct, model="tuned"):
+    from kit.io import write_json, write_jsonl
+
+    preds = [{"model": model, "id": f"T{i}", "correct": bool(c)} for i, c in enumerate(correct)]
+    acc = float(np.mean(correct))
+    m = {"models": {model: {"accuracy": acc, "accuracy_ci95": [acc - 0.05, acc + 0.05], "macro_f1": acc}}}
+    write_json(run_dir / "eval" / "metrics.json", m)
+    write_jsonl(run_dir / "eval" / "predictions.jsonl", preds)
+    return m, preds
+
+
+def test_regression_compare_is_paired_when_previous_predictions_exist(tmp_path):
+    old_c = [1] * 60 + [0] * 40
+    new_c = [1] * 95 + [0] * 5
+    _write_eval(tmp_path / "old", old_c)
+    summary, preds = _write_eval(tmp_path / "new", new_c)
+    r = evaluate.compare(tmp_path / "old", summary, preds, 500, 0)
+    assert r["models"]["tuned"]["method"] == "paired" and r["models"]["tuned"]["significant"]
+    assert r["models"]["tuned"]["delta"] == pytest.approx(0.35)
+    (tmp_path / "old" / "eval" / "predictions.jsonl").unlink()
+    r = evaluate.compare(tmp_path / "old" / "eval" / "metrics.json", summary, preds, 500, 0)
+    assert r["models"]["tuned"]["method"] == "intervals"
+    with pytest.raises(evaluate.EvalError, match="has no metrics.json"):
+        evaluate.compare(tmp_path / "nowhere", summary, preds)
+
+
+@pytest.mark.parametrize("kw, msg", [({"handoff_confidence": 1.5}, "between 0 and 1"),
+                                     ({"few_shot_k": 40}, "few_shot_k"),
+                                     ({"canary_candidates": 300}, "10–250"),
+                                     ({"endpoint_url": "http://x/v1", "endpoint_gguf_type": "q8_0"}, "not both")])
+def test_bad_evaluate_settings_are_rejected(kw, msg):
+    with pytest.raises(evaluate.EvalError, match=msg):
+        evaluate.EvalConfig(run_dir="x", model="m", **kw)
+
+
+def test_cohen_kappa_matches_a_hand_computed_value():
+    from kit import eval_review
+
+    a = [{"model": "m", "id": str(i), "verdict": v} for i, v in enumerate(["pass"] * 6 + ["fail"] * 4)]
+    b = [{"model": "m", "id": str(i), "verdict": v} for i, v in enumerate(["pass"] * 5 + ["fail"] * 3 + ["pass"] * 2)]
+    # agree on 0-4 and 6-7: 7/10; chance: a passes .6, b .7 -> .6*.7 + .4*.3 = .54; kappa = (.7 - .54) / (1 - .54)
+    k = eval_review.kappa(a, b)
+    assert k["agreement"] == pytest.approx(0.7) and k["kappa"] == pytest.approx(0.16 / 0.46)
+    assert eval_review.kappa(a[:1], b[:1])["kappa"] is None

@@ -54,6 +54,12 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
         acc = metrics["models"][name]["accuracy"]
         assert isinstance(acc, float) and 0.0 <= acc <= 1.0
     assert metrics["models"]["tuned"]["n"] == 24
+    assert {"base_few_shot", "tfidf_logreg", "majority_class"} <= set(metrics["models"])
+    assert 0.0 <= metrics["models"]["tuned"]["ece"] <= 1.0 and metrics["models"]["tuned"]["escalation"]["positives"] >= 0
+    assert metrics["probes"]["canaries"] and all(1 <= c["rank"] <= 21 for c in metrics["probes"]["canaries"])
+    assert metrics["review"]["done"] is False
+    for png in ("models.png", "confusion.png", "calibration.png", "probes.png"):
+        assert (run / "eval" / png).stat().st_size > 0, png
 
     adapter = run / "adapters" / "default"
     assert (adapter / "adapter_model.safetensors").stat().st_size > 0

@@ -416,16 +416,21 @@ for p in sorted(Path(result.adapter_dir).iterdir()):
 
 NOTEBOOKS["04_evaluate"] = [
     md("""
-# 04 · Evaluate: is the tuned model better, and by how much?
+# 04 · Evaluate: is the tuned model better, by how much, how sure are we, and does it leak?
 
-This stage scores every holdout ticket with the base model and with the tuned adapter, and reports accuracy with a
-95% bootstrap interval, macro-F1 and confusion matrices.
+This stage scores every holdout ticket with the tuned adapter and with baselines a skeptical client would ask about,
+reports each with 95% intervals, shows where the errors are and how trustworthy the confidences are, and probes the
+model for memorised secrets and personal data.
 
-**Objective** numbers a skeptical client would accept. **Needs** `data/holdout.jsonl` and the adapter from 03.
-**Produces** `eval/metrics.json`, `eval/predictions.jsonl`, `eval/confusion.png`. **Hardware** CPU, about a minute.
+**Objective** numbers a skeptical client would accept. **Needs** `data/holdout.jsonl`, `data/train.jsonl` and the
+adapter from 03 (optionally `data/canaries.json` from 02, a GGUF from 05 or a served endpoint, a previous run).
+**Produces** `eval/metrics.json`, `eval/predictions.jsonl`, `eval/probes.json`, `eval/models.png`,
+`eval/confusion.png`, `eval/calibration.png`, `eval/probes.png`, and `eval/reviews.jsonl` when someone reviews.
+**Hardware** CPU, a few minutes for the demo's 120 tickets (the few-shot prompts are the longest part).
 
 Labels are *scored*, not generated: the model's probability for each lane is read from one forward pass, which is
-the choice greedy decoding would make among the lanes, and gives a confidence for free.
+the choice greedy decoding would make among the lanes, and gives a confidence for free (`bench/eval.py` measures how
+much faster this is than generating and parsing an answer).
 """),
     params("""
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
@@ -434,25 +439,139 @@ adapter_name: str = "default"  # adapters/<adapter_name>/
 max_examples: int = 0  # evaluate only the first N holdout rows (0: all)
 max_length: int = 192  # same token budget as training
 batch_size: int = 16  # prompts per forward pass
+critical_label: str = "agent_escalation"  # the lane whose misses and false alarms cost most (escalation rates)
+handoff_confidence: float = 0.9  # tickets below this confidence go to a person (0–1)
+few_shot_k: int = 4  # solved examples in the base model's few-shot prompt (0: skip that baseline; up to 16)
+few_shot_example_tokens: int = 48  # each few-shot example is cut to this many tokens
+endpoint_url: str = ""  # an OpenAI-compatible /v1 URL serving this model (e.g. llama.cpp server); empty: none
+endpoint_gguf_type: str = ""  # or f16 | q8_0 | q4_k_m: serve this run's export/model-<type>.gguf (after 05) on 127.0.0.1
+endpoint_top_logprobs: int = 20  # first-token alternatives asked from the endpoint (labels must be among them)
+previous_run_dir: str = ""  # a previous run directory (or its eval/metrics.json) to compare with; empty: none
+canary_seed: int = 0  # canaries are made from this seed when 02 planted none (data/canaries.json absent)
+canary_candidates: int = 100  # random same-format values each canary is ranked against (10–250)
+pii_probes: bool = True  # ask the model for names and numbers and scan its answers
+probe_control_steps: int = 0  # > 0: train a throwaway LoRA this many steps on a canary to prove the probe fires (~30)
+reviewer: str = ""  # your name, to review answers in the panel below (empty: no review; headless runs)
 """),
     code("""
 from pathlib import Path
 import pandas as pd
 from IPython.display import Image
-from kit import evaluate
+from kit import evaluate, eval_review
 
 cfg = evaluate.EvalConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, max_examples=max_examples,
-                          max_length=max_length, batch_size=batch_size)
+                          max_length=max_length, batch_size=batch_size, critical_label=critical_label,
+                          handoff_confidence=handoff_confidence, few_shot_k=few_shot_k,
+                          few_shot_example_tokens=few_shot_example_tokens, endpoint_url=endpoint_url,
+                          endpoint_gguf_type=endpoint_gguf_type, endpoint_top_logprobs=endpoint_top_logprobs,
+                          previous_run_dir=previous_run_dir, canary_seed=canary_seed, canary_candidates=canary_candidates,
+                          pii_probes=pii_probes, probe_control_steps=probe_control_steps, reviewer=reviewer)
 cfg
+"""),
+    md("""
+## The tuned model beside its baselines
+
+Every model answers the same holdout tickets. *majority_class* always says the most common lane; *tfidf_logreg* is a
+classic word-count classifier trained on the same `train.jsonl` in a second; *base_zero_shot* and *base_few_shot* are
+the untuned model with the instruction alone and with a few solved examples in the prompt. If the tuned model does not
+clearly beat TF-IDF, a fine-tune may not be worth running in production. Intervals are 95% bootstrap intervals:
+with 120 tickets, a few points of accuracy are within noise.
 """),
     code("""
 result = evaluate.run(cfg)
-pd.DataFrame({name: {"accuracy": m["accuracy"], "ci95 low": m["accuracy_ci95"][0], "ci95 high": m["accuracy_ci95"][1],
-                     "macro-F1": m["macro_f1"]} for name, m in result.metrics["models"].items()}).T.round(3)
+evaluate.models_table(result.metrics)
+"""),
+    code("""
+Image(result.paths["models"])
+"""),
+    md("""
+Is the gain over the base model real? The paired interval resamples tickets, so both models are judged on the same
+draw each time; it is much narrower than two separate intervals.
+"""),
+    code("""
+d = result.metrics["tuned_vs_base_zero_shot"]
+print(f"tuned − base zero-shot: {d['delta']:+.1%} (95% CI {d['ci95'][0]:+.1%} to {d['ci95'][1]:+.1%}),",
+      "significant" if d["significant"] else "not significant")
 """),
     md("Where the errors are: rows are the true lane, columns the predicted one."),
     code("""
 Image(result.paths["confusion"])
+"""),
+    md("""
+## Can the confidence be trusted?
+
+Left, the reliability diagram: of the tickets answered with about 80% confidence, about 80% should be right (points on
+the diagonal). ECE, the expected calibration error, is the average gap, weighted by how many tickets fall in each bin.
+Right, what happens if tickets below a confidence go to a person: the share handled automatically against the
+accuracy on that share. The star is the rule `handoff_confidence` sets.
+"""),
+    code("""
+Image(result.paths["calibration"])
+"""),
+    code("""
+h, e = result.metrics["models"]["tuned"]["handoff"], result.metrics["models"]["tuned"]["escalation"]
+print(f"confidence ≥ {h['threshold']}: {h['coverage']:.0%} automated at {h['accuracy_automated']:.1%} accuracy,",
+      f"{h['handed_to_person']} tickets to a person")
+print(f"{e['critical_label']}: {e['wrong_escalations']} wrongly escalated of {e['negatives']},",
+      f"{e['missed_escalations']} missed of {e['positives']}")
+"""),
+    md("""
+## The model as it will be served
+
+With `endpoint_gguf_type` (a GGUF that 05 wrote into this run) or `endpoint_url` (any OpenAI-compatible completions server) the same scoring
+runs over HTTP against llama.cpp, and the table above gains an `endpoint` row. Agreement with the adapter should be
+near 100%; a gap means the exported model does not answer like the one evaluated here.
+"""),
+    code("""
+result.metrics["endpoint"] or "no endpoint evaluated (set endpoint_gguf_type or endpoint_url)"
+"""),
+    md("""
+## Privacy probes
+
+**Canary exposure.** The prepare stage planted fake secrets (a card number, a policy number, a name) into the raw data
+before redaction. Each is ranked by the model's likelihood among random values of the same format, continuing its
+sentence ("Please charge my card …"). Rank 1 of 101 is exposure 6.7 bits; a model that never saw it gives about 1 bit
+on average. The base model is the reference: a canary counts as memorised when the tuned model ranks it first and at
+least 2 bits above the base (a first place by chance is usually the base model's first place too).
+**Control.** With `probe_control_steps`, a throwaway LoRA on the base model trains on text holding a fresh canary, with
+the loss on every token: its exposure must jump to the top while an unseen canary's stays low. The course trains on
+the answer only, so even an unredacted canary in a ticket would not be learned, and that is what the tuned model shows.
+"""),
+    code("""
+Image(result.paths["probes_plot"])
+"""),
+    code("""
+evaluate.probes_table(result.metrics["probes"])
+"""),
+    md("**PII echo.** Prompts that ask for names, numbers and addresses; what the model writes is scanned by the same redactor as the data (only the redacted text is kept)."),
+    code("""
+evaluate.pii_table(result.metrics["probes"])
+"""),
+    code("""
+p = result.metrics["probes"]
+assert p["memorized_canaries"] == 0, f"{p['memorized_canaries']} canary(ies) ranked first: the model may have memorised them"
+assert not p["pii_echo"] or p["pii_echo"]["canaries_echoed"] == 0, "a canary value appeared in a generation"
+assert "control" not in p or p["control"]["detected"], "the control did not memorise its canary: the probe proves nothing"
+print(f"no canary memorised (highest exposure {p['max_exposure_tuned']:.1f} of {p['canaries'][0]['max_exposure']:.1f} bits);",
+      "control detected" if "control" in p else "control not run (probe_control_steps=0)")
+"""),
+    md("""
+## Compared with the previous run
+
+With `previous_run_dir`, each model's accuracy change against that run, paired on tickets when its predictions are there.
+"""),
+    code("""
+pd.DataFrame(result.metrics["regression"]["models"]).T if result.metrics["regression"] else "no previous run given (previous_run_dir)"
+"""),
+    md("""
+## Human review
+
+Set `reviewer` to your name and judge the tuned model's answers, errors first: pass or fail, and one line of reason.
+Each Save goes to `eval/reviews.jsonl`. Two reviewers (in one run, or each in a copy) are compared with Cohen's kappa:
+`eval_review.kappa_files(path_a, path_b)`. Headless runs record that no review happened.
+"""),
+    code("""
+eval_review.panel(run_dir, reviewer) if reviewer else print(result.metrics["review"]["note"])
 """),
     md("The tuned model must beat the base model; if it does not, look at the loss curve in 03 before anything else."),
     code("""

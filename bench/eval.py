@@ -1,0 +1,72 @@
+"""Why kit scores labels instead of generating them: speed and agreement on the same holdout, side by side.
+
+Scoring reads every lane's first-token probability from one forward pass per prompt. Generate-and-parse decodes the
+answer greedily token by token (as a served chat model would) and parses the lane from the text. Both run on the
+real model with a trained adapter, the same prompts, the same batch size, in one process.
+
+Run: .venv/bin/python bench/eval.py --run-dir papermill_runs/demo   (needs 02–03 done in that run; about 3 minutes for
+the demo's 120 tickets on 2 cores). Prints what it measured; gates nothing.
+Last line: scoring_ex_per_s=<x> generate_ex_per_s=<y> ratio=<x/y>
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+from kit import evaluate, models
+from kit.io import read_jsonl
+from kit.task import Task
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run-dir", default="papermill_runs/demo", help="a run with data/ and adapters/<name>/")
+    ap.add_argument("--model", default=models.EMBEDDED_SPEC)
+    ap.add_argument("--adapter-name", default="default")
+    ap.add_argument("--max-examples", type=int, default=0, help="first N holdout rows (0: all)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=8, help="enough for the longest lane and the end-of-turn")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = ap.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_dir = Path(args.run_dir)
+    resolved = models.resolve(args.model)
+    tok = models.load_tokenizer(resolved)
+    fmt = resolved.chat_format
+    task = Task.load(run_dir)
+    rows = read_jsonl(run_dir / "data" / "holdout.jsonl")
+    rows = rows[: args.max_examples] if args.max_examples else rows
+    prompts = evaluate.prompts_for(task, fmt, tok, rows, 192)
+    model = models.load_model(resolved, adapter_dir=str(run_dir / "adapters" / args.adapter_name))
+    scorer = evaluate.HFScorer(model, tok, args.batch_size, progress=False)
+    scorer.score(prompts[:2], task.labels)  # warm-up, so neither side pays first-call costs
+    scorer.generate(prompts[:2], fmt.stop, 2)
+
+    start = time.perf_counter()
+    scored = evaluate.predict(scorer, task, rows, prompts)
+    scoring_s = time.perf_counter() - start
+    start = time.perf_counter()
+    generated = evaluate.generate_predictions(scorer, task, fmt, rows, prompts, args.max_new_tokens)
+    generate_s = time.perf_counter() - start
+
+    n = len(rows)
+    agree = sum(s["prediction"] == g["prediction"] for s, g in zip(scored, generated)) / n
+    valid = sum(g["valid"] for g in generated) / n
+    acc_s = sum(s["correct"] for s in scored) / n
+    acc_g = sum(g["correct"] for g in generated) / n
+    print(f"{n} holdout tickets, batch {args.batch_size}, {torch.get_num_threads()} threads, device "
+          f"{models.pick_device()}, adapter {args.adapter_name}")
+    print(f"label scoring:      {scoring_s:7.1f} s  {n / scoring_s:6.2f} ex/s  accuracy {acc_s:.1%}")
+    print(f"generate and parse: {generate_s:7.1f} s  {n / generate_s:6.2f} ex/s  accuracy {acc_g:.1%}  "
+          f"parseable answers {valid:.1%} (max_new_tokens={args.max_new_tokens})")
+    print(f"same prediction on {agree:.1%} of tickets")
+    x, y = n / scoring_s, n / generate_s
+    print(f"scoring_ex_per_s={x:.2f} generate_ex_per_s={y:.2f} ratio={x / y:.2f}")
+
+
+if __name__ == "__main__":
+    main()

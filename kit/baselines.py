@@ -1,0 +1,77 @@
+"""Baselines the tuned model must beat on the same holdout: majority class, TF-IDF + logistic regression, few-shot.
+
+In: training rows (`text`, `label`), holdout rows, the labels. Out: label probabilities per holdout row (rows sum to
+1), in the label order of the task, so every baseline goes through the same metrics as the language models.
+The few-shot baseline is a prompt, not a model: `few_shot_prompt` writes k solved examples as earlier chat turns and
+the base model is scored on it exactly like the zero-shot prompt.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+
+def majority(train_rows: list[dict], n: int, labels) -> np.ndarray:
+    """The training set's lane frequencies for every holdout row: always predicts the most common lane."""
+    labels = list(labels)
+    counts = np.array([sum(r["label"] == lab for r in train_rows) for lab in labels], dtype=float)
+    return np.tile(counts / counts.sum(), (n, 1))
+
+
+def tfidf_logreg(train_rows: list[dict], rows: list[dict], labels, seed: int = 0) -> np.ndarray:
+    """A classic text classifier: word and bigram TF-IDF features, logistic regression (scikit-learn)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                        LogisticRegression(max_iter=2000, random_state=seed))
+    clf.fit([r["text"] for r in train_rows], [r["label"] for r in train_rows])
+    proba = clf.predict_proba([r["text"] for r in rows])
+    out = np.zeros((len(rows), len(labels)))
+    for j, cls in enumerate(clf.classes_):  # a lane absent from train keeps probability 0
+        out[:, list(labels).index(cls)] = proba[:, j]
+    return out
+
+
+def pick_examples(train_rows: list[dict], labels, k: int, seed: int = 0) -> list[dict]:
+    """k training rows for the prompt, one per lane in turn, so no lane is missing and none dominates."""
+    rng = random.Random(f"few-shot-{seed}")
+    pools = {lab: [r for r in train_rows if r["label"] == lab] for lab in labels}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    picked: list[dict] = []
+    while len(picked) < k and any(pools.values()):
+        for lab in labels:
+            if pools[lab] and len(picked) < k:
+                picked.append(pools[lab].pop())
+    rng.shuffle(picked)  # the last example's lane must not hint at the answer
+    return picked
+
+
+def cut(tokenizer, text: str, max_tokens: int) -> str:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
+
+
+def few_shot_prompt(task, fmt, tokenizer, examples: list[dict], text: str, example_tokens: int,
+                    max_ticket_tokens: int) -> str:
+    """Earlier user/model turns holding solved examples, then the ticket; the system text opens the first turn.
+
+    Rendered with the same ChatFormat pieces as the zero-shot prompt, so it is the multi-turn conversation the
+    tokenizer's chat template would produce.
+    """
+    parts = []
+    for i, ex in enumerate(examples):
+        parts.append(fmt.prompt(cut(tokenizer, ex["text"], example_tokens), task.system if i == 0 else ""))
+        parts.append(fmt.completion(ex["label"]) + "\n")
+    # The ticket gets the same token budget as in the zero-shot prompt, so both see the same text.
+    room = max(max_ticket_tokens - _overhead(tokenizer, fmt, task), 8)
+    parts.append(fmt.prompt(cut(tokenizer, text, room), "" if examples else task.system))
+    return "".join(parts)
+
+
+def _overhead(tokenizer, fmt, task) -> int:
+    return len(tokenizer(fmt.prompt("", task.system), add_special_tokens=True)["input_ids"])

@@ -1,0 +1,88 @@
+"""Plots of the evaluate stage: models side by side with intervals, reliability and coverage, canary exposure.
+
+In: the dicts `kit.evaluate.run` builds. Out: PNG files. matplotlib's object API only (no pyplot state).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ORDER = ("tuned", "endpoint", "base_few_shot", "base_zero_shot", "tfidf_logreg", "majority_class")
+
+
+def _fig(w, h, ncols=1):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h))
+    return fig, fig.subplots(1, ncols)
+
+
+def models_plot(results: dict, path: str | Path) -> Path:
+    """Accuracy and macro-F1 of every model with their 95% intervals."""
+    names = [n for n in ORDER if n in results] + [n for n in results if n not in ORDER]
+    fig, ax = _fig(7, 0.5 * len(names) + 1.4)
+    y = np.arange(len(names))
+    for off, key, color in ((-0.18, "accuracy", "#3366aa"), (0.18, "macro_f1", "#cc8833")):
+        vals = np.array([results[n][key] for n in names])
+        ci = np.array([results[n][f"{key}_ci95"] for n in names])
+        ax.errorbar(vals, y + off, xerr=[vals - ci[:, 0], ci[:, 1] - vals], fmt="o", color=color, capsize=3,
+                    label=key.replace("_", "-"))
+    ax.set_yticks(y, names); ax.invert_yaxis(); ax.set_xlim(0, 1.02); ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("holdout score (95% bootstrap interval)"); ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout(); fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def calibration_plot(results: dict, preds: dict, handoff: float, path: str | Path) -> Path:
+    """Left: reliability diagram (accuracy vs confidence per bin). Right: accuracy kept vs share automated."""
+    from kit.evaluate import coverage_curve
+
+    names = [n for n in ("tuned", "base_zero_shot", "base_few_shot", "tfidf_logreg") if n in results
+             and "reliability" in results[n]]
+    fig, (left, right) = _fig(11, 4.2, 2)
+    left.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    for n in names:
+        bins = [b for b in results[n]["reliability"] if b["n"]]
+        left.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-",
+                  label=f"{n} (ECE {results[n]['ece']:.3f})")
+        cov = coverage_curve([p["confidence"] for p in preds[n]], [p["correct"] for p in preds[n]])
+        right.plot(cov["coverage"], cov["accuracy"], label=n)
+    if "tuned" in results and "handoff" in results["tuned"]:
+        h = results["tuned"]["handoff"]
+        if h["accuracy_automated"] is not None:
+            right.plot([h["coverage"]], [h["accuracy_automated"]], "k*", markersize=12,
+                       label=f"tuned, confidence ≥ {handoff:g}")
+    left.set_xlabel("confidence (top label)"); left.set_ylabel("accuracy in bin"); left.set_title("reliability")
+    left.legend(fontsize=7); left.set_xlim(0, 1); left.set_ylim(0, 1.02)
+    right.set_xlabel("share of tickets handled automatically (the rest go to a person)")
+    right.set_ylabel("accuracy on the automated share"); right.set_title("coverage vs accuracy")
+    right.legend(fontsize=7); right.set_xlim(0, 1.02); right.set_ylim(0, 1.02)
+    fig.tight_layout(); fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def probes_plot(probes: dict, path: str | Path) -> Path:
+    """Exposure of each canary in the tuned and base model; the control's planted vs unseen canary."""
+    rows = probes["canaries"]
+    control = probes.get("control")
+    fig, axes = _fig(11 if control else 6, 3.6, 2 if control else 1)
+    ax = axes[0] if control else axes
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["exposure"] for r in rows], 0.4, label="tuned")
+    ax.bar(x + 0.2, [r["base_exposure"] for r in rows], 0.4, label="base")
+    if rows:
+        ax.axhline(rows[0]["max_exposure"], ls=":", color="grey", label="memorised (rank 1)")
+    ax.set_xticks(x, [r["kind"] for r in rows]); ax.set_ylabel("exposure (bits)")
+    ax.set_title(f"canaries ({'planted' if probes['planted'] else 'not planted'})"); ax.legend(fontsize=7)
+    if control:
+        c = axes[1]
+        c.bar([0, 1], [control["planted_before"], control["unseen_before"]], 0.35, label="before", color="#bbbbbb")
+        c.bar([0.4, 1.4], [control["planted_after"], control["unseen_after"]], 0.35, label="after training",
+              color="#cc4444")
+        c.axhline(control["max_exposure"], ls=":", color="grey")
+        c.set_xticks([0.2, 1.2], ["planted canary", "unseen canary"]); c.set_ylabel("exposure (bits)")
+        c.set_title(f"control: {control['steps']} steps on text with the planted canary"); c.legend(fontsize=7)
+    fig.tight_layout(); fig.savefig(path, dpi=110)
+    return Path(path)

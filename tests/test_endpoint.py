@@ -1,0 +1,95 @@
+"""Endpoint evaluation against a real llama.cpp server started here on 127.0.0.1, serving a GGUF of a tiny model."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from kit import endpoint, evaluate, export
+from kit.chat import GEMMA
+from kit.task import Task
+
+LABELS = ("claim_status", "document_request", "billing_dispute", "agent_escalation")
+TASK = Task(LABELS, "Route this insurance support email to one lane. Answer with the lane name only.")
+
+
+def _tickets(n):
+    with open(REPO / "data_samples" / "tickets.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:n]
+    return [{"id": r["ticket_id"], "text": f"{r['subject']}\n\n{r['body']}"[:300], "label": r["label"]} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def tiny_router(tmp_path_factory, tokenizer):
+    """A tiny random Gemma 3 taught briefly to put its first answer token on the lanes, saved and converted to GGUF.
+
+    Unlike conftest's tiny model, query_pre_attn_scalar equals head_dim (as in the real 270M): llama.cpp scales
+    attention by head_dim, so with the config default of 256 the two engines disagree by up to 0.1 in probability.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
+                           max_position_embeddings=512, sliding_window=64, pad_token_id=tokenizer.pad_token_id,
+                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                           layer_types=["sliding_attention", "full_attention"])
+    model = AutoModelForCausalLM.from_config(cfg)
+    rows = _tickets(24)
+    prompts = [TASK.prompt(GEMMA, r["text"][:160]) for r in rows]
+    firsts = evaluate.label_first_tokens(tokenizer, LABELS)
+    target = torch.tensor([firsts[LABELS.index(r["label"])] for r in rows])
+    tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(25):
+        logits = model(**enc, logits_to_keep=1).logits[:, -1]
+        torch.nn.functional.cross_entropy(logits, target).backward()
+        opt.step(); opt.zero_grad()
+    model.eval()
+    out = tmp_path_factory.mktemp("tiny-router")
+    model.save_pretrained(out / "hf")
+    tokenizer.save_pretrained(out / "hf")
+    gguf = export.convert(out / "hf", out, "f16")
+    return model, gguf, _tickets(36)[24:]
+
+
+def test_endpoint_scores_labels_like_transformers_on_the_same_model(tiny_router, tokenizer):
+    model, gguf, rows = tiny_router
+    prompts = evaluate.prompts_for(TASK, GEMMA, tokenizer, rows, 192)
+    local = evaluate.predict(evaluate.HFScorer(model, tokenizer, progress=False), TASK, rows, prompts)
+    with endpoint.serve_gguf(gguf) as url:
+        assert url.startswith("http://127.0.0.1:")
+        scorer = endpoint.EndpointScorer.for_tokenizer(url, tokenizer, LABELS, top_logprobs=20)
+        served = evaluate.predict(scorer, TASK, rows, prompts)
+        generated = evaluate.generate_predictions(scorer, TASK, GEMMA, rows[:3], prompts[:3], max_new_tokens=4)
+    assert scorer.outside_top_k == 0
+    diff = max(abs(a["probs"][lab] - b["probs"][lab]) for a, b in zip(local, served) for lab in LABELS)
+    assert diff < 0.01, diff  # f16 weights in llama.cpp vs float32 in transformers
+    assert [a["prediction"] for a in local] == [b["prediction"] for b in served]
+    spread = np.ptp([[p["probs"][lab] for lab in LABELS] for p in local], axis=0).max()
+    assert spread > 5 * diff  # the probabilities really vary with the ticket, so the match is not between constants
+    assert [g["id"] for g in generated] == [r["id"] for r in rows[:3]]
+    assert all(set(g) >= {"prediction", "valid", "correct"} for g in generated)
+
+
+def test_server_is_stopped_when_the_block_ends(tiny_router):
+    import urllib.request
+
+    with endpoint.serve_gguf(tiny_router[1]) as url:
+        pass
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/models", timeout=2)
+
+
+def test_unreachable_endpoint_and_missing_gguf_say_what_to_do(tmp_path):
+    scorer = endpoint.EndpointScorer(f"http://127.0.0.1:{endpoint.free_port()}/v1", {"a": "a", "b": "b"})
+    with pytest.raises(endpoint.EndpointError, match="cannot reach .* is the server running"):
+        scorer.score(["hi"], ["a", "b"])
+    with pytest.raises(endpoint.EndpointError, match="no GGUF at .* run 05_export"):
+        with endpoint.serve_gguf(tmp_path / "none.gguf"):
+            pass
+    with pytest.raises(endpoint.EndpointError, match="start with the same token"):
+        endpoint.EndpointScorer("http://x/v1", {"claim_a": "claim", "claim_b": "claim"})

@@ -1,0 +1,74 @@
+"""The evaluate stage end to end on a tiny adapter: every model, metric, probe and file it promises."""
+
+import json
+
+import pytest
+
+from conftest import write_run_basics
+from kit import eval_review, evaluate, models, train
+
+
+@pytest.fixture(scope="module")
+def tiny_eval(tmp_path_factory, tiny_model_dir):
+    run_dir = tmp_path_factory.mktemp("evalrun")
+    resolved = models.resolve(str(tiny_model_dir))
+    write_run_basics(run_dir, str(tiny_model_dir), resolved)
+    train.run(train.TrainConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_steps=2, batch_size=4,
+                                holdout_loss_examples=4, checkpoint_every_steps=10))
+    cfg = evaluate.EvalConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_examples=10, batch_size=5,
+                              bootstrap_samples=100, few_shot_k=2, canary_candidates=10, probe_control_steps=2)
+    return cfg, evaluate.run(cfg)
+
+
+def test_every_model_is_measured_on_the_same_holdout(tiny_eval):
+    cfg, result = tiny_eval
+    m = result.metrics["models"]
+    assert set(m) == {"tuned", "base_zero_shot", "base_few_shot", "tfidf_logreg", "majority_class"}
+    assert {v["n"] for v in m.values()} == {10}
+    for name in ("tuned", "base_zero_shot", "base_few_shot", "tfidf_logreg"):
+        assert 0 <= m[name]["ece"] <= 1 and len(m[name]["reliability"]) == 10
+        assert m[name]["handoff"]["threshold"] == cfg.handoff_confidence
+    assert m["tuned"]["escalation"]["critical_label"] == "agent_escalation"
+    ids = {}
+    for p in result.predictions:
+        ids.setdefault(p["model"], []).append(p["id"])
+    assert len({tuple(v) for v in ids.values()}) == 1
+
+
+def test_files_written_and_probes_recorded(tiny_eval):
+    cfg, result = tiny_eval
+    for key in ("metrics", "predictions", "probes", "models", "confusion", "calibration", "probes_plot"):
+        assert json.dumps(result.paths[key]) and __import__("pathlib").Path(result.paths[key]).stat().st_size > 0
+    saved = json.loads(open(result.paths["metrics"]).read())
+    assert saved["review"]["done"] is False and "no human review happened" in saved["review"]["note"]
+    probes = saved["probes"]
+    assert probes["planted"] is False and len(probes["canaries"]) == 3
+    assert all(1 <= c["rank"] <= 11 for c in probes["canaries"])
+    assert len(probes["pii_echo"]["tuned"]) == 10 and probes["control"]["steps"] == 2
+    assert saved["regression"] is None and saved["endpoint"] is None
+
+
+def test_unknown_critical_label_names_the_lanes(tiny_eval):
+    cfg, _ = tiny_eval
+    bad = evaluate.EvalConfig(**{**cfg.__dict__, "critical_label": "fraud"})
+    with pytest.raises(evaluate.EvalError, match="critical_label='fraud' is not a lane.*claim_status"):
+        evaluate.run(bad)
+
+
+def test_reviews_are_saved_replaced_and_agreement_is_measured(tiny_eval, tmp_path):
+    cfg, result = tiny_eval
+    items = eval_review.sample(cfg.run_dir, n=4)
+    assert len(items) == 4 and all(it["text"] for it in items)
+    wrong_first = [it["correct"] for it in items]
+    assert wrong_first == sorted(wrong_first)  # errors are shown first
+    for i, it in enumerate(items):
+        eval_review.record(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ana", "verdict": "pass"})
+        eval_review.record(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ben",
+                                         "verdict": "pass" if i < 3 else "fail", "reason": "wrong lane"})
+    eval_review.record(cfg.run_dir, {"id": items[3]["id"], "model": "tuned", "reviewer": "ana", "verdict": "fail"})
+    s = eval_review.summary(cfg.run_dir)
+    assert s["done"] and s["reviews"] == 8 and s["reviewers"]["ana"]["pass_rate"] == 0.75
+    assert s["kappa"]["kappa"] == pytest.approx(1.0) and s["kappa"]["n_common"] == 4
+    with pytest.raises(eval_review.ReviewError, match="verdict 'maybe'"):
+        eval_review.record(cfg.run_dir, {"id": "x", "model": "tuned", "reviewer": "ana", "verdict": "maybe"})
+    eval_review.reviews_path(cfg.run_dir).unlink()
