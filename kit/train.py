@@ -38,7 +38,7 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     target_modules: str = "all-linear"  # or a comma-separated list such as "q_proj,v_proj"
-    lora_layers: int = 0  # LoRA on the last N decoder layers only (backward stops there); 0 = all layers
+    lora_layers: int = -1  # LoRA on the last N decoder layers only (backward stops there); 0 = all; -1 = auto
     learning_rate: float = 1e-3
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.05
@@ -56,6 +56,8 @@ class TrainConfig:
     threads: int = 0  # CPU threads; 0 = all cores
 
     def __post_init__(self):
+        if self.lora_layers < -1:
+            raise TrainError(f"lora_layers={self.lora_layers}: use -1 (auto), 0 (all layers) or a number of layers.")
         if self.quantization not in ("auto", "nf4", "none"):
             raise TrainError(f"quantization='{self.quantization}' is not one of auto, nf4, none.")
         for name in ("lora_r", "batch_size", "grad_accum", "max_length"):
@@ -75,6 +77,18 @@ def resolved_quantization(quantization: str, device: str) -> str:
     if quantization == "auto":
         return "nf4" if device == "cuda" else "none"
     return quantization
+
+
+def resolved_lora_layers(lora_layers: int, device: str, n_layers: int) -> int:
+    """-1 (auto): the top third of the layers on CPU, all layers on a GPU.
+
+    With LoRA only in the top layers, autograd records nothing below them: the lower layers run forward only and
+    backward stops early. Measured on Gemma 3 270M, 2 CPU cores, batch 8 x 150 tokens: 213 tokens/s with LoRA in all
+    18 layers, 312 with the top 6 (`bench/train.py` compares whole recipes). A GPU has the headroom to adapt them all.
+    """
+    if lora_layers >= 0:
+        return lora_layers
+    return 0 if device == "cuda" else max(1, n_layers // 3)
 
 
 def lora_targets(model, target_modules: str, explicit: bool = False):
@@ -222,7 +236,8 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     model = models.load_model(resolved, quantization=quant)
     model.train()
     n_layers = model.config.get_text_config().num_hidden_layers
-    layers = list(range(n_layers - cfg.lora_layers, n_layers)) if 0 < cfg.lora_layers < n_layers else None
+    n_lora = resolved_lora_layers(cfg.lora_layers, device, n_layers)
+    layers = list(range(n_layers - n_lora, n_layers)) if 0 < n_lora < n_layers else None
     targets = lora_targets(model, cfg.target_modules, explicit=layers is not None)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
@@ -280,7 +295,8 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     tokens_seen = n_tokens / max(len(train_ds), 1) * examples_seen
     eval_s = getattr(trainer, "kit_eval_s", 0.0)
     log = {
-        "device": device, "quantization": quant, "steps": trainer.state.global_step, "wall_s": round(wall, 1),
+        "device": device, "quantization": quant, "lora_layers": n_lora or n_layers,
+        "steps": trainer.state.global_step, "wall_s": round(wall, 1),
         "train_examples": len(train_ds), "tokens_seen": int(tokens_seen),
         "tokens_per_s": round(tokens_seen / wall, 1) if wall else None,
         # Training alone, without the holdout-loss evaluations: the figure bench/train.py compares.

@@ -183,3 +183,11 @@ def test_train_entry_point_runs_data_parallel_in_two_processes(tmp_path, tiny_ru
     assert log["processes"] == 2 and log["steps"] == 2
     assert (tmp_path / "adapters" / "default" / "kit_adapter.json").exists()
     assert proc.stdout.count("adapter: ") == 1  # only the main process reports
+
+
+def test_auto_lora_layers_is_the_top_third_on_cpu_and_all_on_gpu():
+    assert train.resolved_lora_layers(-1, "cpu", 18) == 6
+    assert train.resolved_lora_layers(-1, "cuda", 18) == 0  # 0 = every layer
+    assert train.resolved_lora_layers(4, "cpu", 18) == 4 and train.resolved_lora_layers(0, "cpu", 18) == 0
+    with pytest.raises(train.TrainError, match="lora_layers=-2"):
+        train.TrainConfig(run_dir="x", model="m", lora_layers=-2)

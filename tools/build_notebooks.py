@@ -345,6 +345,11 @@ is the slow choice: the 4-bit weights are unpacked for every matrix multiply, wh
 CUDA and no quantization on CPU; set `quantization="nf4"` to try QLoRA on a CPU anyway. On CPU the unquantized base
 also computes in float32 rather than bf16: CPUs without bf16 matrix units (most laptops) run bf16 matmuls dozens of
 times slower (`make bench` measures it on your machine).
+
+**Where the time goes on CPU.** Every token runs forward through all 18 layers; backward runs only from the top
+down to the lowest layer that has LoRA weights. So `lora_layers=-1` (auto) puts LoRA in the top third of the layers
+on CPU (all layers on a GPU), and the loss projects only the answer positions through Gemma's 262k-row output head.
+`bench/train.py` compares this recipe with the one most tutorials copy (nf4 QLoRA, q/v only, padded batches).
 """),
     params("""
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
@@ -355,7 +360,7 @@ lora_r: int = 16  # adapter rank: 8–64
 lora_alpha: int = 32  # scaling; usually 2 x lora_r
 lora_dropout: float = 0.0  # 0–0.1
 target_modules: str = "all-linear"  # all-linear, or e.g. "q_proj,v_proj"
-lora_layers: int = 0  # LoRA on the last N layers only (faster backward); 0: all layers
+lora_layers: int = -1  # LoRA on the last N layers only (faster backward); 0: all; -1: auto (top third on CPU)
 learning_rate: float = 1e-3  # 1e-4 – 2e-3 for LoRA
 epochs: float = 1.0  # passes over train.jsonl (ignored when max_steps > 0)
 max_steps: int = 0  # > 0: stop after this many optimizer steps
