@@ -42,7 +42,10 @@ def test_files_written_and_probes_recorded(tiny_eval):
     saved = json.loads(open(result.paths["metrics"]).read())
     assert saved["review"]["done"] is False and "no human review happened" in saved["review"]["note"]
     probes = saved["probes"]
-    assert probes["planted"] is False and len(probes["canaries"]) == 3
+    # The prepare stage planted canaries into the raw data and listed them in data/canaries.json: those are probed.
+    planted = json.loads((__import__("pathlib").Path(cfg.run_dir) / "data" / "canaries.json").read_text())
+    assert probes["planted"] is True and probes["canary_source"] == "data/canaries.json"
+    assert len(probes["canaries"]) == len(planted["canaries"]) > 0
     assert all(1 <= c["rank"] <= 11 for c in probes["canaries"])
     assert len(probes["pii_echo"]["tuned"]) == 10 and probes["control"]["steps"] == 2
     assert saved["regression"] is None and saved["endpoint"] is None
