@@ -151,7 +151,7 @@ def load_model(model: ResolvedModel, dtype: str = "auto", quantization: str = "n
     device = pick_device()
     torch_dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "bfloat16": torch.bfloat16,
                    "float32": torch.float32}[dtype]
-    # PyTorch's fused attention (sdpa): ~10% faster LoRA steps than the eager path on 2 CPU cores (213 vs 190 tokens/s).
+    # PyTorch's fused attention (sdpa): ~10% faster LoRA steps than eager on 2 CPU cores (bench/lora_step.py).
     kwargs = {"dtype": torch_dtype, "attn_implementation": "sdpa"}
     if quantization == "nf4":
         from transformers import BitsAndBytesConfig
