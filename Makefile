@@ -27,6 +27,9 @@ lab: $(STAMP)  ## open the course in JupyterLab
 bench: $(STAMP)  ## benchmarks (print measured ratios; never gate CI)
 	$(PY) bench/cpu_dtype.py
 	$(PY) bench/redaction.py
+	$(PY) bench/lora_step.py
+	$(PY) bench/train.py
+	$(PY) bench/eval.py --run-dir papermill_runs/demo
 
 notebooks: $(STAMP)  ## rewrite notebooks/*.ipynb from tools/build_notebooks.py
 	$(PY) tools/build_notebooks.py
