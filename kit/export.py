@@ -47,7 +47,7 @@ class ExportConfig:
     ollama_name: str = "kit-ticket-router"
     adapter_variant: bool = True  # also write the adapter-only variant (base GGUF + GGUF LoRA adapter) and check it
     license_file: str = ""  # base model license text, when neither the embedded package nor the checkpoint has one
-    previous_run: str = ""  # a previous run directory: release notes compare with it
+    previous_run_dir: str = ""  # a previous run directory: release notes compare with it
 
     def __post_init__(self):
         bad = [t for t in self.gguf_types if t not in GGUF_TYPES]
@@ -400,7 +400,7 @@ def run(cfg: ExportConfig) -> ExportResult:
     parity["verified"] = verified
     parity["timings"] = timings
     write_json(out_dir / "parity.json", parity)
-    notes = release_notes(run_dir, cfg.previous_run, eval_metrics, parity)
+    notes = release_notes(run_dir, cfg.previous_run_dir, eval_metrics, parity)
     write_text_atomic(out_dir / "RELEASE_NOTES.md", notes)
     write_text_atomic(out_dir / "MODEL_CARD.md", model_card(cfg, note, task, eval_metrics, parity, run_dir, notes))
     write_checksums(out_dir)
@@ -421,16 +421,16 @@ def _pct_ci(m: dict) -> str:
     return f"{m['accuracy']:.1%} ({lo:.1%}–{hi:.1%})"
 
 
-def release_notes(run_dir: Path, previous_run: str, eval_metrics: dict, parity: dict) -> str:
+def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, parity: dict) -> str:
     """What changed against a previous run: data, base model, accuracy per model, parity per GGUF."""
     lines = [f"# Release notes — {run_dir.name}", ""]
-    if not previous_run:
+    if not previous_run_dir:
         return "\n".join(lines + ["First release: no previous run was given to compare with "
-                                   "(set `previous_run` to the last shipped run directory).", ""])
-    prev = Path(previous_run)
+                                   "(set `previous_run_dir` to the last shipped run directory).", ""])
+    prev = Path(previous_run_dir)
     prev_metrics = _optional_json(prev / "eval" / "metrics.json")
     if not prev_metrics:
-        raise ExportError(f"previous_run '{previous_run}' has no eval/metrics.json; point it at a finished run directory.")
+        raise ExportError(f"previous_run_dir '{previous_run_dir}' has no eval/metrics.json; point it at a finished run directory.")
     prev_parity = _optional_json(prev / "export" / "parity.json")
     lines += [f"Compared with `{prev.name}`.", "", "| model | previous | now | change |", "|---|---|---|---|"]
     for name, m in eval_metrics["models"].items():

@@ -618,7 +618,7 @@ max_examples: int = 0  # parity on the first N holdout rows (0: all that 04 scor
 ollama_name: str = "kit-ticket-router"  # name for `ollama create`
 adapter_variant: bool = True  # also export base GGUF + LoRA adapter GGUF (Modelfile.adapter) and check its parity
 license_file: str = ""  # text file with the base model's license, when kit cannot find it (own models)
-previous_run: str = ""  # run directory of the last release; the release notes compare with it
+previous_run_dir: str = ""  # run directory of the last release; the release notes compare with it
 """),
     code("""
 from pathlib import Path
@@ -628,7 +628,7 @@ from kit import export
 cfg = export.ExportConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, gguf_types=tuple(gguf_types),
                           modelfile_gguf=modelfile_gguf, parity_threshold=parity_threshold, max_examples=max_examples,
                           ollama_name=ollama_name, adapter_variant=adapter_variant, license_file=license_file,
-                          previous_run=previous_run)
+                          previous_run_dir=previous_run_dir)
 cfg
 """),
     code("""
@@ -669,7 +669,7 @@ print("export verified: llama.cpp answers like the adapter on", result.parity["n
 ## Model card and release notes
 
 `MODEL_CARD.md` is written from the run's own records (scope, license note, provenance, audit, metrics, parity), with
-a NIST AI RMF mapping (govern, map, measure, manage). `RELEASE_NOTES.md` compares with `previous_run`.
+a NIST AI RMF mapping (govern, map, measure, manage). `RELEASE_NOTES.md` compares with `previous_run_dir`.
 """),
     code("""
 from IPython.display import Markdown
