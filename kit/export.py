@@ -428,6 +428,8 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
         return "\n".join(lines + ["First release: no previous run was given to compare with "
                                    "(set `previous_run_dir` to the last shipped run directory).", ""])
     prev = Path(previous_run_dir)
+    if prev.is_file():  # 04 accepts a metrics.json as well as a run directory; take the run it belongs to
+        prev = prev.parent.parent
     prev_metrics = _optional_json(prev / "eval" / "metrics.json")
     if not prev_metrics:
         raise ExportError(f"previous_run_dir '{previous_run_dir}' has no eval/metrics.json; point it at a finished run directory.")

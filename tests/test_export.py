@@ -96,6 +96,8 @@ def test_release_notes_compare_with_a_previous_run(tmp_path):
     parity = {"types": {"q8_0": {"label_agreement": 1.0}}}
     notes = export.release_notes(tmp_path / "now", str(prev), metrics(0.95), parity)
     assert "| tuned | 90.0% (85.0%–93.0%) | 95.0% (90.0%–98.0%) | +5.0 points |" in notes
+    same = export.release_notes(tmp_path / "now", str(prev / "eval" / "metrics.json"), metrics(0.95), parity)
+    assert same == notes  # a metrics.json path (accepted by 04) names the same run
     assert "First release" in export.release_notes(tmp_path / "now", "", metrics(0.95), parity)
     with pytest.raises(export.ExportError, match="no eval/metrics.json"):
         export.release_notes(tmp_path / "now", str(tmp_path / "missing"), metrics(0.95), parity)
