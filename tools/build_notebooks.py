@@ -515,7 +515,8 @@ Image(result.paths["calibration"])
 """),
     code("""
 h, e = result.metrics["models"]["tuned"]["handoff"], result.metrics["models"]["tuned"]["escalation"]
-print(f"confidence ≥ {h['threshold']}: {h['coverage']:.0%} automated at {h['accuracy_automated']:.1%} accuracy,",
+auto = "no" if h["accuracy_automated"] is None else f"{h['accuracy_automated']:.1%}"  # None: no ticket that sure
+print(f"confidence ≥ {h['threshold']}: {h['coverage']:.0%} automated at {auto} accuracy,",
       f"{h['handed_to_person']} tickets to a person")
 print(f"{e['critical_label']}: {e['wrong_escalations']} wrongly escalated of {e['negatives']},",
       f"{e['missed_escalations']} missed of {e['positives']}")
