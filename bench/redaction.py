@@ -8,9 +8,9 @@ any type), precision (share of predicted spans overlapping a gold span) and reca
 
 Presidio (`pip install presidio-analyzer`, optional) needs a spaCy pipeline; spaCy's English models are not on
 PyPI and model hubs are unreachable here, so it runs on a blank English pipeline: its pattern recognizers (email,
-card, IBAN, IP, SSN, phone, URL …) work, its NER-based PERSON/LOCATION do not. kit has no NER model either (see
-`kit.redact.NER_NOTE`). Presidio gets no known values; kit is shown with and without them. The last line is the
-throughput ratio. Not a test: it never gates CI.
+card, IBAN, IP, SSN, phone, URL …) work, its NER-based PERSON/LOCATION do not. kit has no NER model either: it
+finds names by cues and, with no cue, by a census name gazetteer (see `kit.redact.NER_NOTE`). Presidio gets no known
+values; kit is shown with and without them. The last line is the throughput ratio. Not a test: it never gates CI.
 """
 
 from __future__ import annotations

@@ -9,7 +9,11 @@ Why a separate code path: a bug in `kit.redact` would also blind an audit that c
 `kit.redact`; the checks are written differently and deliberately broader (any 13–19 digit run passing Luhn, any
 run of 9+ digits, any "@" between word characters, any full date with a birth-plausible year, any long random token).
 A broad audit can fail on something harmless; it then names the row, and the fix is a redaction pattern or an
-id pattern — failing closed is the point.
+id pattern — failing closed is the point. Names are the exception: a broader name rule would fail on ordinary
+capitalised words, so the person-name check restates the redactor's no-cue rule (a census given name followed by a
+capitalised word, or a capitalised word followed by a census surname) in its own code over the same gazetteer data
+(`kit.gazetteer`), on plain ASCII words only. The redactor replaces every pair this check matches, so redacted text
+does not trip it; a hit means a full name got past the redactor.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from typing import Iterable
 
 from stdnum import iban, luhn
 
+from kit.gazetteer import NOT_NAME_PARTS, census_names
 from kit.io import read_jsonl
 
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
-NER_NOTE = ("no NER model installed: names are checked only against the known names from structured columns and "
-            "the planted canary names")
+NER_NOTE = ("no NER model installed: names are checked against the known names from structured columns, the "
+            "planted canary names, and census given names and surnames in pairs of capitalised words")
 
 _DIGIT_RUN = re.compile(r"\+?\d(?:[ ().\-/]{0,2}\d){8,}")  # 9+ digits, people's separators allowed
 _AT_SIGN = re.compile(r"\w@\w")
@@ -45,6 +50,8 @@ _SECRET_PREFIX = re.compile(r"\b(?:AKIA[0-9A-Z]{12,}|sk_(?:live|test)_\w+|xox[ab
 _SECRET_CUE = re.compile(r"\b(?:password|passwd|pwd|passcode|api[ _-]?key|token|secret)\b\W{0,4}(?:is |was |to )?"
                          r"\W{0,2}(\S+)", re.IGNORECASE)
 _LONG_TOKEN = re.compile(r"\S{20,}")
+# A plain capitalised ASCII word, not touching letters, digits, apostrophes, hyphens, dots before it or "@".
+_NAME_WORD = re.compile(r"(?<![\w'’@.\-])[A-Z][a-z]+(?![\w'’@\-])")
 # Unambiguous street words in any case; words that are also common English ("way", "close", "court") only when
 # capitalised, as in "4 Kingfisher Close".
 _STREET_LINE = re.compile(r"\b\d{1,5},? (?:[^\W\d_]+ ){1,3}(?:(?i:road|street|avenue|lane|drive|boulevard|rd|ave|blvd)|"
@@ -55,6 +62,19 @@ _STREET_LINE = re.compile(r"\b\d{1,5},? (?:[^\W\d_]+ ){1,3}(?:(?i:road|street|av
 def _entropy(s: str) -> float:
     n = len(s)
     return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def _has_census_name(text: str) -> bool:
+    """Two capitalised words one space apart, neither a word that is never a name part, where the first is a census
+    given name or the second a census surname ("Hannah Brennan", "Tomasz Brennan", "Hannah Okafor")."""
+    names = census_names()
+    words = list(_NAME_WORD.finditer(text))
+    for first, second in zip(words, words[1:]):
+        if second.start() == first.end() + 1 and text[first.end()] == " " \
+                and first.group().lower() not in NOT_NAME_PARTS and second.group().lower() not in NOT_NAME_PARTS \
+                and (first.group().upper() in names["given"] or second.group().upper() in names["surname"]):
+            return True
+    return False
 
 
 def _pattern_checks(text: str) -> Iterable[str]:
@@ -88,6 +108,8 @@ def _pattern_checks(text: str) -> Iterable[str]:
             yield "date_of_birth"
     if _STREET_LINE.search(text):
         yield "street_address"
+    if _has_census_name(text):
+        yield "person_name"
     if _SECRET_PREFIX.search(text):
         yield "secret"
     for m in _SECRET_CUE.finditer(text):
@@ -144,7 +166,8 @@ def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] 
         "known_values_checked": {k: len(v) for k, v in (known_values or {}).items()},
         "canaries_checked": sum(len(v) for v in (canary_values or {}).values()),
         "checks": ["card_number (Luhn)", "long_digit_run (9+ digits)", "email", "iban (checksum)", "us_ssn",
-                   "ip_address", "street_address", "date_of_birth (cue or birth-plausible year)", "secret (provider prefixes, "
+                   "ip_address", "street_address", "person_name (census given name or surname in a capitalised pair)",
+                   "date_of_birth (cue or birth-plausible year)", "secret (provider prefixes, "
                    "'password: …', random tokens)", "business_id:*", "known_value:*", "canary:*"],
         "ner_model": NER_NOTE,
     }

@@ -534,7 +534,7 @@ def _counts(raw_by_source, train, holdout, quarantine, duplicates) -> dict:
 
 def _versions() -> dict:
     out = {"kit": __version__}
-    for name in ("phonenumbers", "python-stdnum", "detect-secrets", "datasketch", "scikit-learn", "pyarrow"):
+    for name in ("phonenumbers", "python-stdnum", "detect-secrets", "names", "datasketch", "scikit-learn", "pyarrow"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -18,8 +18,11 @@ does: business identifiers, street lines, dates of birth (a date is only persona
 typed as "password: …", and names next to a cue ("my name is …", a sign-off line).
 
 No name/place NER model is installed (spaCy's English models are not published on PyPI and model hubs are out of
-reach), so person names are found only (1) as known values from structured columns and (2) by the cue heuristic
-above. A name mentioned with no cue ("I spoke to Hannah yesterday") is not found. `NER_NOTE` says so for reports.
+reach), so person names are found (1) as known values from structured columns, (2) by the cue heuristic above and
+(3) with no cue, as two or three adjacent capitalised words whose first is a given name or whose last is a surname
+of the 1990 US Census (`kit.gazetteer`; the census files ship in the PyPI package `names`). Not found: a lone first
+name with no cue ("Hannah rang yesterday"), a full name with neither part in the census ("Chidi Nwosu"), names in
+capitals or lower case, and places. `NER_NOTE` says so for reports.
 """
 
 from __future__ import annotations
@@ -35,11 +38,15 @@ from typing import Callable, Iterable
 import phonenumbers
 from stdnum import iban, luhn
 
+from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
+
 Span = tuple[int, int, str]
 
-NER_NOTE = ("no NER model installed: person names are found only as known values from structured columns and by a "
-            "cue heuristic (\"my name is …\", titles, greetings, sign-off lines); names mentioned without a cue are "
-            "not detected")
+NER_NOTE = ("no NER model installed: person names are found as known values from structured columns, by a cue "
+            "heuristic (\"my name is …\", titles, greetings, sign-off lines) and, with no cue, as two or three "
+            "capitalised words with a 1990 US Census given name first or surname last; a lone first name with no cue, "
+            "a full name with neither part in the census, names in capitals or lower case, and places are not "
+            "detected")
 
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 CARD_RE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
@@ -275,6 +282,55 @@ def _names(text: str) -> Iterable[tuple[int, int]]:
         offset += len(line) + 1
 
 
+# No-cue person names. With no NER model, a name mentioned without a cue ("Hannah Brennan from your office rang") is
+# found by shape and a gazetteer (`kit.gazetteer`: the 1990 US Census name files): two or three adjacent capitalised
+# words, lower-case particles such as "van der" allowed between them, where the first is a census given name or the
+# last a census surname. Census names that are everyday words count as neither ("Grace Period", "Late Fee"), and
+# greetings, dates, street, place and company words end a run ("Dear", "Friday", "Street", "Insurance"). The census
+# is US-centred: a name from elsewhere is found when one half is in it ("Aisha Okafor" by "Aisha", "Tomasz Brennan"
+# by "Brennan") and missed when neither is.
+#
+# A capitalised word: an upper-case letter, then lower-case ones (or letters beyond Latin-1: "Dvořák"), with an
+# optional Mc/Mac/O'/D' prefix and a hyphenated second part; a possessive "'s" may follow. "ACME" and "iPhone" are not.
+_LOWER = r"[^\W\d_A-ZÀ-ÖØ-Þ]"
+CAPITALISED_RE = re.compile(rf"(?<![\w@'’\-])(?:Mc|Mac|O['’]|D['’])?[A-ZÀ-ÖØ-Þ]{_LOWER}+"
+                            rf"(?:-[A-ZÀ-ÖØ-Þ]{_LOWER}+)?(?=['’]s\b|[^\w'’]|$)")
+# What may stand between two words of one name: a space, or a space and lower-case particles ("Aisha van der Berg").
+NAME_GAP_RE = re.compile(r" (?:(?:van|von|der|den|de|del|della|di|da|du|la|le|dos|das|bin|ibn|al|ter|ten) )*")
+
+
+def _is_given(word: str) -> bool:  # "Anne-Marie" by "Anne"
+    return census_key(word.split("-")[0]) in census_names()["given"]
+
+
+def _is_surname(word: str) -> bool:  # "Lopez-Garcia" by "Garcia"
+    return census_key(word.split("-")[-1]) in census_names()["surname"]
+
+
+def _census_names(text: str) -> Iterable[tuple[int, int]]:
+    """Runs of capitalised words split at words that are never name parts; in each run, a pair of neighbours whose
+    first is a census given name or whose second is a census surname is a name (pairs that share a word merge, so a
+    middle name stays inside: "Mary Ann Smith")."""
+    run: list[re.Match] = []
+    for m in [*CAPITALISED_RE.finditer(text), None]:
+        if m is not None and m.group().lower() not in NOT_NAME_PARTS and run \
+                and NAME_GAP_RE.fullmatch(text, run[-1].end(), m.start()):
+            run.append(m)
+            continue
+        start = end = None
+        for a, b in zip(run, run[1:]):
+            if _is_given(a.group()) or _is_surname(b.group()):
+                if start is not None and a.start() < end:
+                    end = b.end()
+                else:
+                    if start is not None:
+                        yield start, end
+                    start, end = a.start(), b.end()
+        if start is not None:
+            yield start, end
+        run = [m] if m is not None and m.group().lower() not in NOT_NAME_PARTS else []
+
+
 @dataclass(frozen=True)
 class RedactionResult:
     text: str
@@ -291,7 +347,8 @@ PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 
 
 class Redactor:
-    """Runs detectors in order; where spans overlap the longest wins, ties to the earlier detector."""
+    """Runs detectors in order; overlapping spans of one type merge, and where spans of different types overlap the
+    longest wins, ties to the earlier detector."""
 
     def __init__(self, detectors: list[Detector]):
         self.detectors = detectors
@@ -322,13 +379,15 @@ class Redactor:
             Detector("phone", "PHONE", _phones),
             Detector("street_address", "ADDRESS", _regex(STREET_RE)),
             Detector("person_cue", "PERSON", _names),
+            Detector("person_census", "PERSON", _census_names),  # no cue: census given name or surname
             # Last, so that a long IBAN or card number keeps its own type when both match the same characters.
             Detector("random_token", "SECRET", _random_tokens),
         ]
         return cls(detectors)
 
     def find(self, text: str, known: dict[str, list[str]] | None = None) -> list[Span]:
-        """Spans to redact: known values first, then each detector; overlaps resolved to the longest span."""
+        """Spans to redact: known values first, then each detector; overlaps merged within a type, else resolved to
+        the longest span."""
         spans: list[tuple[int, int, str, int]] = []
         for entity, values in (known or {}).items():
             for value in _known_variants(entity, values):
@@ -336,9 +395,18 @@ class Redactor:
                     spans.append((m.start(), m.end(), entity, -1))
         for rank, det in enumerate(self.detectors):
             spans.extend((s, e, det.entity, rank) for s, e in det.find(text) if e > s)
+        # Overlapping spans of one type are one finding: when a sign-off name runs into a census name ("Kenji Petrov
+        # Hannah" and "Petrov Hannah Brennan"), the longer span alone would leave "Kenji" behind.
+        merged: list[tuple[int, int, str, int]] = []
+        for s, e, ent, rank in sorted(spans, key=lambda x: (x[2], x[0], x[1])):
+            if merged and merged[-1][2] == ent and s < merged[-1][1]:
+                ps, pe, _, prank = merged[-1]
+                merged[-1] = (ps, max(pe, e), ent, min(prank, rank))
+            else:
+                merged.append((s, e, ent, rank))
         kept: list[Span] = []
         # Longest first, then known values and earlier detectors: a card number is not also a phone number.
-        for s, e, ent, _ in sorted(spans, key=lambda x: (-(x[1] - x[0]), x[3], x[0])):
+        for s, e, ent, _ in sorted(merged, key=lambda x: (-(x[1] - x[0]), x[3], x[0])):
             if all(e <= ks or s >= ke for ks, ke, _ in kept):
                 kept.append((s, e, ent))
         return sorted(kept)

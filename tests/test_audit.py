@@ -1,9 +1,12 @@
 """The independent audit catches each kind of leak planted straight into a written file (redactor bypassed)."""
 
+import csv
+
 import pytest
 
-from kit import audit, canaries
-from kit.redact import DEFAULT_ID_PATTERNS
+from conftest import REPO
+from kit import audit, canaries, pii_corpus
+from kit.redact import DEFAULT_ID_PATTERNS, Redactor
 
 KNOWN = {"PERSON": ["Maria Okafor"], "EMAIL": ["maria@example.com"], "POLICY_NUMBER": ["POL-123456"]}
 CANARIES = canaries.make(seed=4, per_kind=1)
@@ -32,6 +35,9 @@ def _audit(text, field="text"):
     ("use brk_Qx7hT2mZ9pL4vW8nR3kY6sD1", "secret"),
     ("renewal for POL-987654", "business_id:POLICY_NUMBER"),
     ("I think maria okafor knows", "known_value:PERSON"),
+    ("Hannah Brennan from your office rang me", "person_name"),  # a census given name and surname
+    ("then Tomasz Brennan rang", "person_name"),  # a census surname
+    ("then Aisha Okafor rang", "person_name"),  # a census given name
     ("policy pol123456", "known_value:POLICY_NUMBER"),
     (CANARIES[0].sentence, "canary:card"),
     (CANARIES[0].value.replace(" ", ""), "canary:card"),
@@ -55,6 +61,8 @@ def test_audit_scans_every_string_field_not_only_text():
     "The call was at 10:30 and lasted 14 minutes; claim <CLAIM_NUMBER_1> still pending.",
     "Thanks,\n<PERSON_1>\n<PHONE_1>",
     "I waited 10 days and no way forward. received 2026-03-05T09:15:00Z",
+    "Dear Team, the Grace Period and Late Fee on Oak Lane: Customer Service said Next Friday.",
+    "Hi <PERSON_1>, <PERSON_2> from your office rang; <PERSON_1> Brennan's form is at Harbor Life.",
 ])
 def test_redacted_text_passes(clean):
     assert _audit(clean)["passed"]
@@ -73,3 +81,17 @@ def test_audit_does_not_import_the_redactor():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
                {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert "kit.redact" not in imported
+
+
+def test_text_the_redactor_has_been_over_never_trips_the_name_check():
+    # The audit's name check restates the redactor's no-cue rule; redacted text must pass it, or every prepare run
+    # would fail closed on ordinary text. Checked on the labeled corpus and on the course's sample tickets.
+    with open(REPO / "data_samples" / "tickets.csv", encoding="utf-8", newline="") as f:
+        texts = [row["subject"] + "\n" + row["body"] for row in csv.DictReader(f)]
+    texts += [d.text for d in pii_corpus.make(300, seed=3)]
+    raw = audit.audit_rows({"train.jsonl": [{"id": str(i), "text": t} for i, t in enumerate(texts)]})
+    assert raw["by_check"].get("person_name", 0) > 100  # the check does fire on the raw text
+    r = Redactor.default()
+    redacted = audit.audit_rows({"train.jsonl": [{"id": str(i), "text": r.redact(t).text}
+                                                 for i, t in enumerate(texts)]})
+    assert "person_name" not in redacted["by_check"], redacted["by_check"]

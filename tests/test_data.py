@@ -201,11 +201,15 @@ def test_prepare_makes_no_network_call(tmp_path, monkeypatch):
 
 
 def test_a_leak_the_redactor_misses_fails_prepare_naming_row_and_field(tmp_path):
-    # Another customer's full name, with no cue: the redactor scrubs only this row's own known values, the audit
-    # checks every known value of the file.
+    # Another customer's full name, with no cue and neither part in the census gazetteer: the redactor scrubs only
+    # this row's own known values, the audit checks every known value of the file.
+    from kit.redact import Redactor
+
+    census = next(d for d in Redactor.default().detectors if d.name == "person_census")
     rows = [json.loads(line) for line in (SAMPLES / "tickets.jsonl").read_text().splitlines()[:60]]
     rows = [r for r in rows if r["training_consent"] == "yes"]
-    rows[3]["body"] += f" I think {rows[7]['customer_name']} had the same problem."
+    other = next(r["customer_name"] for r in rows[4:] if not list(census.find(f"I think {r['customer_name']} had")))
+    rows[3]["body"] += f" I think {other} had the same problem."
     src = tmp_path / "t.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(data.PrivacyAuditError, match=rf"id {rows[3]['ticket_id']} field 'text' "

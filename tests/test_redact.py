@@ -1,6 +1,9 @@
+import csv
+
 import pytest
 
-from kit import pii_corpus
+from conftest import REPO
+from kit import gazetteer, pii_corpus, synth
 from kit.redact import Redactor
 
 
@@ -49,6 +52,7 @@ def _entities(r, text, known=None):
     ("Thanks,\nAisha van der Berg", "PERSON"),
     ("Dear Hannah Sørensen,", "PERSON"),
     ("Your adjuster Priya Khan never called.", "PERSON"),
+    ("Hannah Brennan from your office rang me yesterday.", "PERSON"),  # no cue: census names
 ])
 def test_detector_finds_entity(r, text, entity):
     assert entity in _entities(r, text)
@@ -111,10 +115,86 @@ def test_a_card_number_is_not_also_a_phone_number(r):
     assert _entities(r, "card 4111 1111 1111 1111 please") == {"CARD_NUMBER"}
 
 
-def test_recall_on_the_labeled_corpus_is_at_least_098_on_what_kit_claims(r):
+def test_a_sign_off_name_running_into_a_census_name_leaves_no_part_behind(r):
+    # The sign-off cue takes three words ("Kenji Petrov Hannah"), the census detector "Petrov Hannah Brennan";
+    # spans of one type that overlap merge, so neither "Kenji" nor "Brennan" is left over.
+    res = r.redact("Thanks,\nKenji Petrov Hannah Brennan from your office rang.")
+    assert res.text == "Thanks,\n<PERSON_1> from your office rang."
+
+
+def test_recall_on_the_labeled_corpus_is_at_least_098(r):
     docs = pii_corpus.make(150, seed=5)
     scores = pii_corpus.score(docs, [r.find(d.text, d.known) for d in docs])
+    assert scores["recall"] >= 0.98, scores
     assert scores["recall_claimed"] >= 0.98, scores
-    assert scores["precision"] >= 0.95, scores
-    # The no-cue names in the corpus are the documented gap: without an NER model they stay, so total recall is lower.
-    assert scores["hard_spans"] > 0 and scores["recall"] < scores["recall_claimed"]
+    assert scores["precision"] >= 0.98, scores
+    # Persons include the corpus's no-cue names ("{PERSON_HARD} from your office rang me yesterday."): the census
+    # detector finds those with a census given name or surname; names with neither stay (see NER_NOTE).
+    assert scores["hard_spans"] > 0 and scores["recall_by_type"]["PERSON"] >= 0.95, scores
+
+
+def _census(text):
+    """What the no-cue name detector alone finds."""
+    detector = next(d for d in Redactor.default().detectors if d.name == "person_census")
+    return [text[s:e] for s, e in detector.find(text)]
+
+
+@pytest.mark.parametrize("text, names", [
+    ("Hannah Brennan from your office rang me yesterday.", ["Hannah Brennan"]),  # both parts in the census
+    ("Tomasz Brennan from your office rang.", ["Tomasz Brennan"]),  # the surname only
+    ("I think Aisha Okafor handled it.", ["Aisha Okafor"]),  # the given name only
+    ("Then Aisha van der Berg called.", ["Aisha van der Berg"]),  # particles inside
+    ("Conor O'Neill's adjuster is away.", ["Conor O'Neill"]),  # apostrophe; the possessive stays outside
+    ("Kenji McAllister signed the form.", ["Kenji McAllister"]),
+    ("Mary Ann Smith called twice.", ["Mary Ann Smith"]),  # a middle name stays inside
+    ("Stefan Sørensen and Zoë Müller wrote.", ["Stefan Sørensen", "Zoë Müller"]),  # letters beyond ASCII
+    ("Ask Maria Lopez-Garcia about it.", ["Maria Lopez-Garcia"]),
+    ("Dear team, Will Brennan has my file.", ["Will Brennan"]),  # "Will" is no evidence, "Brennan" is
+    ("Dear Hannah Brennan,", ["Hannah Brennan"]),  # a greeting is never part of the name
+    ("Thanks,\nJames Fischer\n(555) 014-1666", ["James Fischer"]),
+])
+def test_census_detector_finds_names_with_no_cue(text, names):
+    assert _census(text) == names
+
+
+@pytest.mark.parametrize("text", [
+    "Dear Team, this is Urgent.",
+    "Re: Grace Period and the Late Fee",  # census names that are everyday words are no evidence
+    "Next Friday or Last Monday would suit.",  # weekdays and months end a run
+    "Storm damage on Oak Lane, Church Street and Harbour Road.",  # street words
+    "Customer Service at Northwind Mutual and Harbor Life never replied.",  # company and support words
+    "Happy New Year from New York and Los Angeles!",  # place words
+    "I paid with Apple Pay, then a Visa Card and my Gold Card.",
+    "Hope Street. Will Customer Service call me? Mark Down the Bill Payment.",
+    "Black Friday, Easter Sunday, Boxing Day",
+    "Claim Status, Document Request, Billing Dispute, Agent Escalation",  # the course's lanes
+    "Proof Of Loss Form, Certificate Of Insurance, Declarations Page",
+    "Thanks,\nThe Smith family",
+    "Hannah rang yesterday.",  # documented gap: a lone first name with no cue
+    "Chidi Nwosu rang yesterday.",  # documented gap: neither part in the census
+    "URGENT: CALL HANNAH BRENNAN",  # documented gap: names in capitals
+])
+def test_census_detector_near_misses_find_nothing(text):
+    assert _census(text) == []
+
+
+def test_census_detector_finds_only_real_names_on_the_course_data():
+    # Precision on the data the course trains on: every no-cue finding in the sample tickets is a generated name.
+    people = {f"{first} {last}" for first in synth.FIRST_NAMES for last in synth.LAST_NAMES}
+    with open(REPO / "data_samples" / "tickets.csv", encoding="utf-8", newline="") as f:
+        found = [name for row in csv.DictReader(f) for col in ("subject", "body") for name in _census(row[col])]
+    assert len(found) > 100 and set(found) <= people
+
+
+@pytest.mark.parametrize("word, key", [("O'Neill", "ONEILL"), ("Sørensen", "SORENSEN"), ("Zoë", "ZOE"),
+                                       ("McAllister", "MCALLISTER")])
+def test_census_key_spells_words_as_the_census_files_do(word, key):
+    assert gazetteer.census_key(word) == key
+
+
+def test_gazetteer_reads_the_census_files_with_the_frequency_cut_off():
+    names = gazetteer.census_names()
+    assert 3000 < len(names["given"]) < 5000 and 6000 < len(names["surname"]) < 8000
+    assert {"HANNAH", "JAMES", "AISHA"} <= names["given"] and {"BRENNAN", "SMITH", "NGUYEN"} <= names["surname"]
+    assert "GRACE" not in names["given"] and "PRICE" not in names["surname"]  # everyday words are no evidence
+    assert "PAYMENT" not in names["surname"]  # the census's rare tail, cut off by CENSUS_MIN_PERCENT

@@ -265,7 +265,8 @@ print(f"{c['read']} read = {c['train']} train + {c['holdout']} holdout + {c['qua
     code("""
 pd.Series(result.quarantine_reasons, name="rows", dtype=int).sort_values(ascending=False)
 """),
-    md("What the redactor replaced, by type. No NER model is installed, so read the note on names."),
+    md("What the redactor replaced, by type. No NER model is installed: names come from known values, cues and a "
+       "census name list, and the note says which names that misses."),
     code("""
 print(result.provenance["redaction_ner"])
 pd.Series(result.redactions, name="placeholders").sort_values(ascending=False)
@@ -281,9 +282,10 @@ for row in [json.loads(line) for line in open(result.paths["train"])][:3]:
 Canaries are unique fake values (a Luhn-valid card number, a policy number, a name) planted into the raw text
 before redaction. If any of them, any raw value from the structured columns, or anything shaped like PII or a secret
 survives into the written files, the audit fails and this notebook stops with the rows and fields named. The audit
-is a separate code path from the redactor (`kit.audit`), with broader checks. Training (03) refuses to start unless
-the audit passed for exactly these files (their sha256 are recorded). Stage 04 probes the tuned model with the
-canaries recorded in `data/canaries.json`.
+is a separate code path from the redactor (`kit.audit`), with broader checks; only its name check restates the
+redactor's census-name rule, since a broader one would trip on ordinary capitalised words. Training (03) refuses to
+start unless the audit passed for exactly these files (their sha256 are recorded). Stage 04 probes the tuned model
+with the canaries recorded in `data/canaries.json`.
 """),
     code("""
 pd.DataFrame(result.canaries)[["kind", "value", "row_id", "file"]]
