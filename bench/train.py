@@ -7,7 +7,8 @@ are then scored with the same holdout loss (answer tokens only, float32, the sam
   full-vocabulary logits), batch 4 padded to max_length, lr 2e-4.
 - trl_bf16: LoRA with PEFT's default targets for Gemma (q_proj/v_proj) on the checkpoint's bf16 weights, TRL's
   defaults otherwise (batch 8, lr 2e-5, gradient checkpointing).
-- kit: `kit.train.run` with the course defaults (float32 LoRA on every linear layer, answer-only logits,
+- kit: `kit.train.run` with the course defaults (float32 LoRA on every linear module of the top third of the
+  layers, only answer tokens through the output head, the shared instruction prefix computed once per batch,
   length-grouped batches, no gradient checkpointing).
 
 Tokens/s counts real (non-padding) tokens over training time only. Each recipe sees the same --examples tickets;

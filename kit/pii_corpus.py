@@ -47,7 +47,7 @@ TEMPLATES = [
     "I'm writing on behalf of my father, {PERSON}.",
     "Your adjuster {PERSON} never called back.",
     "I spoke to {PERSON} at your office last week.",
-    "{PERSON_HARD} from your office rang me yesterday.",  # no cue, not a known value: no heuristic can see it
+    "{PERSON_HARD} from your office rang me yesterday.",  # no cue, not a known value: only a name list or NER sees it
     "{PERSON_SAME} here again, still waiting.",  # found only as a known value
     "reach me at {EMAIL} or {PHONE}",
     "the charge on {CARD_NUMBER} is wrong",
@@ -76,7 +76,7 @@ class LabeledDoc:
     text: str
     spans: list[tuple[int, int, str]] = field(default_factory=list)
     known: dict[str, list[str]] = field(default_factory=dict)
-    hard: list[tuple[int, int, str]] = field(default_factory=list)  # spans only an NER model could find
+    hard: list[tuple[int, int, str]] = field(default_factory=list)  # no-cue names: only a name list or NER finds them
 
 
 def _digits(rng, n):

@@ -20,21 +20,93 @@ def _cfg(run_dir, model, **kw):
     return train.TrainConfig(**{**base, **kw})
 
 
-def test_completion_loss_equals_cross_entropy_on_full_logits(tiny_model_dir):
+@pytest.mark.parametrize("distributed", [False, True], ids=["gathered answer states", "through the wrapper"])
+def test_completion_loss_equals_cross_entropy_on_full_logits(tiny_model_dir, monkeypatch, distributed):
     import torch
     from transformers import AutoModelForCausalLM
 
+    monkeypatch.setattr(train, "_distributed", lambda model: distributed)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     ids = torch.randint(5, 1000, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[2, 10:] = 0  # a right-padded row: its answer ends before the others'
     labels = torch.full_like(ids, -100)
     labels[0, 8:10] = ids[0, 8:10]
     labels[1, 5:12] = ids[1, 5:12]
-    labels[2, 11] = ids[2, 11]
-    loss, _ = train.completion_loss(model, {"input_ids": ids, "labels": labels})
-    full = model(input_ids=ids).logits[:, :-1].float()
+    labels[2, 9] = ids[2, 9]
+    loss, _ = train.completion_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+    full = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
     ref = torch.nn.functional.cross_entropy(full.reshape(-1, full.shape[-1]), labels[:, 1:].reshape(-1),
                                             ignore_index=-100)
     assert torch.allclose(loss, ref, atol=1e-5)
+
+
+def _lora_tiny(tiny_model_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    for name, p in model.named_parameters():  # LoRA B starts at zero; give it values so every gradient path is live
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    return model.train()
+
+
+def _prefix_batch(shared=12, lengths=(30, 22, 27)):
+    """Right-padded rows that share their first `shared` tokens, with labels on each row's last 3 tokens."""
+    import torch
+
+    torch.manual_seed(1)
+    prefix = torch.randint(5, 1000, (shared,))
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask, labels = torch.zeros_like(ids), torch.full_like(ids, -100)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.cat([prefix, torch.randint(5, 1000, (n - shared,))])
+        mask[i, :n] = 1
+        labels[i, n - 3:n] = ids[i, n - 3:n]
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def test_shared_prefix_pass_gives_the_loss_and_gradients_of_the_plain_pass(tiny_model_dir, monkeypatch):
+    model = _lora_tiny(tiny_model_dir)
+    batch = _prefix_batch()
+    assert train.shared_prefix_length(model, batch, first_supervised=19) == 12
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss, _ = train.completion_loss(model, batch)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    shared_loss, shared_grads = loss_and_grads()
+    monkeypatch.setattr(train, "shared_prefix_length", lambda *a, **k: 0)
+    plain_loss, plain_grads = loss_and_grads()
+    import torch
+
+    assert torch.allclose(shared_loss, plain_loss, atol=1e-5)
+    assert len(plain_grads) > 0 and all(plain_grads[n].abs().sum() > 0 for n in plain_grads)
+    for n in plain_grads:
+        assert torch.allclose(shared_grads[n], plain_grads[n], atol=1e-5, rtol=1e-4), n
+
+
+@pytest.mark.parametrize("situation, kw, expected", [
+    ("prefix shorter than the minimum", {"shared": 4}, 0),
+    ("rows longer than the sliding window", {"lengths": (70, 66, 68)}, 0),
+    ("one row", {"lengths": (30,)}, 0),
+])
+def test_shared_prefix_is_not_used_where_it_cannot_help_or_would_change_the_math(tiny_model_dir, situation, kw,
+                                                                                expected):
+    model = _lora_tiny(tiny_model_dir)  # the tiny model's sliding window is 64 tokens
+    assert train.shared_prefix_length(model, _prefix_batch(**kw), first_supervised=19) == expected, situation
+
+
+def test_shared_prefix_stops_before_the_first_answer_position(tiny_model_dir):
+    model = _lora_tiny(tiny_model_dir)
+    assert train.shared_prefix_length(model, _prefix_batch(shared=16), first_supervised=10) == 10
 
 
 def test_batch_without_supervised_tokens_is_refused(tiny_model_dir):

@@ -348,10 +348,19 @@ CUDA and no quantization on CPU; set `quantization="nf4"` to try QLoRA on a CPU 
 also computes in float32 rather than bf16: CPUs without bf16 matrix units (most laptops) run bf16 matmuls dozens of
 times slower (`make bench` measures it on your machine).
 
-**Where the time goes on CPU.** Every token runs forward through all 18 layers; backward runs only from the top
-down to the lowest layer that has LoRA weights. So `lora_layers=-1` (auto) puts LoRA in the top third of the layers
-on CPU (all layers on a GPU), and the loss projects only the answer positions through Gemma's 262k-row output head.
-`bench/train.py` compares this recipe with the one most tutorials copy (nf4 QLoRA, q/v only, padded batches).
+**Where the time goes on CPU.** Three things decide it, and kit's recipe handles each:
+
+- *The output head.* Gemma's head has 262k rows: one position through it costs about as much as one token through
+  all 18 layers. The loss is taken on the answer only, so kit sends just the answer tokens (about 5 per ticket)
+  through the head, never the prompt positions.
+- *The shared prefix.* Every prompt starts with the same instruction (40 of the ~100 tokens of a demo ticket).
+  kit computes it once per batch and reuses it for every row: the same loss and gradients, a third fewer tokens.
+- *The backward pass.* Every token runs forward through all layers; backward runs only from the top down to the
+  lowest layer with LoRA weights. So `lora_layers=-1` (auto) puts LoRA in the top third of the layers on CPU (all
+  layers on a GPU). On the demo it also reached a lower holdout loss than LoRA in every layer with the same budget.
+
+`bench/train.py` compares this recipe with the one most tutorials copy (nf4 QLoRA on q/v, padded batches) and with
+TRL's defaults, on the same tickets, and prints tokens/s and holdout loss side by side.
 """),
     params("""
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
