@@ -313,8 +313,8 @@ def _census_names(text: str) -> Iterable[tuple[int, int]]:
     middle name stays inside: "Mary Ann Smith")."""
     run: list[re.Match] = []
     for m in [*CAPITALISED_RE.finditer(text), None]:
-        if m is not None and m.group().lower() not in NOT_NAME_PARTS and run \
-                and NAME_GAP_RE.fullmatch(text, run[-1].end(), m.start()):
+        name_part = m is not None and m.group().lower() not in NOT_NAME_PARTS
+        if name_part and run and NAME_GAP_RE.fullmatch(text, run[-1].end(), m.start()):
             run.append(m)
             continue
         start = end = None
@@ -328,7 +328,7 @@ def _census_names(text: str) -> Iterable[tuple[int, int]]:
                     start, end = a.start(), b.end()
         if start is not None:
             yield start, end
-        run = [m] if m is not None and m.group().lower() not in NOT_NAME_PARTS else []
+        run = [m] if name_part else []
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def completion_loss(model, inputs, num_items_in_batch=None):
                          "Raise max_length, or check that completions are not empty.")
     rows, cols = supervised.nonzero(as_tuple=True)  # the hidden state at column c predicts the token at c + 1
     forward = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
-    if _distributed(model):
+    if _distributed():
         # DDP/FSDP synchronise gradients inside their own forward: go through it, with logits at the answer columns.
         columns = supervised.any(0).nonzero().squeeze(-1)
         outputs = model(**forward, logits_to_keep=columns, use_cache=False)
@@ -161,7 +161,7 @@ def completion_loss(model, inputs, num_items_in_batch=None):
     return total / torch.as_tensor(n, device=total.device).clamp(min=1), outputs
 
 
-def _distributed(model) -> bool:
+def _distributed() -> bool:
     import torch
 
     return torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -190,8 +190,7 @@ def shared_prefix_length(model, forward: dict, first_supervised: int) -> int:
     """
     ids = forward["input_ids"]
     batch, length = ids.shape
-    checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
-    if batch < 2 or "position_ids" in forward or checkpointing:
+    if batch < 2 or "position_ids" in forward or getattr(model, "is_activation_checkpointing", False):
         return 0
     window = getattr(model.config.get_text_config(), "sliding_window", None)
     if window and length > window:

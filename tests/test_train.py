@@ -25,7 +25,7 @@ def test_completion_loss_equals_cross_entropy_on_full_logits(tiny_model_dir, mon
     import torch
     from transformers import AutoModelForCausalLM
 
-    monkeypatch.setattr(train, "_distributed", lambda model: distributed)
+    monkeypatch.setattr(train, "_distributed", lambda: distributed)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     ids = torch.randint(5, 1000, (3, 12))
     mask = torch.ones_like(ids)
