@@ -1,11 +1,14 @@
 """Why kit scores labels instead of generating them: speed and agreement on the same holdout, side by side.
 
-Scoring reads every lane's first-token probability from one forward pass per prompt. Generate-and-parse decodes the
-answer greedily token by token (as a served chat model would) and parses the lane from the text. Both run on the
-real model with a trained adapter, the same prompts, the same batch size, in one process.
+Scoring reads every lane's first-token probability from one forward pass per prompt, the instruction all prompts
+share computed once (`kit.evaluate.continuation_logprobs`). Generate-and-parse decodes the answer greedily token by
+token with transformers' `generate` (as a served chat model would) and parses the lane from the text. Both run on the
+real model with a trained adapter, the same prompts, the same batch size, batches grouped by length, in one process.
+Two more rows say where the time goes: scoring with the shared prefix switched off, and `generate` stopped after one
+token (its prompt pass alone; the rest of its time is decoding).
 
-Run: .venv/bin/python bench/eval.py --run-dir papermill_runs/demo   (needs 02–03 done in that run; about 3 minutes for
-the demo's 120 tickets on 2 cores). Prints what it measured; gates nothing.
+Run: .venv/bin/python bench/eval.py --run-dir papermill_runs/demo   (needs 02–03 done in that run; about 2 minutes for
+the demo's 114 tickets on 2 cores). Prints what it measured; gates nothing.
 Last line: scoring_ex_per_s=<x> generate_ex_per_s=<y> ratio=<x/y>
 """
 
@@ -46,12 +49,17 @@ def main():
     scorer.score(prompts[:2], task.labels)  # warm-up, so neither side pays first-call costs
     scorer.generate(prompts[:2], fmt.stop, 2)
 
-    start = time.perf_counter()
-    scored = evaluate.predict(scorer, task, rows, prompts)
-    scoring_s = time.perf_counter() - start
-    start = time.perf_counter()
-    generated = evaluate.generate_predictions(scorer, task, fmt, rows, prompts, args.max_new_tokens)
-    generate_s = time.perf_counter() - start
+    def timed(fn):
+        start = time.perf_counter()
+        return fn(), time.perf_counter() - start
+
+    scored, scoring_s = timed(lambda: evaluate.predict(scorer, task, rows, prompts))
+    generated, generate_s = timed(lambda: evaluate.generate_predictions(scorer, task, fmt, rows, prompts,
+                                                                        args.max_new_tokens))
+    models.MIN_SHARED_PREFIX, kept = 10**9, models.MIN_SHARED_PREFIX  # no prompt is that long: sharing off
+    unshared, unshared_s = timed(lambda: evaluate.predict(scorer, task, rows, prompts))
+    models.MIN_SHARED_PREFIX = kept
+    _, prompt_pass_s = timed(lambda: scorer.generate(prompts, fmt.stop, 1))
 
     n = len(rows)
     agree = sum(s["prediction"] == g["prediction"] for s, g in zip(scored, generated)) / n
@@ -64,6 +72,10 @@ def main():
     print(f"generate and parse: {generate_s:7.1f} s  {n / generate_s:6.2f} ex/s  accuracy {acc_g:.1%}  "
           f"parseable answers {valid:.1%} (max_new_tokens={args.max_new_tokens})")
     print(f"same prediction on {agree:.1%} of tickets")
+    same = sum(a["prediction"] == b["prediction"] for a, b in zip(scored, unshared)) / n
+    print(f"where the time goes: scoring without the shared prefix {unshared_s:.1f} s ({n / unshared_s:.2f} ex/s, same "
+          f"prediction {same:.1%}); generate's prompt pass alone (max_new_tokens=1) {prompt_pass_s:.1f} s, "
+          f"decoding the rest {generate_s - prompt_pass_s:.1f} s")
     x, y = n / scoring_s, n / generate_s
     print(f"scoring_ex_per_s={x:.2f} generate_ex_per_s={y:.2f} ratio={x / y:.2f}")
 

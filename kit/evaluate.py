@@ -82,69 +82,151 @@ def label_first_tokens(tokenizer, labels) -> list[int] | None:
     return firsts if len(set(firsts)) == len(firsts) else None
 
 
+def common_prefix_length(seqs: list[list[int]]) -> int:
+    """Number of leading tokens all sequences share, leaving at least one token of the shortest to run per row."""
+    if not seqs:
+        return 0
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
 def score_labels(model, tokenizer, prompts: list[str], labels, batch_size: int = 16, progress: bool = True):
-    """Probabilities over `labels` for each prompt (rows sum to 1), from the model's next-token distribution."""
+    """Probabilities over `labels` for each prompt (rows sum to 1), from the model's next-token distribution.
+
+    When every label starts with its own token, one forward pass per prompt reads all of them at the last position.
+    When two labels share a first token, each whole label is scored as a continuation (sum of its token
+    log-probabilities) on top of its prompt. Either way the prompts' common opening (the task instruction, or the
+    few-shot examples) runs once for the whole set; see `_decoder_rows`.
+    """
+    import torch
+
+    firsts = label_first_tokens(tokenizer, labels)
+    label_ids = [[f] for f in firsts] if firsts else [tokenizer(lab, add_special_tokens=False)["input_ids"]
+                                                      for lab in labels]
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    logp = continuation_logprobs(model, prompt_ids, label_ids, batch_size, progress, pad_id=tokenizer.pad_token_id)
+    return torch.softmax(torch.as_tensor(logp), -1).numpy()  # renormalized over the labels only
+
+
+def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[int]], batch_size: int = 16,
+                          progress: bool = False, pad_id: int = 0) -> np.ndarray:
+    """Log-likelihood of each continuation after each prompt: an array [prompt, continuation].
+
+    Written here because no installed library scores continuations of a causal LM while sharing the prompt work
+    (HF `generate` decodes; evaluation harnesses re-run the prompt for every choice). What is cut, without changing a
+    score beyond float rounding (tests/test_evaluate.py compares with one plain forward per prompt and continuation):
+    - the prompts' common token prefix runs once; its key/value cache is repeated over every batch;
+    - rows are batched by length (right padding, so no real token moves), results come back in the input order;
+    - single-token continuations need no extra rows: a prompt's last position scores all of them at once;
+    - only positions that predict a continuation token go through the 262k-row output head.
+    """
     import torch
     from tqdm.auto import tqdm
 
-    firsts = label_first_tokens(tokenizer, labels)
-    out = []
-    tokenizer.padding_side = "left"
+    from kit.models import MIN_SHARED_PREFIX, output_head
+
+    if not prompt_ids or not conts or any(len(c) == 0 for c in conts):
+        raise ValueError("continuation_logprobs needs prompts and non-empty continuations")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    single = all(len(c) == 1 for c in conts)
+    shared = common_prefix_length(prompt_ids)
+    longest = max(len(p) for p in prompt_ids) + max(len(c) for c in conts) - 1
+    window = getattr(base.config.get_text_config(), "sliding_window", None)
+    if shared < MIN_SHARED_PREFIX or (window and longest > window):
+        shared = 0  # a sliding-window cache keeps only the last window-1 tokens: such rows run whole
     device = next(model.parameters()).device
-    for i in tqdm(range(0, len(prompts), batch_size), desc="scoring", disable=not progress):
-        batch = prompts[i:i + batch_size]
-        if firsts is not None:
-            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=True).to(device)
-            with torch.no_grad():
-                logits = model(**enc, logits_to_keep=1).logits[:, -1, :].float()
-            out.append(torch.log_softmax(logits, -1)[:, firsts])
-        else:
-            out.append(_score_full(model, tokenizer, batch, labels, device))
-    logp = torch.cat(out)
-    return torch.softmax(logp, -1).cpu().numpy()  # renormalized over the labels only
+    prefix = _prefix_cache(base, prompt_ids[0][:shared], device) if shared else None
+    # One row per prompt when every continuation is one token (all read at its last position), else one per pair.
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+    items = [(i, None) for i in order] if single else [(i, j) for i in order for j in range(len(conts))]
+    firsts = torch.tensor([c[0] for c in conts], device=device)
+    out = np.zeros((len(prompt_ids), len(conts)))
+    with torch.no_grad():  # scoring only; also keeps a trainable adapter's graph out of memory
+        for start in tqdm(range(0, len(items), batch_size), desc="scoring", disable=not progress):
+            chunk = items[start:start + batch_size]
+            rows = [prompt_ids[i][shared:] + ([] if j is None else conts[j][:-1]) for i, j in chunk]
+            hidden = _decoder_rows(base, rows, prefix, shared, pad_id, device)
+            if single:
+                last = torch.tensor([len(r) - 1 for r in rows], device=device)
+                logits = output_head(base, hidden[torch.arange(len(rows), device=device), last])
+                out[[i for i, _ in chunk]] = torch.log_softmax(logits.float(), -1)[:, firsts].cpu().numpy()
+                continue
+            # (row, position, token) for every continuation token; position = the one that predicts it
+            where = [(r, len(prompt_ids[i]) - shared - 1 + k, t)
+                     for r, (i, j) in enumerate(chunk) for k, t in enumerate(conts[j])]
+            r, p, t = (torch.tensor(col, device=device) for col in zip(*where))
+            token_lp = torch.log_softmax(output_head(base, hidden[r, p]).float(), -1)[torch.arange(len(where)), t]
+            sums = torch.zeros(len(chunk), device=device).index_add_(0, r, token_lp).cpu().numpy()
+            for (i, j), s in zip(chunk, sums):
+                out[i, j] = s
+    return out
 
 
-def _score_full(model, tokenizer, prompts, labels, device):
-    """Sum of token log-probabilities of each whole label after each prompt (labels sharing a first token)."""
+def _prefix_cache(base, ids: list[int], device):
+    """Key/value cache of the shared prefix, computed once (batch of one)."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=base.config)
+    with torch.no_grad():
+        base.get_decoder()(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
+    return cache
+
+
+def _decoder_rows(base, rows: list[list[int]], prefix, shared: int, pad_id: int, device):
+    """Final hidden states of right-padded `rows`, each continuing the shared prefix (when there is one)."""
+    import copy
+
     import torch
 
-    tokenizer.padding_side = "right"
-    rows = []
-    for p in prompts:
-        p_len = len(tokenizer(p, add_special_tokens=True)["input_ids"])
-        enc = tokenizer([p + lab for lab in labels], return_tensors="pt", padding=True,
-                        add_special_tokens=True).to(device)
-        with torch.no_grad():
-            logp = torch.log_softmax(model(**enc).logits.float(), -1)
-        scores = []
-        for j in range(len(labels)):
-            ids = enc["input_ids"][j]
-            n = int(enc["attention_mask"][j].sum())
-            scores.append(sum(logp[j, t - 1, ids[t]] for t in range(p_len, n)))
-        rows.append(torch.stack(scores))
-    tokenizer.padding_side = "left"
-    return torch.stack(rows)
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), shared + width), dtype=torch.long)
+    mask[:, :shared] = 1
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        mask[i, shared:shared + len(r)] = 1
+    kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    if prefix is not None:
+        cache = copy.deepcopy(prefix)  # the forward appends to it; the prefix stays clean for the next batch
+        cache.batch_repeat_interleave(len(rows))
+        kwargs.update(past_key_values=cache, use_cache=True)
+    else:
+        kwargs["use_cache"] = False
+    return base.get_decoder()(**kwargs).last_hidden_state
 
 
 def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_new_tokens: int = 12,
                    batch_size: int = 16) -> list[str]:
-    """Greedy generations for prompts, cut at the first stop string (the way a served model answers)."""
+    """Greedy generations for prompts, cut at the first stop string (the way a served model answers).
+
+    Prompts are batched by length (left padding), like the scoring path, and answers come back in the input order.
+    """
     import torch
 
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=True).to(device)
+    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    out = [""] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=True).to(device)
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id)
-        for row in gen[:, enc["input_ids"].shape[1]:]:
+        for i, row in zip(idx, gen[:, enc["input_ids"].shape[1]:]):
             text = tokenizer.decode(row, skip_special_tokens=False)
             for s in stop + [tokenizer.eos_token or "", tokenizer.pad_token or ""]:
                 if s and s in text:
                     text = text[:text.index(s)]
-            out.append(text.strip())
+            out[i] = text.strip()
     return out
 
 

@@ -168,3 +168,15 @@ def load_model(model: ResolvedModel, dtype: str = "auto", quantization: str = "n
         m = PeftModel.from_pretrained(m, adapter_dir)
     m.eval()
     return m
+
+
+MIN_SHARED_PREFIX = 8  # tokens; below this a second forward call (prefix, then the rest) costs more than it saves
+
+
+def output_head(base, hidden):
+    """The model's output head on a few hidden states, as its own forward applies it (Gemma: optional soft-capping)."""
+    import torch
+
+    logits = base.get_output_embeddings()(hidden)
+    cap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits

@@ -16,8 +16,8 @@ stage planted (`data/canaries.json`, else canaries made from a seed, which were 
   that way); the planted canary's exposure must rise to the top while a same-format canary never seen stays low.
   This shows the probe can detect memorisation, so a low exposure on the tuned model means something.
 
-Log-likelihoods are computed here by hand (a masked sum of token log-probabilities) because no installed library
-scores a batch of continuations for a causal LM.
+Candidates are scored with kit's continuation scorer (`kit.evaluate.continuation_logprobs`): the canary's sentence
+prefix runs once, only the candidate values are scored.
 """
 
 from __future__ import annotations
@@ -63,30 +63,25 @@ def load_canaries(run_dir: str | Path, seed: int) -> tuple[list[canaries.Canary]
     return canaries.make(seed, per_kind=1), f"made from canary_seed={seed}; none planted (no data/canaries.json)"
 
 
-def sequence_logprobs(model, tokenizer, texts: list[str], batch_size: int = 16) -> np.ndarray:
-    """Log-likelihood of each whole text (BOS added, every token after it scored)."""
-    import torch
+def candidate_logprobs(model, tokenizer, texts: list[str], batch_size: int = 16) -> np.ndarray:
+    """Log-likelihood of each text after the opening all of them share (BOS at least).
 
-    tokenizer.padding_side = "right"
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=True).to(device)
-        with torch.no_grad():
-            logits = model(**enc).logits[:, :-1].float()
-        targets = enc["input_ids"][:, 1:]
-        mask = enc["attention_mask"][:, 1:].float()
-        tok_lp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        out.append((tok_lp * mask).sum(1).cpu().numpy())
-    tokenizer.padding_side = "left"
-    return np.concatenate(out)
+    The shared opening adds the same amount to every text's log-likelihood, so ranks and differences are those of
+    the whole texts; it runs once, and only the differing tokens are scored (`evaluate.continuation_logprobs`).
+    """
+    from kit.evaluate import common_prefix_length, continuation_logprobs
+
+    ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    n = common_prefix_length(ids)
+    return continuation_logprobs(model, [ids[0][:n]], [t[n:] for t in ids], batch_size,
+                                 pad_id=tokenizer.pad_token_id)[0]
 
 
 def exposure(model, tokenizer, canary: canaries.Canary, n_candidates: int = 100, seed: int = 0,
              batch_size: int = 16) -> dict:
     """Rank and exposure of the canary's value among `n_candidates` random values of its format."""
     values = [canary.value] + canaries.candidates(canary, n_candidates, seed)
-    ll = sequence_logprobs(model, tokenizer, [canary.prefix + v for v in values], batch_size)
+    ll = candidate_logprobs(model, tokenizer, [canary.prefix + v for v in values], batch_size)
     rank = 1 + int((ll[1:] > ll[0]).sum())
     top = math.log2(n_candidates + 1)
     return {"kind": canary.kind, "value_sha256": hashlib.sha256(canary.value.encode()).hexdigest()[:12],

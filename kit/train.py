@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit import KitError, __version__
+from kit import KitError, __version__, models
 from kit.io import read_jsonl, sha256_file, write_json
 from kit.task import Task
 
@@ -154,7 +154,7 @@ def completion_loss(model, inputs, num_items_in_batch=None):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps; LoRA sits inside
         shared = shared_prefix_length(model, forward, int(cols.min()))
         hidden = _decoder_states(base, forward, shared)
-        logits = _output_head(base, hidden[rows, cols - shared])
+        logits = models.output_head(base, hidden[rows, cols - shared])
         outputs = {"logits": logits}
     total = torch.nn.functional.cross_entropy(logits.float(), shifted[rows, cols], reduction="sum")
     n = num_items_in_batch if num_items_in_batch is not None else supervised.sum()
@@ -167,16 +167,6 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def _output_head(base, hidden):
-    """The model's output head on a few hidden states, as its own forward applies it (Gemma: optional soft-capping)."""
-    import torch
-
-    logits = base.get_output_embeddings()(hidden)
-    cap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
-
-
-MIN_SHARED_PREFIX = 8  # tokens; below this the second forward call costs more than it saves
 
 
 def shared_prefix_length(model, forward: dict, first_supervised: int) -> int:
@@ -200,7 +190,7 @@ def shared_prefix_length(model, forward: dict, first_supervised: int) -> int:
         same &= forward["attention_mask"].bool().all(0)
     n = int(same.long().cumprod(0).sum())
     n = min(n, first_supervised, length - 1)  # the answer positions and at least one token stay per row
-    return n if n >= MIN_SHARED_PREFIX else 0
+    return n if n >= models.MIN_SHARED_PREFIX else 0
 
 
 def _decoder_states(base, forward: dict, shared: int):
@@ -282,7 +272,6 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     from transformers import TrainerCallback
     from trl import SFTConfig
 
-    from kit import models
     from kit.data import check_audit
     from kit.licenses import check_note
 

@@ -33,29 +33,70 @@ def test_bootstrap_interval_covers_the_true_accuracy_most_of_the_time():
     assert covered / 60 >= 0.85
 
 
-def test_label_scores_on_tiny_model_are_probabilities(tiny_model_dir, tokenizer):
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM
 
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+
+
+def _reference_logprobs(model, prompt_ids, conts):
+    """One prompt + continuation at a time, whole forward, no cache, no padding: what the fast path must equal."""
+    import torch
+
+    out = np.zeros((len(prompt_ids), len(conts)))
+    for i, p in enumerate(prompt_ids):
+        for j, c in enumerate(conts):
+            with torch.no_grad():
+                logp = torch.log_softmax(model(input_ids=torch.tensor([p + c])).logits[0].float(), -1)
+            out[i, j] = sum(float(logp[len(p) - 1 + k, t]) for k, t in enumerate(c))
+    return out
+
+
+# Prompts of different lengths sharing a 20+ token opening, in no length order: padding, sorting and the shared
+# prefix all come into play.
+SHARED = "Route this support email to one lane. Answer with the lane name only.\n\n"
+TICKETS = ["hi", "my claim was denied last week and nobody calls back", "invoice?", "cancel my policy now please",
+           "the storm took half the roof, what do I do about the claim for the repairs"]
+
+
+@pytest.mark.parametrize("labels, single", [(["claim_status", "billing_dispute", "cancel"], True),
+                                            (["claim_status", "claim_denied", "billing"], False)])
+def test_fast_label_scoring_equals_one_prompt_at_a_time(tiny, tokenizer, labels, single, monkeypatch):
     from kit.chat import GEMMA
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    prompts = [GEMMA.prompt(f"ticket {i}", "route it") for i in range(5)]
-    probs = evaluate.score_labels(model, tokenizer, prompts, ["claim_status", "billing_dispute"], batch_size=2,
-                                  progress=False)
-    assert probs.shape == (5, 2)
-    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    prefix_runs = []
+    real = evaluate._prefix_cache
+    monkeypatch.setattr(evaluate, "_prefix_cache", lambda *a: prefix_runs.append(len(a[1])) or real(*a))
+
+    prompts = [GEMMA.prompt(t, SHARED) for t in TICKETS]
+    ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    assert evaluate.common_prefix_length(ids) >= 20
+    conts = [tokenizer(lab, add_special_tokens=False)["input_ids"] for lab in labels]
+    assert (evaluate.label_first_tokens(tokenizer, labels) is not None) == single
+    fast = evaluate.continuation_logprobs(tiny, ids, [[c[0]] for c in conts] if single else conts, batch_size=4,
+                                          pad_id=tokenizer.pad_token_id)
+    ref = _reference_logprobs(tiny, ids, [[c[0]] for c in conts] if single else conts)
+    assert prefix_runs == [evaluate.common_prefix_length(ids)]  # the shared opening ran once, for all batches
+    assert np.allclose(fast, ref, atol=1e-4), np.abs(fast - ref).max()
+    probs = evaluate.score_labels(tiny, tokenizer, prompts, labels, batch_size=4, progress=False)
+    assert probs.shape == (5, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.allclose(probs, np.exp(ref) / np.exp(ref).sum(1, keepdims=True), atol=1e-4)
 
 
-def test_labels_sharing_a_first_token_are_scored_as_whole_sequences(tiny_model_dir, tokenizer):
-    import torch
-    from transformers import AutoModelForCausalLM
+def test_prompts_longer_than_the_sliding_window_are_scored_without_the_shared_cache(tiny, monkeypatch):
+    monkeypatch.setattr(evaluate, "_prefix_cache", None)  # calling it would fail the test
+    window = tiny.config.sliding_window
+    ids = [[2] + [100 + k for k in range(window)] + [7 + i] * (i + 1) for i in range(3)]  # longer than the window
+    fast = evaluate.continuation_logprobs(tiny, ids, [[5], [6]], batch_size=2)
+    assert np.allclose(fast, _reference_logprobs(tiny, ids, [[5], [6]]), atol=1e-4)
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    labels = ["claim_status", "claim_denied"]
-    assert evaluate.label_first_tokens(tokenizer, labels) is None
-    probs = evaluate.score_labels(model, tokenizer, ["x", "y"], labels, progress=False)
-    assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+@pytest.mark.parametrize("seqs, n", [([[1, 2, 3], [1, 2, 4], [1, 2]], 1), ([[5, 6, 7, 8]] * 3, 3),
+                                     ([[1, 2], [3, 4]], 0), ([[1]], 0), ([], 0)])
+def test_common_prefix_leaves_a_token_of_the_shortest_sequence(seqs, n):
+    assert evaluate.common_prefix_length(seqs) == n
 
 
 def test_macro_f1_interval_brackets_the_estimate():

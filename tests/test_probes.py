@@ -24,11 +24,20 @@ def test_exposure_is_log2_of_candidates_plus_one_minus_log2_of_rank(tiny, tokeni
     assert c.value not in str(r)  # the secret itself is not written to the report
 
 
-def test_sequence_logprobs_do_not_depend_on_batch_padding(tiny, tokenizer):
-    texts = ["My policy number is POL-12345678", "Hi", "The account holder is Ottoline Quillfeather."]
-    together = probes.sequence_logprobs(tiny, tokenizer, texts, batch_size=3)
-    alone = [probes.sequence_logprobs(tiny, tokenizer, [t], batch_size=1)[0] for t in texts]
-    assert together == pytest.approx(alone, abs=1e-3)
+def test_candidates_are_scored_like_whole_texts_up_to_their_shared_opening(tiny, tokenizer):
+    import torch
+
+    texts = ["My policy number is POL-12345678", "My policy number is POL-99", "My policy number is unknown to me"]
+    fast = probes.candidate_logprobs(tiny, tokenizer, texts, batch_size=2)
+    whole = []
+    for t in texts:  # reference: every token after BOS, one text at a time
+        ids = tokenizer(t, return_tensors="pt", add_special_tokens=True)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny(input_ids=ids).logits[0, :-1].float(), -1)
+        whole.append(float(logp.gather(-1, ids[0, 1:, None]).sum()))
+    # the shared opening adds the same amount to each; differences (and so ranks) are those of the whole texts
+    assert [f - fast[0] for f in fast] == pytest.approx([w - whole[0] for w in whole], abs=1e-3)
+    assert fast[0] > whole[0]  # and it is not scored at all
 
 
 def test_control_training_on_a_canary_makes_the_probe_fire_for_it_and_not_for_an_unseen_one(tiny, tokenizer):
