@@ -84,16 +84,9 @@ def label_first_tokens(tokenizer, labels) -> list[int] | None:
 
 def common_prefix_length(seqs: list[list[int]]) -> int:
     """Number of leading tokens all sequences share, leaving at least one token of the shortest to run per row."""
-    if not seqs:
-        return 0
-    n = min(len(s) for s in seqs) - 1
-    first = seqs[0]
-    for s in seqs[1:]:
-        k = 0
-        while k < n and s[k] == first[k]:
-            k += 1
-        n = k
-    return max(n, 0)
+    from os.path import commonprefix  # element-wise, so it works on token lists too
+
+    return max(min(len(commonprefix(seqs)), min(len(s) for s in seqs) - 1), 0) if seqs else 0
 
 
 def score_labels(model, tokenizer, prompts: list[str], labels, batch_size: int = 16, progress: bool = True):
@@ -102,7 +95,7 @@ def score_labels(model, tokenizer, prompts: list[str], labels, batch_size: int =
     When every label starts with its own token, one forward pass per prompt reads all of them at the last position.
     When two labels share a first token, each whole label is scored as a continuation (sum of its token
     log-probabilities) on top of its prompt. Either way the prompts' common opening (the task instruction, or the
-    few-shot examples) runs once for the whole set; see `_decoder_rows`.
+    few-shot examples) runs once for the whole set; see `continuation_logprobs`.
     """
     import torch
 

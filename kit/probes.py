@@ -179,14 +179,17 @@ def memorization_control(model, tokenizer, planted: canaries.Canary, unseen: can
     after = measure()
     detected = after["planted"]["rank"] == 1 and after["planted"]["exposure"] > after["unseen"]["exposure"]
     return {"kind": planted.kind, "steps": steps, "learning_rate": learning_rate, "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None,
+            "last_loss": losses[-1] if losses else None, "losses": [round(x, 4) for x in losses],
             **{f"{name}_{when}": r["exposure"] for when, res in (("before", before), ("after", after))
                for name, r in res.items()},
             "planted_rank_after": after["planted"]["rank"], "unseen_rank_after": after["unseen"]["rank"],
             "max_exposure": before["planted"]["max_exposure"], "detected": bool(detected)}
 
 
-CONTROL_LEARNING_RATE = 5e-3  # high on purpose: the control must memorise in a few dozen steps
+# High for LoRA on purpose (the control must memorise in a few dozen steps), but not higher: measured on Gemma 3 270M,
+# 30 steps at 1e-3 took the loss from 3.6 to 0.0007 smoothly and ranked the planted card first (unseen: 78th of 101);
+# at 5e-3 the loss jumped about (up to 13) even though the canary still came first.
+CONTROL_LEARNING_RATE = 1e-3
 
 
 def control_on_base(resolved, tokenizer, cfg) -> dict:
@@ -195,8 +198,11 @@ def control_on_base(resolved, tokenizer, cfg) -> dict:
 
     from kit import models
 
+    import torch
+
     planted, unseen = canaries.make(cfg.canary_seed + 10_000, per_kind=2, kinds=("card",))
     model = models.load_model(resolved)
+    torch.manual_seed(cfg.seed)  # LoRA's A matrices start random: same seed, same control
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
     return memorization_control(model, tokenizer, planted, unseen, cfg.probe_control_steps, CONTROL_LEARNING_RATE,

@@ -57,6 +57,10 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
     assert {"base_few_shot", "tfidf_logreg", "majority_class"} <= set(metrics["models"])
     assert 0.0 <= metrics["models"]["tuned"]["ece"] <= 1.0 and metrics["models"]["tuned"]["escalation"]["positives"] >= 0
     assert metrics["probes"]["canaries"] and all(1 <= c["rank"] <= 21 for c in metrics["probes"]["canaries"])
+    assert metrics["probes"]["memorized_canaries"] == 0
+    control = metrics["probes"]["control"]  # the real model learns a planted canary: the probe must see it
+    assert control["detected"] and control["planted_rank_after"] == 1 and control["unseen_rank_after"] > 1
+    assert control["last_loss"] < control["first_loss"] / 10
     assert metrics["review"]["done"] is False
     for png in ("models.png", "confusion.png", "calibration.png", "probes.png"):
         assert (run / "eval" / png).stat().st_size > 0, png

@@ -442,11 +442,16 @@ model for memorised secrets and personal data.
 adapter from 03 (optionally `data/canaries.json` from 02, a GGUF from 05 or a served endpoint, a previous run).
 **Produces** `eval/metrics.json`, `eval/predictions.jsonl`, `eval/probes.json`, `eval/models.png`,
 `eval/confusion.png`, `eval/calibration.png`, `eval/probes.png`, and `eval/reviews.jsonl` when someone reviews.
-**Hardware** CPU, a few minutes for the demo's 120 tickets (the few-shot prompts are the longest part).
+**Hardware** CPU, about 4 minutes for the demo's 114 tickets on 2 cores; the privacy probes take most of it (each
+canary is scored against 100 look-alikes, in the tuned and the base model).
 
 Labels are *scored*, not generated: the model's probability for each lane is read from one forward pass, which is
-the choice greedy decoding would make among the lanes, and gives a confidence for free (`bench/eval.py` measures how
-much faster this is than generating and parsing an answer).
+the choice greedy decoding would make among the lanes, and gives a confidence for free. The opening every prompt
+shares (the instruction; for the few-shot baseline also its solved examples) runs once for the whole holdout and is
+reused from its key/value cache, so each ticket costs only its own tokens. `bench/eval.py` measures this against
+generating an answer and parsing it: same predictions, about 3x faster on 2 CPU cores. Not more, and the reason is
+worth knowing: a lane name is 2–4 tokens, so generating it costs one prompt pass plus a few cheap decoding steps;
+scoring saves those steps and the shared opening, nothing else.
 """),
     params("""
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
