@@ -575,14 +575,17 @@ def models_table(summary: dict):
     """One row per model: accuracy and macro-F1 with intervals, ECE, escalation errors; best first."""
     import pandas as pd
 
+    r3 = lambda x: None if x is None else round(float(x), 3)  # per value: the interval strings make columns objects
     rows = {}
     for name, m in summary["models"].items():
         e = m["escalation"]
-        rows[name] = {"accuracy": m["accuracy"], "acc ci95": f"{m['accuracy_ci95'][0]:.3f}–{m['accuracy_ci95'][1]:.3f}",
-                      "macro-F1": m["macro_f1"], "F1 ci95": f"{m['macro_f1_ci95'][0]:.3f}–{m['macro_f1_ci95'][1]:.3f}",
-                      "ECE": m.get("ece"), "wrong escalations": e["wrong_escalation_rate"],
-                      "missed escalations": e["missed_escalation_rate"]}
-    return pd.DataFrame(rows).T.sort_values("accuracy", ascending=False).round(3)
+        rows[name] = {"accuracy": r3(m["accuracy"]),
+                      "acc ci95": f"{m['accuracy_ci95'][0]:.3f}–{m['accuracy_ci95'][1]:.3f}",
+                      "macro-F1": r3(m["macro_f1"]),
+                      "F1 ci95": f"{m['macro_f1_ci95'][0]:.3f}–{m['macro_f1_ci95'][1]:.3f}",
+                      "ECE": r3(m.get("ece")), "wrong escalations": r3(e["wrong_escalation_rate"]),
+                      "missed escalations": r3(e["missed_escalation_rate"])}
+    return pd.DataFrame(rows).T.sort_values("accuracy", ascending=False)
 
 
 def probes_table(probes: dict):

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,10 @@ from kit.io import sha256_file
 
 EMBEDDED_SPEC = "embedded:gemma3-270m"
 EMBEDDED_LICENSE = "gemma"
+
+# PEFT reads transformers' deprecated `is_gradient_checkpointing` whenever it wraps a model, so every notebook that
+# loads an adapter printed a FutureWarning nobody can act on. Only that message is silenced.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 class ModelError(KitError):

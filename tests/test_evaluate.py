@@ -240,3 +240,16 @@ def test_cohen_kappa_matches_a_hand_computed_value():
     k = eval_review.kappa(a, b)
     assert k["agreement"] == pytest.approx(0.7) and k["kappa"] == pytest.approx(0.16 / 0.46)
     assert eval_review.kappa(a[:1], b[:1])["kappa"] is None
+
+
+def test_models_table_is_sorted_by_accuracy_and_rounded():
+    def model(acc, ece):
+        return {"accuracy": acc, "accuracy_ci95": [acc - 0.05, acc + 0.05], "macro_f1": acc - 0.01234,
+                "macro_f1_ci95": [acc - 0.1, acc], "ece": ece,
+                "escalation": {"wrong_escalation_rate": 1 / 3, "missed_escalation_rate": None}}
+
+    table = evaluate.models_table({"models": {"base": model(0.4912281, 0.14523), "tuned": model(0.9649122, None)}})
+    assert list(table.index) == ["tuned", "base"]
+    assert table.loc["tuned", "accuracy"] == 0.965 and table.loc["base", "ECE"] == 0.145
+    assert table.loc["base", "macro-F1"] == 0.479 and table.loc["base", "wrong escalations"] == 0.333
+    assert table.loc["tuned", "acc ci95"] == "0.915–1.015" and table.loc["tuned", "ECE"] is None

@@ -442,8 +442,8 @@ model for memorised secrets and personal data.
 adapter from 03 (optionally `data/canaries.json` from 02, a GGUF from 05 or a served endpoint, a previous run).
 **Produces** `eval/metrics.json`, `eval/predictions.jsonl`, `eval/probes.json`, `eval/models.png`,
 `eval/confusion.png`, `eval/calibration.png`, `eval/probes.png`, and `eval/reviews.jsonl` when someone reviews.
-**Hardware** CPU, about 4 minutes for the demo's 114 tickets on 2 cores; the privacy probes take most of it (each
-canary is scored against 100 look-alikes, in the tuned and the base model).
+**Hardware** CPU, about 5 minutes for the demo's 114 tickets on 2 cores; the privacy probes take most of it (each
+canary is scored against 100 look-alikes in the tuned and the base model, and the control trains a throwaway LoRA).
 
 Labels are *scored*, not generated: the model's probability for each lane is read from one forward pass, which is
 the choice greedy decoding would make among the lanes, and gives a confidence for free. The opening every prompt
