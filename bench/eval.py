@@ -8,7 +8,8 @@ Two more rows say where the time goes: scoring with the shared prefix switched o
 token (its prompt pass alone; the rest of its time is decoding).
 
 Run: .venv/bin/python bench/eval.py --run-dir papermill_runs/demo   (needs 02–03 done in that run; about 2 minutes for
-the demo's 114 tickets on 2 cores). Prints what it measured; gates nothing.
+the demo's 114 tickets on 2 cores). `--gguf q8_0` adds the same comparison through llama.cpp's server (after 05).
+Prints what it measured; gates nothing.
 Last line: scoring_ex_per_s=<x> generate_ex_per_s=<y> ratio=<x/y>
 """
 
@@ -30,6 +31,9 @@ def main():
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=8, help="enough for the longest lane and the end-of-turn")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--gguf", default="", choices=["", "f16", "q8_0", "q4_k_m"],
+                    help="also time both ways through llama.cpp's server on the run's export/model-<type>.gguf, "
+                         "one request per ticket, as a served model is called (needs 05 done)")
     args = ap.parse_args()
 
     import torch
@@ -76,8 +80,27 @@ def main():
     print(f"where the time goes: scoring without the shared prefix {unshared_s:.1f} s ({n / unshared_s:.2f} ex/s, same "
           f"prediction {same:.1%}); generate's prompt pass alone (max_new_tokens=1) {prompt_pass_s:.1f} s, "
           f"decoding the rest {generate_s - prompt_pass_s:.1f} s")
+    if args.gguf:
+        served(args, run_dir, tok, task, fmt, rows, prompts, timed)
     x, y = n / scoring_s, n / generate_s
     print(f"scoring_ex_per_s={x:.2f} generate_ex_per_s={y:.2f} ratio={x / y:.2f}")
+
+
+def served(args, run_dir, tok, task, fmt, rows, prompts, timed):
+    """Both ways again through llama.cpp's OpenAI-compatible server (its own prompt cache, one request at a time)."""
+    from kit import endpoint
+
+    n = len(rows)
+    with endpoint.serve_gguf(run_dir / "export" / f"model-{args.gguf}.gguf", n_ctx=512) as url:
+        ep = endpoint.EndpointScorer.for_tokenizer(url, tok, task.labels)
+        ep.score(prompts[:2], task.labels)  # warm-up
+        scored, scoring_s = timed(lambda: evaluate.predict(ep, task, rows, prompts))
+        generated, generate_s = timed(lambda: evaluate.generate_predictions(ep, task, fmt, rows, prompts,
+                                                                            args.max_new_tokens))
+    agree = sum(s["prediction"] == g["prediction"] for s, g in zip(scored, generated)) / n
+    print(f"served {args.gguf} by llama.cpp: label scoring {scoring_s:.1f} s ({n / scoring_s:.2f} ex/s), generate and "
+          f"parse {generate_s:.1f} s ({n / generate_s:.2f} ex/s), ratio {generate_s / scoring_s:.2f}, same prediction "
+          f"{agree:.1%}, first lane token outside the top {ep.top_logprobs} for {ep.outside_top_k} label(s)")
 
 
 if __name__ == "__main__":
