@@ -162,14 +162,13 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
 
 
 def _prefix_cache(base, ids: list[int], device):
-    """Key/value cache of the shared prefix, computed once (batch of one)."""
+    """Key/value cache of the prompts' shared opening, computed once (batch of one)."""
     import torch
-    from transformers import DynamicCache
 
-    cache = DynamicCache(config=base.config)
+    from kit.models import prefix_cache
+
     with torch.no_grad():
-        base.get_decoder()(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
-    return cache
+        return prefix_cache(base, torch.tensor([ids], device=device))
 
 
 def _decoder_rows(base, rows: list[list[int]], prefix, shared: int, pad_id: int, device):
@@ -178,6 +177,8 @@ def _decoder_rows(base, rows: list[list[int]], prefix, shared: int, pad_id: int,
 
     import torch
 
+    from kit.models import decoder_states
+
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), shared + width), dtype=torch.long)
@@ -185,14 +186,9 @@ def _decoder_rows(base, rows: list[list[int]], prefix, shared: int, pad_id: int,
     for i, r in enumerate(rows):
         ids[i, :len(r)] = torch.tensor(r)
         mask[i, shared:shared + len(r)] = 1
-    kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-    if prefix is not None:
-        cache = copy.deepcopy(prefix)  # the forward appends to it; the prefix stays clean for the next batch
-        cache.batch_repeat_interleave(len(rows))
-        kwargs.update(past_key_values=cache, use_cache=True)
-    else:
-        kwargs["use_cache"] = False
-    return base.get_decoder()(**kwargs).last_hidden_state
+    # the forward appends to the cache: a copy keeps the prefix clean for the next batch
+    return decoder_states(base, {"input_ids": ids.to(device), "attention_mask": mask.to(device)},
+                          copy.deepcopy(prefix) if prefix is not None else None)
 
 
 def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_new_tokens: int = 12,

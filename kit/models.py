@@ -185,3 +185,26 @@ def output_head(base, hidden):
     logits = base.get_output_embeddings()(hidden)
     cap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def prefix_cache(base, input_ids):
+    """Key/value cache of one shared prefix (`input_ids` of shape [1, n]), for `decoder_states` to continue."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=base.config)
+    base.get_decoder()(input_ids=input_ids, past_key_values=cache, use_cache=True)
+    return cache
+
+
+def decoder_states(base, forward: dict, prefix=None):
+    """Final hidden states (after the last norm) of a batch; with `prefix`, each row continues that shared prefix.
+
+    The prefix cache is repeated over the batch in place (pass a copy to keep it); `forward["attention_mask"]` then
+    covers prefix + rows, and the model reads the prefix length off the cache. Used by training (gradients flow back
+    into the single prefix pass) and by scoring (one prefix for the whole holdout).
+    """
+    decoder = base.get_decoder()
+    if prefix is None:
+        return decoder(**forward, use_cache=False).last_hidden_state
+    prefix.batch_repeat_interleave(forward["input_ids"].shape[0])
+    return decoder(**forward, past_key_values=prefix, use_cache=True).last_hidden_state

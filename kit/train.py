@@ -167,8 +167,6 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-
-
 def shared_prefix_length(model, forward: dict, first_supervised: int) -> int:
     """How many leading tokens every row of the batch shares (0 = do not share).
 
@@ -200,19 +198,13 @@ def _decoder_states(base, forward: dict, shared: int):
     on top. Autograd sums the gradients of the repeated cache back into the single prefix pass, so LoRA weights get
     the same gradients as from the full batch (tests/test_train.py checks loss and gradients against the plain pass).
     """
-    decoder = base.get_decoder()
     if not shared:
-        return decoder(**forward, use_cache=False).last_hidden_state
-    from transformers import DynamicCache
-
+        return models.decoder_states(base, forward)
     ids = forward["input_ids"]
-    cache = DynamicCache(config=base.config)
-    decoder(input_ids=ids[:1, :shared], past_key_values=cache, use_cache=True)
-    cache.batch_repeat_interleave(ids.shape[0])
     rest = {"input_ids": ids[:, shared:]}
     if "attention_mask" in forward:
-        rest["attention_mask"] = forward["attention_mask"]  # prefix + rest: the model reads the prefix length off it
-    return decoder(**rest, past_key_values=cache, use_cache=True).last_hidden_state
+        rest["attention_mask"] = forward["attention_mask"]  # prefix + rest
+    return models.decoder_states(base, rest, models.prefix_cache(base, ids[:1, :shared]))
 
 
 def _trainer_class():
