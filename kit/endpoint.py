@@ -128,7 +128,8 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
         raise EndpointError(f"llama.cpp's server is not installed ({e.name} missing); "
                             "install it with `pip install 'llama-cpp-python[server]'`.") from None
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--host", "127.0.0.1",
+    # kit.llamacpp runs llama-cpp-python's server with the buffer settings that are safe on this CPU.
+    cmd = [sys.executable, "-m", "kit.llamacpp", "--model", str(gguf_path), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", str(n_ctx), "--logits_all", "true"]
     if threads:
         cmd += ["--n_threads", str(threads)]
@@ -152,7 +153,12 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
                 raise EndpointError(f"llama.cpp server for {gguf_path.name} did not answer within "
                                     f"{startup_timeout_s:.0f} s; see {log_path}.")
             time.sleep(0.3)
-        yield url
+        try:
+            yield url
+        except EndpointError:
+            if proc.poll() is None:
+                raise
+            raise EndpointError(_server_died(proc.returncode, gguf_path, log_path)) from None
     finally:
         proc.terminate()
         try:
@@ -161,3 +167,17 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
             proc.kill()
             proc.wait()
         log_path.unlink(missing_ok=True)
+
+
+def _server_died(code: int, gguf_path: Path, log_path: Path) -> str:
+    import signal
+
+    from kit import llamacpp
+
+    how = f"crashed with {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.exists() else ""
+    _, reason = llamacpp.extra_buffers()
+    return (f"the llama.cpp server for {gguf_path.name} {how} while answering ({reason}). Set "
+            f"{llamacpp.ENV_EXTRA_BUFFERS}=0 to keep llama.cpp's repacked/AMX buffers off (known crash: "
+            f"{llamacpp.CRASH_ISSUE}), or serve the model yourself and set endpoint_url."
+            + (f"\nLast lines of its log:\n{tail}" if tail else ""))

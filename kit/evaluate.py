@@ -41,6 +41,7 @@ class EvalConfig:
     max_examples: int = 0  # 0 = the whole holdout
     max_length: int = 192  # same budget as training, so prompts are cut the same way
     batch_size: int = 16
+    dtype: str = "auto"  # auto (what this machine computes fastest: kit.hardware) | float32 | bfloat16
     bootstrap_samples: int = 1000
     seed: int = 0
     critical_label: str = "agent_escalation"  # the lane whose misses and false alarms cost the most
@@ -70,6 +71,8 @@ class EvalConfig:
                             "not both.")
         if self.endpoint_gguf_type not in ("", "f16", "q8_0", "q4_k_m"):
             raise EvalError(f"endpoint_gguf_type='{self.endpoint_gguf_type}' is not one of f16, q8_0, q4_k_m (or empty).")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise EvalError(f"dtype='{self.dtype}' is not one of auto, float32, bfloat16.")
         if self.probe_control_steps < 0 or self.bootstrap_samples < 100:
             raise EvalError("probe_control_steps must be >= 0 and bootstrap_samples >= 100.")
 
@@ -484,7 +487,7 @@ def _endpoint_scorer(cfg: EvalConfig, tok, task: Task, stack):
 def run(cfg: EvalConfig) -> EvalResult:
     from contextlib import ExitStack
 
-    from kit import baselines, eval_review, models, probes
+    from kit import baselines, eval_review, hardware, models, probes
 
     run_dir = Path(cfg.run_dir)
     adapter_dir = run_dir / "adapters" / cfg.adapter_name
@@ -507,7 +510,8 @@ def run(cfg: EvalConfig) -> EvalResult:
     prompts = prompts_for(task, fmt, tok, rows, cfg.max_length)
 
     # One model in memory: the adapter switched off is exactly the base model.
-    model = models.load_model(resolved, adapter_dir=str(adapter_dir))
+    dtype = hardware.compute_dtype(cfg.dtype, models.pick_device())
+    model = models.load_model(resolved, dtype=dtype.dtype, adapter_dir=str(adapter_dir))
     tuned = HFScorer(model, tok, cfg.batch_size)
     base = HFScorer(model, tok, cfg.batch_size, adapter_off=True)
     preds = {"tuned": predict(tuned, task, rows, prompts), "base_zero_shot": predict(base, task, rows, prompts)}
@@ -539,7 +543,7 @@ def run(cfg: EvalConfig) -> EvalResult:
         "tuned_vs_base_zero_shot": paired_bootstrap([p["correct"] for p in preds["tuned"]],
                                                     [p["correct"] for p in preds["base_zero_shot"]],
                                                     cfg.bootstrap_samples, cfg.seed),
-        "endpoint": endpoint_info,
+        "endpoint": endpoint_info, "dtype": dtype.record(),
     }
 
     summary["probes"] = probes.run_probes(model, tok, fmt, task, run_dir, cfg)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError
+from kit import KitError, hardware, llamacpp
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_text_atomic
 from kit.task import Task
 
@@ -102,15 +102,22 @@ def convert(hf_dir: Path, out_dir: Path, gguf_type: str) -> Path:
 
 
 def quantize(src: Path, dst: Path, gguf_type: str) -> Path:
-    import llama_cpp
-
-    ftype = {"q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}[gguf_type]
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftype
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+    """Quantize with llama.cpp's quantizer, in a child process (see `kit.llamacpp.isolated`)."""
+    try:
+        rc = llamacpp.isolated(_quantize, str(src), str(dst), gguf_type, what=f"quantizing to {gguf_type}", gguf=src)
+    except llamacpp.LlamaCppError as e:
+        raise ExportError(str(e)) from None
     if rc != 0:
         raise ExportError(f"llama.cpp could not quantize {src.name} to {gguf_type} (return code {rc}).")
     return dst
+
+
+def _quantize(src: str, dst: str, gguf_type: str) -> int:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = {"q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}[gguf_type]
+    return llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
 
 
 ADAPTER_NOTE = """\
@@ -192,9 +199,7 @@ def local_checkpoint(resolved) -> Path:
 def gguf_metadata(path: Path) -> dict:
     """A GGUF's key/value metadata, read by llama.cpp without loading the weights (the pure-Python reader parses
     the whole 262k-token vocabulary and takes tens of seconds)."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    llm = llamacpp.load(path, vocab_only=True)
     meta = dict(llm.metadata)
     llm.close()
     return meta
@@ -281,10 +286,8 @@ class LlamaCppScorer:
     """Label scoring in llama.cpp: the same first-token rule the evaluate stage applies in transformers."""
 
     def __init__(self, gguf_path: Path, labels, n_ctx: int = 1024, lora_path: Path | None = None):
-        from llama_cpp import Llama
-
-        self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=False, verbose=False,
-                         n_threads=os.cpu_count(), lora_path=str(lora_path) if lora_path else None)
+        self.llm = llamacpp.load(gguf_path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=False, n_threads=os.cpu_count(),
+                                 lora_path=str(lora_path) if lora_path else None)
         self.labels = list(labels)
         firsts = [self.llm.tokenize(lab.encode(), add_bos=False, special=False)[0] for lab in self.labels]
         if len(set(firsts)) != len(firsts):
@@ -309,6 +312,13 @@ class LlamaCppScorer:
     def generate(self, prompt: str, stop: list[str], max_tokens: int = 12) -> str:
         out = self.llm(prompt, max_tokens=max_tokens, temperature=0.0, stop=stop)
         return out["choices"][0]["text"].strip()
+
+
+def parity_answers(gguf_path: str, labels: list[str], prompts: list[str], stop: list[str], lora_path: str | None,
+                   n_generate: int = 20) -> tuple[list[tuple[str, float]], list[str]]:
+    """llama.cpp's label and confidence for every prompt, and its greedy generation for the first `n_generate`."""
+    scorer = LlamaCppScorer(Path(gguf_path), labels, lora_path=Path(lora_path) if lora_path else None)
+    return [scorer.predict(p) for p in prompts], [scorer.generate(p, stop) for p in prompts[:n_generate]]
 
 
 @dataclass
@@ -379,9 +389,13 @@ def run(cfg: ExportConfig) -> ExportResult:
     parity = {"n": len(adapter_preds), "threshold": cfg.parity_threshold, "types": {}}
     for gtype, path in variants.items():
         t = time.time()
-        scorer = LlamaCppScorer(path, task.labels, lora_path=lora if gtype == "adapter" else None)
-        got = [scorer.predict(p) for p in prompts]
-        gen = [scorer.generate(p, fmt.stop) for p in prompts[:20]]
+        # In a child process: a native crash in llama.cpp becomes an ExportError here, not a dead notebook kernel.
+        try:
+            got, gen = llamacpp.isolated(parity_answers, str(path), list(task.labels), prompts, list(fmt.stop),
+                                         str(lora) if gtype == "adapter" else None, what=f"checking parity of {gtype}",
+                                         gguf=path)
+        except llamacpp.LlamaCppError as e:
+            raise ExportError(str(e)) from None
         agree = float(np.mean([g[0] == a["prediction"] for g, a in zip(got, adapter_preds)]))
         gen_agree = float(np.mean([g == a["prediction"] for g, a in zip(gen, adapter_preds[:20])]))
         acc = float(np.mean([g[0] == a["label"] for g, a in zip(got, adapter_preds)]))
@@ -395,7 +409,6 @@ def run(cfg: ExportConfig) -> ExportResult:
             "label_agreement": agree, "generation_agreement_first20": gen_agree, "holdout_accuracy": acc,
             "required": required, "passed": agree >= cfg.parity_threshold if required else None,
             "seconds": round(time.time() - t, 1)}
-        del scorer
     verified = all(v["passed"] for v in parity["types"].values() if v["required"])
     parity["verified"] = verified
     parity["timings"] = timings
@@ -567,9 +580,23 @@ def ollama_check(run_dir: str | Path, name: str, n: int = 5) -> dict:
     for p in rows:
         out = subprocess.run([exe, "run", name, holdout[p["id"]]["text"]], capture_output=True, text=True,
                              timeout=300)
+        if out.returncode != 0:
+            raise ExportError(f"`ollama run {name}` failed (exit code {out.returncode}): {out.stderr.strip()[-500:]}"
+                              + ollama_cpu_hint())
         answers.append({"id": p["id"], "ollama": out.stdout.strip(), "adapter": p["prediction"]})
     agree = sum(a["ollama"] == a["adapter"] for a in answers) / max(len(answers), 1)
     return {"ran": True, "n": len(answers), "agreement": agree, "answers": answers}
+
+
+def ollama_cpu_hint(flags: frozenset[str] | None = None) -> str:
+    """On AMX CPUs, how to keep Ollama off the CPU backend that crashes there (README: Ollama on AMX servers)."""
+    flags = hardware.cpu_flags() if flags is None else flags
+    if "amx_int8" not in flags:
+        return ""
+    return (" This CPU has AMX, where Ollama's Sapphire Rapids CPU backend crashes in the first inference "
+            f"({llamacpp.CRASH_ISSUE}, ollama/ollama#17205). Move `libggml-cpu-sapphirerapids.so` out of Ollama's "
+            "library folder (e.g. /usr/local/lib/ollama/) and restart `ollama serve`: Ollama then loads its next CPU "
+            "backend, which runs correctly.")
 
 
 def ollama_commands(run_dir: str | Path, name: str) -> list[str]:

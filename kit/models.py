@@ -147,15 +147,17 @@ def load_tokenizer(model: ResolvedModel):
 def load_model(model: ResolvedModel, dtype: str = "auto", quantization: str = "none", adapter_dir: str | None = None):
     """Load the base model (optionally 4-bit nf4) and, if given, a LoRA adapter on top, in eval mode.
 
-    dtype 'auto' is bf16 on CUDA and float32 on CPU: CPUs without bf16 units (most laptops, this project's CI)
-    run float32 matmuls several times faster than bf16 ones.
+    dtype 'auto' is what this machine computes fastest (`kit.hardware.compute_dtype`): bf16 on CUDA and on CPUs with
+    bf16 units (AMX, AVX-512 BF16) where it measures faster, float32 elsewhere (AVX2 laptops run bf16 emulated,
+    many times slower). LoRA weights stay float32 either way (PEFT keeps adapters of a bf16 base in float32).
     """
     import torch
     from transformers import AutoModelForCausalLM
 
+    from kit import hardware
+
     device = pick_device()
-    torch_dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "bfloat16": torch.bfloat16,
-                   "float32": torch.float32}[dtype]
+    torch_dtype = getattr(torch, hardware.compute_dtype(dtype, device).dtype)
     # PyTorch's fused attention (sdpa): ~10% faster LoRA steps than eager on 2 CPU cores (bench/lora_step.py).
     kwargs = {"dtype": torch_dtype, "attn_implementation": "sdpa"}
     if quantization == "nf4":
@@ -167,12 +169,31 @@ def load_model(model: ResolvedModel, dtype: str = "auto", quantization: str = "n
     m = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
     if quantization != "nf4":
         m = m.to(device)
+    elif device == "cpu":
+        keep_nf4_differentiable(m)
     if adapter_dir:
         from peft import PeftModel
 
         m = PeftModel.from_pretrained(m, adapter_dir)
     m.eval()
     return m
+
+
+def keep_nf4_differentiable(model) -> int:
+    """Keep bitsandbytes' nf4 layers on their autograd path on CPUs with AVX-512 BF16; returns the layers changed.
+
+    On such CPUs bitsandbytes repacks a 4-bit weight for a faster kernel the first time the layer runs in eval mode
+    without gradients, as the holdout loss during training does. That kernel has no backward: after the first
+    evaluation, the gradient into the layer's input is silently dropped, so LoRA weights below it learn from a wrong
+    gradient (measured: the input gradient of a Linear4bit went from correct to None). The repacking also fails on
+    layers narrower than a quantization block (64 inputs). kit trains nf4 on CPU only, so the repacking is turned off.
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
 
 
 MIN_SHARED_PREFIX = 8  # tokens; below this a second forward call (prefix, then the rest) costs more than it saves

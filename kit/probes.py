@@ -201,7 +201,7 @@ def control_on_base(resolved, tokenizer, cfg) -> dict:
     import torch
 
     planted, unseen = canaries.make(cfg.canary_seed + 10_000, per_kind=2, kinds=("card",))
-    model = models.load_model(resolved)
+    model = models.load_model(resolved, dtype=getattr(cfg, "dtype", "auto"))
     torch.manual_seed(cfg.seed)  # LoRA's A matrices start random: same seed, same control
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit import KitError, __version__, models
+from kit import KitError, __version__, hardware, models
 from kit.io import read_jsonl, sha256_file, write_json
 from kit.task import Task
 
@@ -35,6 +35,7 @@ class TrainConfig:
     model: str
     adapter_name: str = "default"
     quantization: str = "auto"  # auto | nf4 | none
+    dtype: str = "auto"  # auto (what this machine computes fastest: kit.hardware) | float32 | bfloat16
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
@@ -59,6 +60,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.lora_layers < -1:
             raise TrainError(f"lora_layers={self.lora_layers}: use -1 (auto), 0 (all layers) or a number of layers.")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise TrainError(f"dtype='{self.dtype}' is not one of auto, float32, bfloat16.")
         if self.quantization not in ("auto", "nf4", "none"):
             raise TrainError(f"quantization='{self.quantization}' is not one of auto, nf4, none.")
         for name in ("lora_r", "batch_size", "grad_accum", "max_length"):
@@ -289,7 +292,9 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     eval_rows = sorted(holdout_rows[: cfg.holdout_loss_examples], key=lambda r: len(r["text"]))
     eval_ds = build_dataset(eval_rows, task, fmt, tok, cfg.max_length)
 
-    model = models.load_model(resolved, quantization=quant)
+    dtype = hardware.compute_dtype(cfg.dtype, device)
+    print(f"dtype: {dtype.dtype} ({dtype.reason})")
+    model = models.load_model(resolved, dtype=dtype.dtype, quantization=quant)
     model.train()
     n_layers = model.config.get_text_config().num_hidden_layers
     n_lora = resolved_lora_layers(cfg.lora_layers, device, n_layers)
@@ -352,6 +357,9 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     eval_s = getattr(trainer, "kit_eval_s", 0.0)
     log = {
         "device": device, "quantization": quant, "lora_layers": n_lora or n_layers,
+        # What the weights were in while training (read off the model, not the setting), and why that dtype.
+        "dtype": str(_base_dtype(trainer.model)).removeprefix("torch."), "dtype_choice": dtype.record(),
+        "cpu": hardware.cpu_name() if device == "cpu" else None,
         "steps": trainer.state.global_step, "wall_s": round(wall, 1),
         "train_examples": len(train_ds), "tokens_seen": int(tokens_seen),
         "tokens_per_s": round(tokens_seen / wall, 1) if wall else None,
@@ -376,6 +384,11 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     write_json(out / "kit_adapter.json", meta)
     loss_plot(history, work_dir / "loss.png")
     return TrainResult(str(out), log)
+
+
+def _base_dtype(model):
+    """The dtype of the base model's weights (LoRA weights are float32 whatever the base is)."""
+    return next(p.dtype for n, p in model.named_parameters() if "lora_" not in n and p.is_floating_point())
 
 
 def loss_plot(history: list[dict], path: str | Path):

@@ -75,3 +75,34 @@ def test_reviews_are_saved_replaced_and_agreement_is_measured(tiny_eval, tmp_pat
     with pytest.raises(eval_review.ReviewError, match="verdict 'maybe'"):
         eval_review.record(cfg.run_dir, {"id": "x", "model": "tuned", "reviewer": "ana", "verdict": "maybe"})
     eval_review.reviews_path(cfg.run_dir).unlink()
+
+
+def _export_cfg(cfg, tmp_path):
+    from kit import export
+
+    license_file = tmp_path / "LICENSE.txt"
+    license_file.write_text("Test license text for the tiny model.")
+    return export.ExportConfig(run_dir=cfg.run_dir, model=cfg.model, gguf_types=("f16",), modelfile_gguf="f16",
+                               adapter_variant=False, max_examples=6, license_file=str(license_file))
+
+
+def test_export_checks_parity_in_llama_cpp_outside_the_calling_process(tiny_eval, tmp_path):
+    from kit import export
+
+    cfg, _ = tiny_eval
+    res = export.run(_export_cfg(cfg, tmp_path))
+    row = res.parity["types"]["f16"]
+    assert res.parity["n"] == 6 and 0.0 <= row["label_agreement"] <= 1.0 and row["required"] is True
+    assert json.loads(open(res.paths["parity"]).read())["types"]["f16"]["sha256"] == row["sha256"]
+
+
+def test_a_llama_cpp_crash_during_export_is_an_export_error_not_a_dead_process(tiny_eval, tmp_path, monkeypatch):
+    """05's parity check with llama.cpp faulting natively (SIGSEGV in libllama): the stage raises, this process lives."""
+    from test_export_gguf import crash_in_llama_cpp
+
+    from kit import export
+
+    cfg, _ = tiny_eval
+    monkeypatch.setattr(export, "parity_answers", crash_in_llama_cpp)
+    with pytest.raises(export.ExportError, match=r"crashed with SIGSEGV while checking parity of f16 .*model-f16\.gguf"):
+        export.run(_export_cfg(cfg, tmp_path))

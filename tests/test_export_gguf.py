@@ -78,3 +78,77 @@ def test_adapter_with_dora_is_refused(tmp_path, tiny_export):
     (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(cfg))
     with pytest.raises(export.ExportError, match="use_dora"):
         export.lora_to_gguf(tmp_path / "adapter", base_gguf, tmp_path / "x.gguf")
+
+
+def test_extra_buffers_are_off_on_amx_cpus_and_the_setting_can_force_them(monkeypatch):
+    from kit import llamacpp
+
+    monkeypatch.delenv(llamacpp.ENV_EXTRA_BUFFERS, raising=False)
+    allowed, reason = llamacpp.extra_buffers(frozenset({"avx512f", "amx_tile", "amx_int8"}))
+    assert allowed is False and "AMX" in reason and "20824" in reason
+    assert llamacpp.extra_buffers(frozenset({"avx2"}))[0] is True
+    monkeypatch.setenv(llamacpp.ENV_EXTRA_BUFFERS, "0")
+    assert llamacpp.extra_buffers(frozenset({"avx2"})) == (False, f"set by {llamacpp.ENV_EXTRA_BUFFERS}=0")
+    monkeypatch.setenv(llamacpp.ENV_EXTRA_BUFFERS, "1")
+    assert llamacpp.extra_buffers(frozenset({"amx_int8"}))[0] is True
+
+
+def test_plain_cpu_buffers_answer_like_the_default_ones(tmp_path, tiny_model_dir, monkeypatch):
+    """The AMX-safe load (use_extra_bufts off) on a q8_0 GGUF, as in the export, gives the same logits."""
+    import llama_cpp
+
+    from kit import llamacpp
+
+    q8 = export.convert(tiny_model_dir, tmp_path, "q8_0")
+    prompt = "<start_of_turn>user\nMy claim was refused<end_of_turn>\n<start_of_turn>model\n"
+    logits = {}
+    for setting in ("1", "0"):
+        monkeypatch.setenv(llamacpp.ENV_EXTRA_BUFFERS, setting)
+        llm = llamacpp.load(q8, n_ctx=128)
+        assert bool(llm.model_params.use_extra_bufts) is (setting == "1")
+        llm.eval(llm.tokenize(prompt.encode(), add_bos=True, special=True))
+        logits[setting] = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1),
+                                                shape=(llm.n_vocab(),)).copy()
+        llm.close()
+    assert np.allclose(logits["0"], logits["1"], atol=1e-3)
+
+
+def test_a_file_llama_cpp_cannot_load_is_a_clear_error(tmp_path):
+    from kit import llamacpp
+
+    broken = tmp_path / "model-q8_0.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(llamacpp.LlamaCppError, match="could not load .*model-q8_0.gguf.*re-run the export"):
+        llamacpp.load(broken)
+
+
+def crash_in_llama_cpp(*args, **kwargs):
+    """A real native fault inside libllama: reading logits from a context that does not exist."""
+    import llama_cpp
+
+    llama_cpp.llama_get_logits_ith(None, -1)
+
+
+def test_isolated_returns_results_and_raises_python_errors_as_they_were():
+    from kit import llamacpp
+
+    assert llamacpp.isolated(sorted, [3, 1, 2], what="sorting", gguf="x.gguf") == [1, 2, 3]
+    with pytest.raises(ValueError, match="invalid literal"):
+        llamacpp.isolated(int, "abc", what="parsing", gguf="x.gguf")
+
+
+def test_a_native_crash_in_llama_cpp_becomes_an_error_naming_library_file_and_fix():
+    from kit import llamacpp
+
+    with pytest.raises(llamacpp.LlamaCppError) as err:
+        llamacpp.isolated(crash_in_llama_cpp, what="checking parity of q8_0", gguf="/runs/x/model-q8_0.gguf")
+    msg = str(err.value)
+    assert "llama.cpp (llama-cpp-python" in msg and "crashed with SIGSEGV" in msg
+    assert "checking parity of q8_0 /runs/x/model-q8_0.gguf" in msg and "KIT_LLAMA_EXTRA_BUFFERS=0" in msg
+    assert "crash_in_llama_cpp" in msg  # the Python stack of the crash, from the child's log
+
+
+def test_ollama_hint_only_on_amx_cpus():
+    assert export.ollama_cpu_hint(frozenset({"avx2"})) == ""
+    hint = export.ollama_cpu_hint(frozenset({"amx_int8", "amx_tile"}))
+    assert "libggml-cpu-sapphirerapids.so" in hint and "ollama serve" in hint

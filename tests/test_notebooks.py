@@ -54,6 +54,10 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
         acc = metrics["models"][name]["accuracy"]
         assert isinstance(acc, float) and 0.0 <= acc <= 1.0
     assert metrics["models"]["tuned"]["n"] == 24
+    log = json.loads((run / "train" / "log.json").read_text())
+    # The machine chose the dtype (bf16 where the CPU computes it fastest), training honoured it, evaluation agreed.
+    assert log["dtype"] == log["dtype_choice"]["dtype"] in ("float32", "bfloat16") and log["dtype_choice"]["reason"]
+    assert metrics["dtype"]["dtype"] == log["dtype"]
     assert {"base_few_shot", "tfidf_logreg", "majority_class"} <= set(metrics["models"])
     assert 0.0 <= metrics["models"]["tuned"]["ece"] <= 1.0 and metrics["models"]["tuned"]["escalation"]["positives"] >= 0
     assert metrics["probes"]["canaries"] and all(1 <= c["rank"] <= 21 for c in metrics["probes"]["canaries"])
@@ -71,9 +75,9 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
     assert meta["chat_format"] == "gemma" and len(meta["labels"]) == 4
 
     gguf = run / "export" / "model-q8_0.gguf"
-    from llama_cpp import Llama
+    from kit import llamacpp
 
-    llm = Llama(model_path=str(gguf), n_ctx=256, verbose=False)
+    llm = llamacpp.load(gguf, n_ctx=256)  # the buffer settings that are safe on this CPU (AMX: no repacking)
     assert llm.n_vocab() > 200_000
     assert "<start_of_turn>" in llm.metadata.get("tokenizer.chat_template", "")
 

@@ -263,3 +263,25 @@ def test_auto_lora_layers_is_the_top_third_on_cpu_and_all_on_gpu():
     assert train.resolved_lora_layers(4, "cpu", 18) == 4 and train.resolved_lora_layers(0, "cpu", 18) == 0
     with pytest.raises(train.TrainError, match="lora_layers=-2"):
         train.TrainConfig(run_dir="x", model="m", lora_layers=-2)
+
+
+def test_nf4_layers_keep_their_input_gradient_after_an_evaluation_pass(tiny_model_dir):
+    """bitsandbytes repacks nf4 weights on AVX-512 BF16 CPUs at the first no-grad eval pass, into a kernel without a
+    backward (and fails on layers narrower than 64): kit's loader keeps training layers on the autograd path."""
+    bnb = pytest.importorskip("bitsandbytes")
+    import torch
+
+    model = models.load_model(models.resolve(str(tiny_model_dir)), dtype="float32", quantization="nf4")
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers and all(m.support_avx512bf16_for_cpu is False for m in layers)
+    layer = layers[0]
+    x = torch.randn(3, layer.in_features, requires_grad=True)
+    layer.train()
+    layer(x).sum().backward()
+    before, x.grad = x.grad.clone(), None
+    layer.eval()
+    with torch.no_grad():
+        layer(x.detach())  # what the holdout loss does between training steps
+    layer.train()
+    layer(x).sum().backward()
+    assert x.grad is not None and torch.allclose(x.grad, before)

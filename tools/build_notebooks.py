@@ -344,9 +344,14 @@ passing privacy audit (02). **Produces** `adapters/<adapter_name>/`, `train/log.
 **CPU vs GPU.** On a GPU the standard recipe is QLoRA: the frozen base in 4-bit nf4, the adapter in bf16. On a CPU that
 is the slow choice: the 4-bit weights are unpacked for every matrix multiply, which costs more than the multiply
 (measured on Gemma 3 270M: about 4x slower than LoRA on an unquantized base). So `quantization="auto"` picks nf4 on
-CUDA and no quantization on CPU; set `quantization="nf4"` to try QLoRA on a CPU anyway. On CPU the unquantized base
-also computes in float32 rather than bf16: CPUs without bf16 matrix units (most laptops) run bf16 matmuls dozens of
-times slower (`make bench` measures it on your machine).
+CUDA and no quantization on CPU; set `quantization="nf4"` to try QLoRA on a CPU anyway.
+
+**The machine decides the dtype.** `dtype="auto"` computes in what this CPU does fastest. CPUs with bf16 units (Intel
+AMX servers, AVX-512 BF16 such as AMD EPYC Zen 4) run bf16 matmuls several times faster than float32; CPUs
+without them (most laptops, AVX2) run bf16 emulated, dozens of times slower. So auto takes float32 where the CPU has
+no bf16 instructions, and otherwise times one matmul in both dtypes and keeps the faster. The LoRA weights stay
+float32 either way. The choice and its reason are printed below and recorded in `train/log.json`; evaluation (04)
+applies the same rule. `make bench` measures both dtypes on your machine.
 
 **Where the time goes on CPU.** Three things decide it, and kit's recipe handles each:
 
@@ -367,6 +372,7 @@ run_dir: str = "../papermill_runs/lab"  # where this run's files live
 model: str = "embedded:gemma3-270m"  # same spec as in 01_license
 adapter_name: str = "default"  # adapters/<adapter_name>/; one adapter per task or tenant
 quantization: str = "auto"  # auto (nf4 on CUDA, none on CPU) | nf4 | none
+dtype: str = "auto"  # auto (the fastest on this machine: bf16 on AMX / AVX-512 BF16, float32 on AVX2) | float32 | bfloat16
 lora_r: int = 16  # adapter rank: 8–64
 lora_alpha: int = 32  # scaling; usually 2 x lora_r
 lora_dropout: float = 0.0  # 0–0.1
@@ -388,7 +394,7 @@ from pathlib import Path
 from IPython.display import Image
 from kit import train
 
-cfg = train.TrainConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, quantization=quantization,
+cfg = train.TrainConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, quantization=quantization, dtype=dtype,
                         lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,
                         lora_layers=lora_layers, learning_rate=learning_rate, epochs=epochs, max_steps=max_steps,
                         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, seed=seed,
@@ -404,6 +410,10 @@ The progress bar shows steps; the holdout loss is measured at the middle and the
     code("""
 result = train.run(cfg)
 {k: v for k, v in result.log.items() if k != "history"}
+"""),
+    md("Which dtype the weights were in, and why this machine got it:"),
+    code("""
+print(f"{result.log['dtype']} on {result.log['cpu'] or result.log['device']}: {result.log['dtype_choice']['reason']}")
 """),
     md("The answer-only loss should fall from several nats to well under one. A flat curve means the learning rate is too low."),
     code("""
@@ -460,6 +470,7 @@ adapter_name: str = "default"  # adapters/<adapter_name>/
 max_examples: int = 0  # evaluate only the first N holdout rows (0: all)
 max_length: int = 192  # same token budget as training
 batch_size: int = 16  # prompts per forward pass
+dtype: str = "auto"  # auto (the fastest on this machine, as in 03) | float32 | bfloat16
 critical_label: str = "agent_escalation"  # the lane whose misses and false alarms cost most (escalation rates)
 handoff_confidence: float = 0.9  # tickets below this confidence go to a person (0–1)
 few_shot_k: int = 4  # solved examples in the base model's few-shot prompt (0: skip that baseline; up to 16)
@@ -481,7 +492,7 @@ from IPython.display import Image
 from kit import evaluate, eval_review
 
 cfg = evaluate.EvalConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, max_examples=max_examples,
-                          max_length=max_length, batch_size=batch_size, critical_label=critical_label,
+                          max_length=max_length, batch_size=batch_size, dtype=dtype, critical_label=critical_label,
                           handoff_confidence=handoff_confidence, few_shot_k=few_shot_k,
                           few_shot_example_tokens=few_shot_example_tokens, endpoint_url=endpoint_url,
                           endpoint_gguf_type=endpoint_gguf_type, endpoint_top_logprobs=endpoint_top_logprobs,
@@ -500,6 +511,7 @@ with 120 tickets, a few points of accuracy are within noise.
 """),
     code("""
 result = evaluate.run(cfg)
+print(f"computed in {result.metrics['dtype']['dtype']}: {result.metrics['dtype']['reason']}")
 evaluate.models_table(result.metrics)
 """),
     code("""

@@ -1,0 +1,114 @@
+"""What this machine can do: CPU features, and the dtype it computes fastest in.
+
+The same code runs on AVX2 laptops and on AVX-512/AMX servers, where the fast dtype differs: on an Intel Xeon with
+AMX a bf16 matmul ran 3.4x faster than float32 (1,089 vs 318 GFLOP/s), on an AMD EPYC with AVX2 only it ran ~35x
+slower, because without bf16 instructions PyTorch converts every element. So `compute_dtype('auto')` decides per
+machine: no bf16 instructions means float32 without a test; with them, a short matmul of the shape that dominates
+a small model's step is timed in both dtypes and the faster one wins. The choice and its reason are recorded by the
+stages that use it (train/log.json, eval/metrics.json).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DTYPES = ("auto", "float32", "bfloat16")
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # Linux names of the CPU features that compute in bf16 natively
+BF16_MIN_SPEEDUP = 1.3  # bf16 must beat float32 by this much: it rounds activations to 8 bits of mantissa
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them (`/proc/cpuinfo`); empty where that file does not exist."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_name(cpuinfo: str | None = None) -> str:
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return "unknown CPU"
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return " ".join(value.split())
+    return "unknown CPU"
+
+
+def cpu_kind(flags: frozenset[str] | None = None) -> str:
+    """A short name for the vector units that matter here: 'AMX', 'AVX-512 (bf16)', 'AVX-512', 'AVX2' or 'other'."""
+    flags = cpu_flags() if flags is None else flags
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512f" in flags:
+        return "AVX-512 (bf16)" if "avx512_bf16" in flags else "AVX-512"
+    return "AVX2" if "avx2" in flags else "other"
+
+
+@dataclass(frozen=True)
+class DtypeChoice:
+    dtype: str  # float32 | bfloat16
+    reason: str
+    gflops: dict | None = None  # measured matmul throughput per dtype, when the choice was measured
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+def matmul_gflops(dtype_name: str, seconds: float = 0.25, m: int = 256, k: int = 640, n: int = 2048) -> float:
+    """Throughput of one matmul shape in a dtype, timed for about `seconds` (the MLP projection of a 270M model)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    a @ b  # warm-up: the first call picks and caches a kernel
+    count, start = 0, time.perf_counter()
+    while True:
+        a @ b
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return 2 * m * k * n * count / elapsed / 1e9
+
+
+def compute_dtype(requested: str = "auto", device: str = "cpu", flags: frozenset[str] | None = None) -> DtypeChoice:
+    """The dtype to load and run the model in, and why. `requested` float32/bfloat16 is honoured as given."""
+    if requested not in DTYPES:
+        from kit import KitError
+
+        raise KitError(f"dtype='{requested}' is not one of {', '.join(DTYPES)}.")
+    flags = cpu_flags() if flags is None else flags
+    if requested != "auto":
+        slow = requested == "bfloat16" and device == "cpu" and not any(f in flags for f in BF16_FLAGS)
+        return DtypeChoice(requested, "set by you" + (
+            " (this CPU has no bf16 instructions: expect bf16 to run many times slower than float32)" if slow else ""))
+    if device == "cuda":
+        return DtypeChoice("bfloat16", "CUDA GPU: bf16 tensor cores")
+    return _auto_cpu(frozenset(flags))
+
+
+@functools.lru_cache(maxsize=4)
+def _auto_cpu(flags: frozenset[str]) -> DtypeChoice:
+    if not any(f in flags for f in BF16_FLAGS):
+        return DtypeChoice("float32", f"this CPU ({cpu_kind(flags)}) has no bf16 instructions "
+                                      f"({' / '.join(BF16_FLAGS)}): bf16 would be emulated, many times slower")
+    g32, g16 = matmul_gflops("float32"), matmul_gflops("bfloat16")
+    measured = {"float32": round(g32, 1), "bfloat16": round(g16, 1)}
+    ratio = g16 / g32
+    if ratio >= BF16_MIN_SPEEDUP:
+        return DtypeChoice("bfloat16", f"{cpu_kind(flags)}: bf16 matmul measured {ratio:.1f}x faster than float32 "
+                                       f"({g16:.0f} vs {g32:.0f} GFLOP/s)", measured)
+    return DtypeChoice("float32", f"{cpu_kind(flags)}: bf16 matmul measured only {ratio:.2f}x float32 "
+                                  f"({g16:.0f} vs {g32:.0f} GFLOP/s; bf16 needs {BF16_MIN_SPEEDUP}x)", measured)

@@ -1,0 +1,101 @@
+"""The machine decides the dtype: detection, the measured choice, and training honouring it on both dtypes."""
+
+import json
+
+import pytest
+
+from conftest import write_run_basics
+from kit import KitError, hardware, models, train
+
+XEON_AMX = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8488C
+flags\t\t: fpu avx2 avx512f avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+"""
+EPYC_AVX2 = """processor\t: 0
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse4_2 avx avx2 fma
+"""
+
+
+def test_cpu_flags_and_kind_are_read_from_cpuinfo():
+    amx = hardware.cpu_flags(XEON_AMX)
+    assert {"amx_int8", "avx512_bf16"} <= amx and hardware.cpu_kind(amx) == "AMX"
+    avx2 = hardware.cpu_flags(EPYC_AVX2)
+    assert "avx2" in avx2 and hardware.cpu_kind(avx2) == "AVX2"
+    assert hardware.cpu_kind(frozenset({"avx512f", "avx512_bf16"})) == "AVX-512 (bf16)"
+    assert hardware.cpu_name(XEON_AMX) == "Intel(R) Xeon(R) Platinum 8488C"
+    assert hardware.cpu_flags("processor: 0\n") == frozenset()
+
+
+def test_auto_is_float32_without_bf16_instructions_and_does_not_measure(monkeypatch):
+    monkeypatch.setattr(hardware, "matmul_gflops", lambda *a, **k: pytest.fail("measured on a CPU without bf16"))
+    choice = hardware.compute_dtype("auto", "cpu", hardware.cpu_flags(EPYC_AVX2))
+    assert choice.dtype == "float32" and choice.gflops is None
+    assert "no bf16 instructions" in choice.reason and "AVX2" in choice.reason
+
+
+def test_auto_with_bf16_instructions_keeps_the_dtype_it_measured_faster():
+    """A real measurement on this machine (the flags claim bf16 units; where the CPU has none, bf16 measures slow)."""
+    hardware._auto_cpu.cache_clear()
+    choice = hardware.compute_dtype("auto", "cpu", hardware.cpu_flags(XEON_AMX))
+    g = choice.gflops
+    assert set(g) == {"float32", "bfloat16"} and min(g.values()) > 0
+    faster = g["bfloat16"] / g["float32"] >= hardware.BF16_MIN_SPEEDUP
+    assert choice.dtype == ("bfloat16" if faster else "float32")
+    assert "GFLOP/s" in choice.reason
+
+
+def test_explicit_dtype_is_honoured_and_a_bad_one_is_refused():
+    assert hardware.compute_dtype("float32", "cpu", hardware.cpu_flags(XEON_AMX)).dtype == "float32"
+    slow = hardware.compute_dtype("bfloat16", "cpu", hardware.cpu_flags(EPYC_AVX2))
+    assert slow.dtype == "bfloat16" and "no bf16 instructions" in slow.reason
+    assert hardware.compute_dtype("auto", "cuda").dtype == "bfloat16"
+    with pytest.raises(KitError, match="float16.*auto, float32, bfloat16"):
+        hardware.compute_dtype("float16")
+    with pytest.raises(train.TrainError, match="dtype='fp8'"):
+        train.TrainConfig(run_dir="x", model="m", dtype="fp8")
+
+
+@pytest.fixture(scope="module")
+def dtype_runs(tmp_path_factory, tiny_model_dir):
+    """The same tiny training in float32 and in bf16 (same seed, data and steps)."""
+    run_dir = tmp_path_factory.mktemp("dtype-run")
+    resolved = models.resolve(str(tiny_model_dir))
+    write_run_basics(run_dir, str(tiny_model_dir), resolved)
+    logs = {}
+    for dtype in ("float32", "bfloat16"):
+        res = train.run(train.TrainConfig(run_dir=str(run_dir), model=str(tiny_model_dir), adapter_name=dtype,
+                                          dtype=dtype, max_steps=12, batch_size=8, learning_rate=5e-3, lora_layers=0,
+                                          holdout_loss_examples=16, checkpoint_every_steps=100))
+        logs[dtype] = res.log
+    return run_dir, logs
+
+
+def test_training_runs_in_the_chosen_dtype_and_records_why(dtype_runs):
+    from safetensors import safe_open
+
+    run_dir, logs = dtype_runs
+    for dtype, log in logs.items():
+        assert log["dtype"] == dtype  # read off the model's weights, not the setting
+        assert log["dtype_choice"] == {"dtype": dtype, "reason": "set by you", "gflops": None}
+        with safe_open(str(run_dir / "adapters" / dtype / "adapter_model.safetensors"), "pt") as f:
+            assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float32"}  # LoRA weights stay float32
+    saved = json.loads((run_dir / "train" / "log.json").read_text())
+    assert saved["dtype"] == "bfloat16" and saved["cpu"]
+
+
+def test_bf16_training_learns_like_float32(dtype_runs):
+    _, logs = dtype_runs
+    final = {d: log["final_holdout_loss"] for d, log in logs.items()}
+    first = logs["float32"]["history"][0]["loss"]
+    assert first - final["float32"] > 0.1  # the run learns something measurable ...
+    assert abs(final["bfloat16"] - final["float32"]) < 0.02 * (first - final["float32"]) + 0.01  # ... and bf16 alike
+
+
+def test_auto_training_records_the_machine_choice(tmp_path, tiny_model_dir):
+    resolved = models.resolve(str(tiny_model_dir))
+    write_run_basics(tmp_path, str(tiny_model_dir), resolved)
+    res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), max_steps=1, batch_size=4,
+                                      holdout_loss_examples=4, checkpoint_every_steps=10))
+    expected = hardware.compute_dtype("auto", "cpu")
+    assert res.log["dtype"] == expected.dtype and res.log["dtype_choice"] == expected.record()
