@@ -1,4 +1,7 @@
-"""Why kit trains in float32 on CPU: matmul throughput and one LoRA training step, float32 vs bfloat16, side by side.
+"""Which dtype this CPU computes fastest: matmul throughput and one LoRA training step, float32 vs bfloat16, side by side.
+
+kit decides the same question at run time with a shorter matmul (`kit.hardware.compute_dtype`); this prints both
+measurements and what kit's rule chose here, so the two can be compared.
 
 Run: .venv/bin/python bench/cpu_dtype.py   (about 2 minutes on 2 cores). Prints what it measured; gates nothing.
 Last line: fp32_tokens_per_s=<x> bf16_tokens_per_s=<y> ratio=<x/y>
@@ -46,4 +49,8 @@ if __name__ == "__main__":
     t32 = lora_step_tokens_per_s(torch.float32)
     t16 = lora_step_tokens_per_s(torch.bfloat16, steps=1)
     print(f"LoRA step on Gemma 3 270M (batch 4 x 96 tokens): float32 {t32:.1f} tokens/s · bfloat16 {t16:.1f} tokens/s")
+    from kit import hardware
+
+    choice = hardware.compute_dtype("auto", "cpu")
+    print(f"{hardware.cpu_name()} ({hardware.cpu_kind()}): kit's dtype=auto picks {choice.dtype}: {choice.reason}")
     print(f"fp32_tokens_per_s={t32:.1f} bf16_tokens_per_s={t16:.1f} ratio={t32 / t16:.1f}")

@@ -7,11 +7,13 @@ are then scored with the same holdout loss (answer tokens only, float32, the sam
   full-vocabulary logits), batch 4 padded to max_length, lr 2e-4.
 - trl_bf16: LoRA with PEFT's default targets for Gemma (q_proj/v_proj) on the checkpoint's bf16 weights, TRL's
   defaults otherwise (batch 8, lr 2e-5, gradient checkpointing).
-- kit: `kit.train.run` with the course defaults (float32 LoRA on every linear module of the top third of the
-  layers, only answer tokens through the output head, the shared instruction prefix computed once per batch,
-  length-grouped batches, no gradient checkpointing).
+- kit: `kit.train.run` with the course defaults (the base in the dtype this machine computes fastest, `dtype=auto`:
+  bf16 on AMX / AVX-512 BF16, float32 on AVX2; float32 LoRA on every linear module of the top third of the layers,
+  only answer tokens through the output head, the shared instruction prefix computed once per batch, length-grouped
+  batches, no gradient checkpointing).
 
-Tokens/s counts real (non-padding) tokens over training time only. Each recipe sees the same --examples tickets;
+Tokens/s counts real (non-padding) tokens over training time only. For kit it also prints the machine's matmul peak
+in kit's dtype, measured in the same run, and the share of it kit's useful FLOPs reach (see `useful_flops`). Each recipe sees the same --examples tickets;
 one that would take longer than --max-seconds stops early and its loss is reported after the tickets it saw.
 
 Run: .venv/bin/python bench/train.py  [--examples 96] [--max-seconds 300]   (about 15 minutes on 2 cores)
@@ -29,6 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from kit import models, train  # noqa: E402
+from kit.io import read_jsonl  # noqa: E402
+from kit.task import Task  # noqa: E402
 
 
 def prepare(run_dir: Path, resolved):
@@ -116,33 +122,50 @@ def trl_recipe(name, resolved, train_ds, eval_ds, tok, examples, max_seconds, *,
     seen = min(deadline.steps * batch, examples)
     tokens = sum(len(x) for x in train_ds.select(range(seen))["input_ids"])
     model = trainer.model.float() if dtype == torch.bfloat16 else trainer.model
-    return {"recipe": name, "examples": seen, "tokens": tokens, "train_s": wall, "tokens_per_s": tokens / wall,
+    return {"recipe": name, "dtype": str(dtype).removeprefix("torch."), "examples": seen, "tokens": tokens,
+            "train_s": wall, "tokens_per_s": tokens / wall,
             "holdout_loss": holdout_loss(model, eval_ds, tok), "stopped_early": seen < examples}
 
 
-def kit_recipe(run_dir, eval_ds, tok, examples, batch=8):
-    from kit import train
+def layer_params(config) -> tuple[int, int]:
+    """Weights of the linear layers of one decoder layer, and of the output head (Gemma ties it to the embedding)."""
+    c = config.get_text_config()
+    hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    attn = c.hidden_size * hd * (2 * c.num_attention_heads + 2 * c.num_key_value_heads)  # q, o and k, v
+    mlp = 3 * c.hidden_size * c.intermediate_size  # gate, up, down
+    return attn + mlp, c.vocab_size * c.hidden_size
 
+
+def useful_flops(config, tokens: int, answer_tokens: int, lora_layers: int) -> float:
+    """FLOPs the recipe cannot do without, counted per real token as model-FLOPs utilisation counts them: forward
+    through every layer (2 per weight), backward through the layers from the lowest LoRA layer up (2 per weight: the
+    input gradient; frozen weights need no weight gradient), and the output head forward + backward on answer tokens
+    only. LoRA's own matmuls (<2% at r=16) and attention scores (~4% at ~100 tokens) are left out: a lower bound."""
+    per_layer, head = layer_params(config)
+    n_layers = config.get_text_config().num_hidden_layers
+    return tokens * 2 * per_layer * (n_layers + lora_layers) + answer_tokens * 4 * head
+
+
+def kit_recipe(run_dir, train_ds, eval_ds, tok, examples, batch=8):
     cfg = train.TrainConfig(run_dir=str(run_dir), model="embedded:gemma3-270m", max_steps=math.ceil(examples / batch),
                             batch_size=batch, holdout_loss_examples=32, holdout_loss_every_steps=10**6,
                             checkpoint_every_steps=10**6, adapter_name="bench")
     res = train.run(cfg)
     log = res.log
-    from kit import models
-
-    model = models.load_model(models.resolve(), adapter_dir=res.adapter_dir)
+    model = models.load_model(models.resolve(), dtype="float32", adapter_dir=res.adapter_dir)  # scored as the others
     train_s = log["wall_s"] - log["holdout_eval_s"]
+    # Answer tokens seen: training walks train.jsonl in length-grouped order, so use the mean answer length.
+    answer_per_row = sum(sum(m) for m in train_ds["completion_mask"]) / len(train_ds)
+    seen = min(examples, len(train_ds))
+    flops = useful_flops(model.config, log["tokens_seen"], round(answer_per_row * seen), log["lora_layers"])
     return {"recipe": "kit", "examples": examples, "tokens": log["tokens_seen"], "train_s": train_s,
             "tokens_per_s": log["train_tokens_per_s"], "holdout_loss": holdout_loss(model, eval_ds, tok),
-            "stopped_early": False}
+            "stopped_early": False, "dtype": log["dtype"], "dtype_reason": log["dtype_choice"]["reason"],
+            "useful_gflops": flops / train_s / 1e9, "lora_layers": log["lora_layers"]}
 
 
 def main() -> None:
     import torch
-
-    from kit import models, train
-    from kit.io import read_jsonl
-    from kit.task import Task
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--examples", type=int, default=96, help="training tickets every recipe sees")
@@ -171,20 +194,30 @@ def main() -> None:
                            dtype=torch.bfloat16, quant="none", batch=8, lr=2e-5, pad_to_max=False,
                            max_length=max_length)
         elif name == "kit":
-            r = kit_recipe(run_dir, eval_ds, tok, opts.examples)
+            r = kit_recipe(run_dir, train_ds, eval_ds, tok, opts.examples)
         else:
             raise SystemExit(f"unknown recipe {name}")
         results.append(r)
         print(r, flush=True)
 
     base = next((r for r in results if r["recipe"] == "seed"), None)
-    print(f"\n{'recipe':10} {'examples':>8} {'tokens':>7} {'train s':>8} {'tokens/s':>9} {'vs seed':>8} {'holdout loss':>12}")
+    print(f"\n{'recipe':10} {'dtype':>9} {'examples':>8} {'tokens':>7} {'train s':>8} {'tokens/s':>9} {'vs seed':>8} "
+          f"{'holdout loss':>12}")
     for r in results:
         ratio = r["tokens_per_s"] / base["tokens_per_s"] if base else float("nan")
         note = "  (stopped at the time cap)" if r["stopped_early"] else ""
-        print(f"{r['recipe']:10} {r['examples']:8d} {r['tokens']:7d} {r['train_s']:8.1f} {r['tokens_per_s']:9.1f} "
+        print(f"{r['recipe']:10} {r['dtype']:>9} {r['examples']:8d} {r['tokens']:7d} {r['train_s']:8.1f} {r['tokens_per_s']:9.1f} "
               f"{ratio:7.1f}x {r['holdout_loss']:12.3f}{note}")
     kit = next((r for r in results if r["recipe"] == "kit"), None)
+    if kit:
+        from kit import hardware
+
+        peak = hardware.matmul_gflops(kit["dtype"], seconds=2.0)
+        print(f"\nmachine: {hardware.cpu_name()} ({hardware.cpu_kind()}), {torch.get_num_threads()} threads")
+        print(f"kit dtype: {kit['dtype']} ({kit['dtype_reason']})")
+        print(f"matmul peak in {kit['dtype']} (256x640 @ 640x2048, measured now): {peak:.0f} GFLOP/s")
+        print(f"kit useful throughput: {kit['useful_gflops']:.0f} GFLOP/s = {kit['useful_gflops'] / peak:.0%} of that "
+              f"peak (forward all layers, backward through the top {kit['lora_layers']}, head on answer tokens only)")
     if kit and base:
         print(f"kit_tokens_per_s={kit['tokens_per_s']:.1f} seed_tokens_per_s={base['tokens_per_s']:.1f} "
               f"ratio={kit['tokens_per_s'] / base['tokens_per_s']:.1f}")

@@ -93,3 +93,42 @@ def test_unreachable_endpoint_and_missing_gguf_say_what_to_do(tmp_path):
             pass
     with pytest.raises(endpoint.EndpointError, match="start with the same token"):
         endpoint.EndpointScorer("http://x/v1", {"claim_a": "claim", "claim_b": "claim"})
+
+
+def _server_pid() -> int:
+    """The llama.cpp server this process started (kit runs it as `python -m kit.llamacpp`)."""
+    import os
+    from pathlib import Path
+
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == os.getpid() and b"kit.llamacpp" in cmd:
+                return int(proc.name)
+    raise AssertionError("no llama.cpp server child found")
+
+
+def test_a_server_that_crashes_mid_evaluation_is_named_with_its_signal(tiny_router, tokenizer, monkeypatch):
+    """The server runs with the AMX-safe buffers when asked; if it dies with SIGSEGV, the error says so (not
+    'cannot reach')."""
+    import os
+    import signal
+
+    from kit import llamacpp
+
+    monkeypatch.setenv(llamacpp.ENV_EXTRA_BUFFERS, "0")
+    _, gguf, rows = tiny_router
+    prompts = evaluate.prompts_for(TASK, GEMMA, tokenizer, rows, 192)
+    with pytest.raises(endpoint.EndpointError, match=r"server for model-f16.gguf crashed with SIGSEGV.*KIT_LLAMA"):
+        with endpoint.serve_gguf(gguf) as url:
+            scorer = endpoint.EndpointScorer.for_tokenizer(url, tokenizer, LABELS)
+            assert scorer.score(prompts[:2], LABELS).shape == (2, 4)  # serves correctly with plain CPU buffers
+            os.kill(_server_pid(), signal.SIGSEGV)  # what the AMX crash does to it
+            import time
+
+            time.sleep(1)
+            scorer.score(prompts[:1], LABELS)
