@@ -45,7 +45,7 @@ def lora_step_tokens_per_s(dtype, batch=4, length=96, steps=2):
 if __name__ == "__main__":
     print(f"threads: {torch.get_num_threads()}")
     g32, g16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16, repeats=1)
-    print(f"matmul 512x640 @ 640x2048: float32 {g32:.1f} GFLOP/s · bfloat16 {g16:.2f} GFLOP/s · ratio {g32 / g16:.0f}x")
+    print(f"matmul 512x640 @ 640x2048: float32 {g32:.1f} GFLOP/s · bfloat16 {g16:.2f} GFLOP/s · bf16/fp32 {g16 / g32:.2f}x")
     t32 = lora_step_tokens_per_s(torch.float32)
     t16 = lora_step_tokens_per_s(torch.bfloat16, steps=1)
     print(f"LoRA step on Gemma 3 270M (batch 4 x 96 tokens): float32 {t32:.1f} tokens/s · bfloat16 {t16:.1f} tokens/s")
@@ -53,4 +53,4 @@ if __name__ == "__main__":
 
     choice = hardware.compute_dtype("auto", "cpu")
     print(f"{hardware.cpu_name()} ({hardware.cpu_kind()}): kit's dtype=auto picks {choice.dtype}: {choice.reason}")
-    print(f"fp32_tokens_per_s={t32:.1f} bf16_tokens_per_s={t16:.1f} ratio={t32 / t16:.1f}")
+    print(f"fp32_tokens_per_s={t32:.1f} bf16_tokens_per_s={t16:.1f} ratio={t32 / t16:.2f}")
