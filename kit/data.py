@@ -1,6 +1,7 @@
 """Prepare stage: raw tickets in, redacted train/holdout files out, with nothing lost and every decision recorded.
 
-In: a CSV, JSONL or Parquet file of tickets (and optionally a golden holdout file), plus a column mapping. Out,
+In: a CSV (any of , ; tab | as delimiter, UTF-8 with or without BOM, or the `encoding` you name), JSONL, JSON array
+or Parquet file of tickets (and optionally a golden holdout file), plus a column mapping. Out,
 inside the run directory's `data/`:
 
 - `train.jsonl`, `holdout.jsonl` — `id`, redacted `text`, `label`, the allowlisted fields, where the row came from;
@@ -55,7 +56,8 @@ class PrepareConfig:
     purpose: str  # why this data is used; recorded in provenance.json
     text_columns: tuple[str, ...] = ("subject", "body")  # free-text columns, joined; the last is the main text
     label_column: str = "label"
-    id_column: str = "ticket_id"
+    id_column: str = "ticket_id"  # "" = ids from the source and line ("input:line12")
+    encoding: str = "utf-8"  # of CSV/JSON files; e.g. "cp1252" for files older Excel versions save (a BOM is skipped)
     tenant_column: str = "tenant_id"  # "" if the file has no tenants
     consent_column: str = "training_consent"  # yes/no per row; "" treats every row as consented
     timestamp_column: str = "received_at"  # ISO 8601; "" to skip the check
@@ -85,7 +87,7 @@ class PrepareConfig:
             if not Path(value).exists():
                 raise DataError(f"{name} '{value}' does not exist; point it at a CSV, JSONL or Parquet file.")
             if Path(value).suffix.lower() not in (".csv", ".jsonl", ".json", ".parquet"):
-                raise DataError(f"{name} '{value}' has an unsupported extension; use .csv, .jsonl or .parquet.")
+                raise DataError(f"{name} '{value}' has an unsupported extension; use .csv, .jsonl, .json or .parquet.")
         if not 0.05 <= self.holdout_fraction <= 0.5:
             raise DataError(f"holdout_fraction={self.holdout_fraction} is outside 0.05–0.5.")
         if len(set(self.labels)) < 2:
@@ -121,8 +123,15 @@ class RawRow:
     code: str | None = None
 
 
-def read_raw(path: str | Path) -> list[RawRow]:
-    """Every record of the file, well-formed or not; broken ones carry a `problem` instead of failing the read."""
+MAX_BAD_BYTES_SHARE = 0.2  # above this share of records with invalid UTF-8, the file's encoding is what is wrong
+
+
+def read_raw(path: str | Path, encoding: str = "utf-8") -> list[RawRow]:
+    """Every record of the file, well-formed or not; broken ones carry a `problem` instead of failing the read.
+
+    A file in another encoding than `encoding` is refused as a whole, naming the setting, rather than quarantined
+    record by record; a UTF-8 byte-order mark (Excel's "CSV UTF-8") is skipped.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -133,10 +142,64 @@ def read_raw(path: str | Path) -> list[RawRow]:
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise DataError(f"'{path}' is not a readable Parquet file ({type(e).__name__}); re-export it.") from None
         return [RawRow(i + 1, r) for i, r in enumerate(table.to_pylist())]
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-    if suffix in (".jsonl", ".json"):
-        return _read_jsonl(text)
-    return _read_csv(text)
+    text = _decode(path, encoding)
+    if suffix == ".json" and text.lstrip().startswith(("[", "{")):
+        rows = _read_json_document(text, path)
+    elif suffix in (".jsonl", ".json"):
+        rows = _read_jsonl(text)
+    else:
+        rows = _read_csv(text)
+    bad = sum(r.code == "bad_bytes" for r in rows)
+    if bad >= 2 and bad > MAX_BAD_BYTES_SHARE * len(rows):
+        raise DataError(
+            f"{bad} of {len(rows)} records in '{path}' are not valid {encoding}: the file is in another encoding. "
+            f"{_encoding_hint(path, encoding)}")
+    return rows
+
+
+def _decode(path: Path, encoding: str) -> str:
+    data = path.read_bytes()
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        return data.decode("utf-8", errors="surrogateescape")  # invalid bytes are marked, their records quarantined
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise DataError(f"encoding='{encoding}' is not an encoding Python knows; use e.g. utf-8, cp1252, latin-1.") from None
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(f"'{path}' is not valid {encoding} (line {line}); set encoding to the file's encoding, or "
+                        "save it as UTF-8.") from None
+
+
+def _encoding_hint(path: Path, encoding: str) -> str:
+    """Which setting would read the file: Windows-1252 is what older Excel versions save CSV as."""
+    try:
+        path.read_bytes().decode("cp1252")
+        likely = "Set encoding='cp1252' (Windows-1252 / Latin-1, what older Excel versions save), "
+    except UnicodeDecodeError:
+        likely = "Set encoding to the file's encoding, "
+    return likely + "or save the file as UTF-8 (Excel: 'CSV UTF-8')."
+
+
+def _read_json_document(text: str, path: Path) -> list[RawRow]:
+    """A .json file holding one JSON document: an array of row objects is read; anything else is refused."""
+    import json
+
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return _read_jsonl(text)  # not one document: perhaps JSON Lines under a .json name
+    expects = "kit reads JSON Lines (one object per line) or a JSON array of objects, one per row"
+    if isinstance(doc, dict):
+        lists = [k for k, v in doc.items() if isinstance(v, list)]
+        where = f" (its key(s) {lists} hold lists: save the rows' list itself)" if lists else ""
+        raise DataError(f"'{path}' holds a single JSON object{where}; {expects}.")
+    if not isinstance(doc, list):
+        raise DataError(f"'{path}' holds a JSON {type(doc).__name__}; {expects}.")
+    return [RawRow(i, obj) if isinstance(obj, dict) else
+            RawRow(i, None, "array element is not an object", "not_an_object") for i, obj in enumerate(doc, start=1)]
 
 
 def _read_jsonl(text: str) -> list[RawRow]:
@@ -169,10 +232,11 @@ def _read_csv(text: str) -> list[RawRow]:
     lines = text.splitlines(keepends=True)
     if not lines:
         return []
-    header = next(csv.reader([lines[0]]))
+    delimiter = _delimiter(lines[0])
+    header = next(csv.reader([lines[0]], delimiter=delimiter))
     rows, start = [], 1
     while start < len(lines):
-        reader = csv.reader(io.StringIO("".join(lines[start:])), strict=True)
+        reader = csv.reader(io.StringIO("".join(lines[start:])), delimiter=delimiter, strict=True)
         consumed = 0
         try:
             for rec in reader:
@@ -193,6 +257,14 @@ def _read_csv(text: str) -> list[RawRow]:
             rows.append(RawRow(start + consumed + 1, None, f"broken CSV quoting ({e})", "bad_quoting"))
             start = bad
     return rows
+
+
+def _delimiter(header_line: str) -> str:
+    """The CSV delimiter, sniffed from the header: ',' and also ';' (European Excel), tab and '|'."""
+    try:
+        return csv.Sniffer().sniff(header_line, delimiters=",;\t|").delimiter
+    except csv.Error:  # a one-column file: nothing to sniff
+        return ","
 
 
 def normalize(text: str) -> str:
@@ -220,7 +292,7 @@ def check_columns(cfg: PrepareConfig, raw: list[RawRow], path: str) -> None:
         return
     found = list(first)
     settings = {"text_columns": list(cfg.text_columns), "label_column": [cfg.label_column],
-                "id_column": [cfg.id_column], "tenant_column": [cfg.tenant_column] if cfg.tenant_column else [],
+                "id_column": [cfg.id_column] if cfg.id_column else [], "tenant_column": [cfg.tenant_column] if cfg.tenant_column else [],
                 "consent_column": [cfg.consent_column] if cfg.consent_column else [],
                 "timestamp_column": [cfg.timestamp_column] if cfg.timestamp_column else [],
                 "known_value_columns": list(cfg.known_value_columns), "field_allowlist": list(cfg.field_allowlist)}
@@ -228,6 +300,7 @@ def check_columns(cfg: PrepareConfig, raw: list[RawRow], path: str) -> None:
         missing = [c for c in cols if c not in first]
         if missing:
             hint = {"consent_column": " (or set consent_column='' if every row may be trained on)",
+                    "id_column": " (or set id_column='' to number rows by source and line)",
                     "tenant_column": " (or set tenant_column='')",
                     "timestamp_column": " (or set timestamp_column='')"}.get(setting, "")
             raise DataError(f"'{path}' has no column(s) {missing}; found {found}. Set {setting} to the names your "
@@ -261,6 +334,42 @@ def _reject(cfg: PrepareConfig, r: RawRow) -> tuple[str, str] | None:
             tenant = _str(f.get(cfg.tenant_column)) if cfg.tenant_column else "?"
             return "no_consent", f"no training consent (tenant '{tenant}')"
     return None
+
+
+def _duplicate_id(cfg: PrepareConfig, r: RawRow, seen: dict) -> tuple[str, str] | None:
+    """A second row with an id already used: a repeat of the same text is left to dedupe, a different text is
+    quarantined (later stages key rows by id, so two texts under one id would silently become one)."""
+    key = _str(r.fields[cfg.id_column]).strip()
+    text = normalize(task_text(r.fields, cfg.text_columns))
+    if key not in seen:
+        seen[key] = (r.line, text)
+        return None
+    first_line, first_text = seen[key]
+    if first_text == text:
+        return None
+    return "duplicate_id", f"'{cfg.id_column}' repeats the id of line {first_line} with a different text"
+
+
+def _quarantine_summary(cfg: PrepareConfig, raw_by_source: dict, quarantine: list[dict]) -> str:
+    """Why rows were rejected, most common reason first, with what to change for the usual culprits."""
+    if not quarantine:
+        return "No row was quarantined: the file has too few rows (or too few per label) for a split."
+    counts = Counter(q["code"] for q in quarantine)
+    parts = [f"Quarantined {len(quarantine)} row(s): " + ", ".join(f"{c} {n}" for c, n in counts.most_common()) + "."]
+    top = counts.most_common(1)[0][0]
+    if top == "unknown_label":
+        found = {_str(r.fields.get(cfg.label_column)).strip() for raw in raw_by_source.values() for r in raw
+                 if r.fields is not None} - set(cfg.labels)
+        parts.append(f"The file's labels {sorted(found)[:12]} are not in labels={list(cfg.labels)}: set labels to "
+                     "the label set of your data.")
+    elif top == "field_count":
+        parts.append("Rows have a different number of fields than the header: check the delimiter and quoting.")
+    elif top == "missing_field":
+        parts.append("Set text_columns / label_column to the file's columns.")
+    elif top == "no_consent":
+        parts.append(f"Rows of '{cfg.consent_column}' = no are never trained on; set consent_column='' if every row "
+                     "may be.")
+    return " ".join(parts) + " Each row's reason is in data/quarantine.jsonl."
 
 
 @dataclass
@@ -299,7 +408,7 @@ def run(cfg: PrepareConfig) -> PrepareResult:
         sources["holdout_file"] = cfg.holdout_path
     raw_by_source: dict[str, list[RawRow]] = {}
     for source, path in sources.items():
-        raw = read_raw(path)
+        raw = read_raw(path, cfg.encoding)
         if cfg.max_rows and source == "input":
             raw = raw[: cfg.max_rows]
         check_columns(cfg, raw, path)
@@ -307,8 +416,11 @@ def run(cfg: PrepareConfig) -> PrepareResult:
 
     quarantine, usable = [], []
     for source, raw in raw_by_source.items():
+        seen_ids: dict[str, tuple[int, str]] = {}  # id -> (line, normalized text) of its first row in this source
         for r in raw:
             rejected = _reject(cfg, r)
+            if not rejected and cfg.id_column and _str(r.fields.get(cfg.id_column)).strip():
+                rejected = _duplicate_id(cfg, r, seen_ids)
             if rejected:
                 fields = r.fields or {}
                 quarantine.append({"source": source, "source_line": r.line,
@@ -328,10 +440,15 @@ def run(cfg: PrepareConfig) -> PrepareResult:
     planted = plant_canaries(kept, cfg)
     for _, row in planted:
         row.out = _redacted_row(row, cfg, redactor)
+    if not cfg.holdout_path and len(kept) < 2 * len(cfg.labels):
+        write_jsonl(data_dir / "quarantine.jsonl", quarantine)  # the reasons, for the user to read
+        raise DataError(f"only {len(kept)} usable rows after quarantine and dedupe; need at least "
+                        f"{2 * len(cfg.labels)}. {_quarantine_summary(cfg, raw_by_source, quarantine)}")
     train, holdout = split(kept, cfg)
     if len(train) < len(cfg.labels) or not holdout:
+        write_jsonl(data_dir / "quarantine.jsonl", quarantine)  # the reasons, for the user to read
         raise DataError(f"only {len(train)} training and {len(holdout)} holdout rows are usable; need at least "
-                        f"{len(cfg.labels)} and 1. See data/quarantine.jsonl for why rows were rejected.")
+                        f"{len(cfg.labels)} and 1. {_quarantine_summary(cfg, raw_by_source, quarantine)}")
 
     train_path = write_jsonl(data_dir / "train.jsonl", [r.out for r in train])
     holdout_path = write_jsonl(data_dir / "holdout.jsonl", [r.out for r in holdout])

@@ -283,3 +283,97 @@ def test_prepare_stops_when_the_redactor_lets_a_planted_canary_through(tmp_path,
     with pytest.raises(data.PrivacyAuditError, match=r"\(canary:person\)"):
         _prepare(tmp_path, SAMPLES / "tickets.csv", max_rows=80)
     assert json.loads((tmp_path / "data" / "audit.json").read_text())["passed"] is False
+
+
+# --- files as people export them -------------------------------------------------------------------------------------
+
+def _sample_records(n=80):
+    import csv
+    import io
+
+    return list(csv.reader(io.StringIO((SAMPLES / "tickets.csv").read_text(encoding="utf-8"))))[: n + 1]
+
+
+def _write_csv(path, records, delimiter=",", encoding="utf-8", bom=b""):
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(records)
+    path.write_bytes(bom + out.getvalue().encode(encoding))
+    return path
+
+
+def _ids(res):
+    return sorted(r["id"] for r in read_jsonl(res.paths["train"]) + read_jsonl(res.paths["holdout"]))
+
+
+@pytest.fixture(scope="module")
+def plain_80(tmp_path_factory):
+    """The first 80 sample tickets as a plain UTF-8 CSV, prepared: what the exported variants must match."""
+    tmp = tmp_path_factory.mktemp("plain80")
+    return _prepare(tmp / "run", _write_csv(tmp / "plain.csv", _sample_records()))
+
+
+def test_excel_csv_utf8_with_a_byte_order_mark_is_read_like_plain_utf8(tmp_path, plain_80):
+    res = _prepare(tmp_path / "run", _write_csv(tmp_path / "bom.csv", _sample_records(), bom=b"\xef\xbb\xbf"))
+    assert _ids(res) == _ids(plain_80) and res.counts["read"] == 80
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_csv_delimiter_is_sniffed(tmp_path, plain_80, delimiter):
+    res = _prepare(tmp_path / "run", _write_csv(tmp_path / "d.csv", _sample_records(), delimiter=delimiter))
+    assert _ids(res) == _ids(plain_80)
+
+
+def test_a_windows_1252_csv_is_named_with_the_setting_that_reads_it(tmp_path):
+    records = _sample_records()
+    for rec in records[1:]:
+        rec[7] = rec[7].replace("claim", "réclamation").replace("policy", "polic\u00e9") + " \u2013 merci, Fran\u00e7ois"
+    src = _write_csv(tmp_path / "excel.csv", records, encoding="cp1252")
+    with pytest.raises(data.DataError, match=r"80 of 80 records .* not valid utf-8.*encoding='cp1252'"):
+        _prepare(tmp_path / "run", src)
+    assert not (tmp_path / "run" / "data" / "train.jsonl").exists()  # refused before anything was written
+    res = _prepare(tmp_path / "run", src, encoding="cp1252")
+    assert res.counts["read"] == 80 and res.invariant_holds()
+    texts = " ".join(r["text"] for r in read_jsonl(res.paths["train"]))
+    assert "Fran\u00e7ois" in texts and "\u2013" in texts  # decoded, not mangled
+
+
+def test_a_json_array_file_is_read_and_a_wrapped_one_is_refused_with_what_kit_expects(tmp_path):
+    rows = [json.loads(line) for line in (SAMPLES / "tickets.jsonl").read_text(encoding="utf-8").splitlines()[:80]]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "rows.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    as_lines = _prepare(tmp_path / "a", tmp_path / "rows.jsonl")
+    as_array = _prepare(tmp_path / "b", tmp_path / "rows.json")
+    assert _ids(as_array) == _ids(as_lines) and as_array.counts["read"] == 80
+    (tmp_path / "wrapped.json").write_text(json.dumps({"count": 80, "data": rows}), encoding="utf-8")
+    with pytest.raises(data.DataError, match=r"single JSON object \(its key\(s\) \['data'\] hold lists.*JSON Lines"):
+        _prepare(tmp_path / "c", tmp_path / "wrapped.json")
+
+
+def test_without_an_id_column_rows_are_named_by_source_and_line(tmp_path):
+    records = [[c for i, c in enumerate(rec) if i != 0] for rec in _sample_records()]  # drop ticket_id
+    src = _write_csv(tmp_path / "noid.csv", records)
+    with pytest.raises(data.DataError, match=r"no column\(s\) \['ticket_id'\].*id_column=''"):
+        _prepare(tmp_path / "run", src)
+    res = _prepare(tmp_path / "run", src, id_column="")
+    ids = _ids(res)
+    assert len(ids) == len(set(ids)) and all(i.startswith("input:line") for i in ids)
+
+
+def test_a_repeated_id_with_a_different_text_is_quarantined_and_named(tmp_path):
+    records = _sample_records()
+    records[5][0] = records[2][0]  # row 5 reuses row 2's id, with its own text
+    res = _prepare(tmp_path / "run", _write_csv(tmp_path / "dup.csv", records))
+    q = [x for x in read_jsonl(tmp_path / "run" / "data" / "quarantine.jsonl") if x["code"] == "duplicate_id"]
+    assert [x["id"] for x in q] == [records[2][0]] and "line" in q[0]["reason"] and res.invariant_holds()
+    assert _ids(res).count(records[2][0]) <= 1
+
+
+def test_too_few_usable_rows_says_why_and_leaves_the_reasons_on_disk(tmp_path):
+    src = _write_csv(tmp_path / "t.csv", _sample_records())
+    with pytest.raises(data.DataError, match=r"Quarantined \d+ row\(s\): unknown_label \d+.*labels \[.*'billing_dispute'"
+                                             r".*are not in labels=\['refund', 'other'\]"):
+        _prepare(tmp_path / "run", src, labels=["refund", "other"])
+    assert read_jsonl(tmp_path / "run" / "data" / "quarantine.jsonl")

@@ -192,11 +192,12 @@ file with a text and a label column, and a purpose. **Produces** `data/train.jso
 """),
     params("""
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
-input_path: str = "../data_samples/tickets.csv"  # CSV, JSONL or Parquet of raw tickets
+input_path: str = "../data_samples/tickets.csv"  # CSV (, ; tab or | delimited), JSONL, JSON array or Parquet of raw tickets
+encoding: str = "utf-8"  # of a CSV/JSON file: utf-8 (a BOM is fine), or e.g. cp1252 for older Excel exports
 purpose: str = "Route incoming support email to the right team"  # why this data is used; kept in provenance.json
 text_columns: list = ["subject", "body"]  # free-text columns joined into the training text; the last is the main one
 label_column: str = "label"  # column holding the lane
-id_column: str = "ticket_id"  # column holding a row id (kept, so reviews and audits can name rows)
+id_column: str = "ticket_id"  # column holding a row id (kept, so reviews and audits can name rows); empty: source:line
 tenant_column: str = "tenant_id"  # column naming the customer organisation (empty if none)
 consent_column: str = "training_consent"  # yes/no per row: may it be trained on? (empty: every row may)
 timestamp_column: str = "received_at"  # ISO 8601 timestamps, checked and summarised (empty to skip)
@@ -222,7 +223,7 @@ import pandas as pd
 from kit import data, review
 
 cfg = data.PrepareConfig(
-    run_dir=run_dir, input_path=input_path, purpose=purpose, text_columns=text_columns, label_column=label_column,
+    run_dir=run_dir, input_path=input_path, encoding=encoding, purpose=purpose, text_columns=text_columns, label_column=label_column,
     id_column=id_column, tenant_column=tenant_column, consent_column=consent_column, timestamp_column=timestamp_column,
     known_value_columns=known_value_columns, field_allowlist=field_allowlist, labels=labels, holdout_path=holdout_path,
     holdout_fraction=holdout_fraction, max_rows=max_rows, max_chars=max_chars, retention_days=retention_days,
