@@ -40,8 +40,11 @@ from kit.task import Task  # noqa: E402
 def prepare(run_dir: Path, resolved):
     from kit import data, licenses
 
+    import yaml
+
+    demo = yaml.safe_load((REPO / "papermill_runs" / "demo.yaml").read_text())["parameters"]
     data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
-                                purpose="training benchmark"))
+                                purpose="training benchmark", instruction=demo["instruction"]))  # the demo's prompts
     licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model="embedded:gemma3-270m", approved=True,
                                         approver="bench", license_id="gemma"), resolved)
 

@@ -35,8 +35,8 @@ from kit.io import read_json, read_jsonl, sha256_file, write_json, write_jsonl
 from kit.redact import DEFAULT_ID_PATTERNS, NER_NOTE, Redactor
 
 DEFAULT_LABELS = ["claim_status", "document_request", "billing_dispute", "agent_escalation"]
-DEFAULT_INSTRUCTION = ("Route this insurance support email to exactly one lane: {labels}. "
-                       "Answer with the lane name only.")
+# Generic on purpose: the instruction is the user's (`instruction`); `{labels}` is replaced by the label set.
+DEFAULT_INSTRUCTION = "Assign the text to exactly one of these labels: {labels}. Answer with the label only."
 CONSENT_YES = {"yes", "y", "true", "1", "granted", "opt-in", "opt_in"}
 CONSENT_NO = {"no", "n", "false", "0", "denied", "opt-out", "opt_out", "withdrawn", ""}
 
@@ -65,6 +65,7 @@ class PrepareConfig:
         "customer_name": "PERSON", "customer_email": "EMAIL", "policy_number": "POLICY_NUMBER"})
     field_allowlist: tuple[str, ...] = ()  # extra columns to keep (redacted); every other column is dropped
     labels: tuple[str, ...] = tuple(DEFAULT_LABELS)
+    instruction: str = ""  # the task instruction every prompt starts with; "{labels}" is filled in; "" = a generic one
     holdout_path: str = ""  # a golden holdout file with the same columns; "" = split holdout_fraction off the input
     holdout_fraction: float = 0.2
     max_rows: int = 0  # 0 = all rows
@@ -90,6 +91,11 @@ class PrepareConfig:
                 raise DataError(f"{name} '{value}' has an unsupported extension; use .csv, .jsonl, .json or .parquet.")
         if not 0.05 <= self.holdout_fraction <= 0.5:
             raise DataError(f"holdout_fraction={self.holdout_fraction} is outside 0.05–0.5.")
+        try:
+            self.instruction_text()
+        except (KeyError, IndexError, ValueError):
+            raise DataError(f"instruction {self.instruction!r} uses braces other than {{labels}}; write a literal "
+                            "brace as {{ or }}.") from None
         if len(set(self.labels)) < 2:
             raise DataError("labels must name at least two distinct lanes.")
         if not self.text_columns:
@@ -113,6 +119,10 @@ class PrepareConfig:
                 raise DataError(f"id_patterns['{entity}'] is not a valid regular expression ({e}).") from None
             if not re.fullmatch(r"[A-Z][A-Z_]*", entity):
                 raise DataError(f"id_patterns key '{entity}' must be UPPER_CASE (it names the placeholder).")
+
+
+    def instruction_text(self) -> str:
+        return (self.instruction.strip() or DEFAULT_INSTRUCTION).format(labels=", ".join(self.labels))
 
 
 @dataclass
@@ -454,7 +464,7 @@ def run(cfg: PrepareConfig) -> PrepareResult:
     holdout_path = write_jsonl(data_dir / "holdout.jsonl", [r.out for r in holdout])
     write_jsonl(data_dir / "quarantine.jsonl", quarantine)
     write_jsonl(data_dir / "duplicates.jsonl", duplicates)
-    instruction = DEFAULT_INSTRUCTION.format(labels=", ".join(cfg.labels))
+    instruction = cfg.instruction_text()
     write_json(data_dir / "task.json", {"labels": list(cfg.labels), "system": instruction})
     where = {id(r): "train" for r in train} | {id(r): "holdout" for r in holdout}
     canary_records = [{**c.to_dict(), "row_id": row.out["id"], "source_line": row.line,

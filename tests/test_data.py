@@ -377,3 +377,16 @@ def test_too_few_usable_rows_says_why_and_leaves_the_reasons_on_disk(tmp_path):
                                              r".*are not in labels=\['refund', 'other'\]"):
         _prepare(tmp_path / "run", src, labels=["refund", "other"])
     assert read_jsonl(tmp_path / "run" / "data" / "quarantine.jsonl")
+
+
+def test_the_instruction_is_the_users_and_the_default_names_no_domain(tmp_path):
+    src = _write_csv(tmp_path / "t.csv", _sample_records())
+    _prepare(tmp_path / "a", src)
+    generic = json.loads((tmp_path / "a" / "data" / "task.json").read_text())["system"]
+    assert "insurance" not in generic.lower() and "claim_status, document_request" in generic
+    _prepare(tmp_path / "b", src, instruction="Pick the queue for this banking chat ({labels}); reply with one word.")
+    own = json.loads((tmp_path / "b" / "data" / "task.json").read_text())["system"]
+    assert own == ("Pick the queue for this banking chat (claim_status, document_request, billing_dispute, "
+                   "agent_escalation); reply with one word.")
+    with pytest.raises(data.DataError, match="braces other than"):
+        data.PrepareConfig(run_dir="x", input_path=str(src), purpose="t", instruction="Use {lanes}")

@@ -204,6 +204,7 @@ timestamp_column: str = "received_at"  # ISO 8601 timestamps, checked and summar
 known_value_columns: dict = {"customer_name": "PERSON", "customer_email": "EMAIL", "policy_number": "POLICY_NUMBER"}  # structured columns whose values are scrubbed from the text wherever they appear
 field_allowlist: list = []  # extra columns to keep in train/holdout (redacted); all other columns are dropped
 labels: list = ["claim_status", "document_request", "billing_dispute", "agent_escalation"]  # the lanes; other labels are quarantined
+instruction: str = ""  # what every prompt asks the model, in your words; "{labels}" is filled in (empty: a generic one)
 holdout_path: str = ""  # a golden holdout file with the same columns (empty: split holdout_fraction off the input)
 holdout_fraction: float = 0.2  # share of rows kept aside for evaluation (0.05–0.5), when no holdout_path
 max_rows: int = 0  # use only the first N rows (0: all); smoke runs use a few hundred
@@ -223,10 +224,10 @@ import pandas as pd
 from kit import data, review
 
 cfg = data.PrepareConfig(
-    run_dir=run_dir, input_path=input_path, encoding=encoding, purpose=purpose, text_columns=text_columns, label_column=label_column,
-    id_column=id_column, tenant_column=tenant_column, consent_column=consent_column, timestamp_column=timestamp_column,
-    known_value_columns=known_value_columns, field_allowlist=field_allowlist, labels=labels, holdout_path=holdout_path,
-    holdout_fraction=holdout_fraction, max_rows=max_rows, max_chars=max_chars, retention_days=retention_days,
+    run_dir=run_dir, input_path=input_path, encoding=encoding, purpose=purpose, text_columns=text_columns,
+    label_column=label_column, id_column=id_column, tenant_column=tenant_column, consent_column=consent_column,
+    timestamp_column=timestamp_column, known_value_columns=known_value_columns, field_allowlist=field_allowlist,
+    labels=labels, instruction=instruction, holdout_path=holdout_path, holdout_fraction=holdout_fraction, max_rows=max_rows, max_chars=max_chars, retention_days=retention_days,
     id_patterns=id_patterns, canaries_per_kind=canaries_per_kind, near_duplicate_threshold=near_duplicate_threshold,
     reviewer=reviewer, review_fraction=review_fraction, seed=seed)
 cfg
