@@ -120,7 +120,6 @@ class PrepareConfig:
             if not re.fullmatch(r"[A-Z][A-Z_]*", entity):
                 raise DataError(f"id_patterns key '{entity}' must be UPPER_CASE (it names the placeholder).")
 
-
     def instruction_text(self) -> str:
         return (self.instruction.strip() or DEFAULT_INSTRUCTION).format(labels=", ".join(self.labels))
 
@@ -152,7 +151,8 @@ def read_raw(path: str | Path, encoding: str = "utf-8") -> list[RawRow]:
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise DataError(f"'{path}' is not a readable Parquet file ({type(e).__name__}); re-export it.") from None
         return [RawRow(i + 1, r) for i, r in enumerate(table.to_pylist())]
-    text = _decode(path, encoding)
+    data = path.read_bytes()
+    text = _decode(data, path, encoding)
     if suffix == ".json" and text.lstrip().startswith(("[", "{")):
         rows = _read_json_document(text, path)
     elif suffix in (".jsonl", ".json"):
@@ -163,12 +163,11 @@ def read_raw(path: str | Path, encoding: str = "utf-8") -> list[RawRow]:
     if bad >= 2 and bad > MAX_BAD_BYTES_SHARE * len(rows):
         raise DataError(
             f"{bad} of {len(rows)} records in '{path}' are not valid {encoding}: the file is in another encoding. "
-            f"{_encoding_hint(path, encoding)}")
+            f"{_encoding_hint(data)}")
     return rows
 
 
-def _decode(path: Path, encoding: str) -> str:
-    data = path.read_bytes()
+def _decode(data: bytes, path: Path, encoding: str) -> str:
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
@@ -176,17 +175,18 @@ def _decode(path: Path, encoding: str) -> str:
     try:
         return data.decode(encoding)
     except LookupError:
-        raise DataError(f"encoding='{encoding}' is not an encoding Python knows; use e.g. utf-8, cp1252, latin-1.") from None
+        raise DataError(f"encoding='{encoding}' is not an encoding Python knows; use e.g. utf-8, cp1252, "
+                        "latin-1.") from None
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise DataError(f"'{path}' is not valid {encoding} (line {line}); set encoding to the file's encoding, or "
                         "save it as UTF-8.") from None
 
 
-def _encoding_hint(path: Path, encoding: str) -> str:
+def _encoding_hint(data: bytes) -> str:
     """Which setting would read the file: Windows-1252 is what older Excel versions save CSV as."""
     try:
-        path.read_bytes().decode("cp1252")
+        data.decode("cp1252")
         likely = "Set encoding='cp1252' (Windows-1252 / Latin-1, what older Excel versions save), "
     except UnicodeDecodeError:
         likely = "Set encoding to the file's encoding, "
@@ -302,7 +302,8 @@ def check_columns(cfg: PrepareConfig, raw: list[RawRow], path: str) -> None:
         return
     found = list(first)
     settings = {"text_columns": list(cfg.text_columns), "label_column": [cfg.label_column],
-                "id_column": [cfg.id_column] if cfg.id_column else [], "tenant_column": [cfg.tenant_column] if cfg.tenant_column else [],
+                "id_column": [cfg.id_column] if cfg.id_column else [],
+                "tenant_column": [cfg.tenant_column] if cfg.tenant_column else [],
                 "consent_column": [cfg.consent_column] if cfg.consent_column else [],
                 "timestamp_column": [cfg.timestamp_column] if cfg.timestamp_column else [],
                 "known_value_columns": list(cfg.known_value_columns), "field_allowlist": list(cfg.field_allowlist)}

@@ -170,14 +170,11 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
 
 
 def _server_died(code: int, gguf_path: Path, log_path: Path) -> str:
-    import signal
-
     from kit import llamacpp
 
-    how = f"crashed with {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.exists() else ""
+    tail = llamacpp.log_tail(log_path, 8)
     _, reason = llamacpp.extra_buffers()
-    return (f"the llama.cpp server for {gguf_path.name} {how} while answering ({reason}). Set "
+    return (f"the llama.cpp server for {gguf_path.name} {llamacpp.how_it_ended(code)} while answering ({reason}). Set "
             f"{llamacpp.ENV_EXTRA_BUFFERS}=0 to keep llama.cpp's repacked/AMX buffers off (known crash: "
             f"{llamacpp.CRASH_ISSUE}), or serve the model yourself and set endpoint_url."
             + (f"\nLast lines of its log:\n{tail}" if tail else ""))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError
+from kit import KitError, hardware
 from kit.io import read_json, read_jsonl, write_json, write_jsonl
 from kit.task import Task
 
@@ -71,8 +71,8 @@ class EvalConfig:
                             "not both.")
         if self.endpoint_gguf_type not in ("", "f16", "q8_0", "q4_k_m"):
             raise EvalError(f"endpoint_gguf_type='{self.endpoint_gguf_type}' is not one of f16, q8_0, q4_k_m (or empty).")
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise EvalError(f"dtype='{self.dtype}' is not one of auto, float32, bfloat16.")
+        if self.dtype not in hardware.DTYPES:
+            raise EvalError(f"dtype='{self.dtype}' is not one of {', '.join(hardware.DTYPES)}.")
         if self.probe_control_steps < 0 or self.bootstrap_samples < 100:
             raise EvalError("probe_control_steps must be >= 0 and bootstrap_samples >= 100.")
 
@@ -487,7 +487,7 @@ def _endpoint_scorer(cfg: EvalConfig, tok, task: Task, stack):
 def run(cfg: EvalConfig) -> EvalResult:
     from contextlib import ExitStack
 
-    from kit import baselines, eval_review, hardware, models, probes
+    from kit import baselines, eval_review, models, probes
 
     run_dir = Path(cfg.run_dir)
     adapter_dir = run_dir / "adapters" / cfg.adapter_name

@@ -103,10 +103,8 @@ def convert(hf_dir: Path, out_dir: Path, gguf_type: str) -> Path:
 
 def quantize(src: Path, dst: Path, gguf_type: str) -> Path:
     """Quantize with llama.cpp's quantizer, in a child process (see `kit.llamacpp.isolated`)."""
-    try:
-        rc = llamacpp.isolated(_quantize, str(src), str(dst), gguf_type, what=f"quantizing to {gguf_type}", gguf=src)
-    except llamacpp.LlamaCppError as e:
-        raise ExportError(str(e)) from None
+    rc = llamacpp.isolated(_quantize, str(src), str(dst), gguf_type, what=f"quantizing to {gguf_type}", gguf=src,
+                           error=ExportError)
     if rc != 0:
         raise ExportError(f"llama.cpp could not quantize {src.name} to {gguf_type} (return code {rc}).")
     return dst
@@ -390,12 +388,9 @@ def run(cfg: ExportConfig) -> ExportResult:
     for gtype, path in variants.items():
         t = time.time()
         # In a child process: a native crash in llama.cpp becomes an ExportError here, not a dead notebook kernel.
-        try:
-            got, gen = llamacpp.isolated(parity_answers, str(path), list(task.labels), prompts, list(fmt.stop),
-                                         str(lora) if gtype == "adapter" else None, what=f"checking parity of {gtype}",
-                                         gguf=path)
-        except llamacpp.LlamaCppError as e:
-            raise ExportError(str(e)) from None
+        got, gen = llamacpp.isolated(parity_answers, str(path), list(task.labels), prompts, list(fmt.stop),
+                                     str(lora) if gtype == "adapter" else None, what=f"checking parity of {gtype}",
+                                     gguf=path, error=ExportError)
         agree = float(np.mean([g[0] == a["prediction"] for g, a in zip(got, adapter_preds)]))
         gen_agree = float(np.mean([g == a["prediction"] for g, a in zip(gen, adapter_preds[:20])]))
         acc = float(np.mean([g[0] == a["label"] for g, a in zip(got, adapter_preds)]))
@@ -590,8 +585,7 @@ def ollama_check(run_dir: str | Path, name: str, n: int = 5) -> dict:
 
 def ollama_cpu_hint(flags: frozenset[str] | None = None) -> str:
     """On AMX CPUs, how to keep Ollama off the CPU backend that crashes there (README: Ollama on AMX servers)."""
-    flags = hardware.cpu_flags() if flags is None else flags
-    if "amx_int8" not in flags:
+    if not hardware.has_amx(flags):
         return ""
     return (" This CPU has AMX, where Ollama's Sapphire Rapids CPU backend crashes in the first inference "
             f"({llamacpp.CRASH_ISSUE}, ollama/ollama#17205). Move `libggml-cpu-sapphirerapids.so` out of Ollama's "

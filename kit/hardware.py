@@ -20,31 +20,35 @@ BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # Linux names of the CPU features that
 BF16_MIN_SPEEDUP = 1.3  # bf16 must beat float32 by this much: it rounds activations to 8 bits of mantissa
 
 
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once per process; empty where the file does not exist (not Linux)."""
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _cpuinfo_field(names: tuple[str, ...], cpuinfo: str | None) -> str | None:
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in names:
+            return value
+    return None
+
+
 def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
     """The CPU's feature flags as Linux reports them (`/proc/cpuinfo`); empty where that file does not exist."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return frozenset()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+    return frozenset((_cpuinfo_field(("flags", "Features"), cpuinfo) or "").split())
 
 
 def cpu_name(cpuinfo: str | None = None) -> str:
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return "unknown CPU"
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            return " ".join(value.split())
-    return "unknown CPU"
+    return " ".join((_cpuinfo_field(("model name",), cpuinfo) or "unknown CPU").split())
+
+
+def has_amx(flags: frozenset[str] | None = None) -> bool:
+    """Intel AMX (Sapphire Rapids and later): where llama.cpp's AMX buffers crash (see kit.llamacpp)."""
+    return "amx_int8" in (cpu_flags() if flags is None else flags)
 
 
 def cpu_kind(flags: frozenset[str] | None = None) -> str:

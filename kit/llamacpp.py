@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 from kit import KitError
-from kit.hardware import cpu_flags
+from kit.hardware import has_amx
 
 # Set to 0 to keep llama.cpp's extra buffer types (AMX, repacked weights) off on any CPU, to 1 to keep them on.
 ENV_EXTRA_BUFFERS = "KIT_LLAMA_EXTRA_BUFFERS"
@@ -41,8 +41,7 @@ def extra_buffers(flags: frozenset[str] | None = None) -> tuple[bool, str]:
     forced = os.environ.get(ENV_EXTRA_BUFFERS, "").strip()
     if forced in ("0", "1"):
         return forced == "1", f"set by {ENV_EXTRA_BUFFERS}={forced}"
-    flags = cpu_flags() if flags is None else flags
-    if "amx_int8" in flags:
+    if has_amx(flags):
         return False, (f"this CPU has AMX, where llama.cpp's AMX weight repacking crashes in the first inference "
                        f"({CRASH_ISSUE}); weights stay in plain CPU buffers")
     return True, "no CPU feature with a known llama.cpp crash"
@@ -104,7 +103,7 @@ def _child(conn, log_path: str, fn, args, kwargs):
 _NOISE = ("multiprocessing/", 'File "<string>"', "Extension modules:", "kit/llamacpp.py")
 
 
-def _tail(path: Path, n: int = 10) -> str:
+def log_tail(path: Path, n: int = 10) -> str:
     """The end of the child's log without the frames every child has (process start-up, this module)."""
     try:
         lines = [ln for ln in path.read_text(errors="replace").splitlines()
@@ -114,12 +113,13 @@ def _tail(path: Path, n: int = 10) -> str:
     return "\n".join(lines[-n:])
 
 
-def isolated(fn, *args, what: str, gguf: str | Path, timeout_s: float | None = None, **kwargs):
+def isolated(fn, *args, what: str, gguf: str | Path, timeout_s: float | None = None,
+             error: type[KitError] = LlamaCppError, **kwargs):
     """Run `fn(*args, **kwargs)` in a fresh child process and return its result.
 
     `fn` must be a module-level function (it is sent to the child by name). A Python exception in the child is raised
-    again here; a child that dies (a native crash) or runs past `timeout_s` becomes a `LlamaCppError` that names
-    `what` was being done, on which GGUF file, and what to try.
+    again here; a child that dies (a native crash) or runs past `timeout_s` becomes an `error` (the caller's stage
+    error, `LlamaCppError` by default) that names `what` was being done, on which GGUF file, and what to try.
     """
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no torch threads or CUDA state inherited
     fd, log_name = tempfile.mkstemp(prefix="kit-llamacpp-", suffix=".log")
@@ -131,17 +131,15 @@ def isolated(fn, *args, what: str, gguf: str | Path, timeout_s: float | None = N
     child.close()
     try:
         got = parent.poll(timeout_s)
-        message = None
-        if got:
-            try:
-                message = parent.recv()
-            except EOFError:  # the child died before it could answer
-                message = None
+        try:
+            message = parent.recv() if got else None
+        except EOFError:  # the child died before it could answer
+            message = None
         if message is None:
             if proc.is_alive():
                 proc.kill()
             proc.join(10)
-            raise LlamaCppError(_crash_message(proc.exitcode, what, gguf, log_path, timed_out=not got))
+            raise error(_crash_message(proc.exitcode, what, gguf, log_path, timed_out=not got))
         proc.join(10)
         status, value = message
         if status == "error":
@@ -154,18 +152,20 @@ def isolated(fn, *args, what: str, gguf: str | Path, timeout_s: float | None = N
         log_path.unlink(missing_ok=True)
 
 
+def how_it_ended(exitcode: int | None) -> str:
+    """A child process's exit code in words: 'crashed with SIGSEGV' for a signal, else the code."""
+    if exitcode is not None and exitcode < 0:
+        return f"crashed with {signal.Signals(-exitcode).name}"
+    return f"exited with code {exitcode} without an answer"
+
+
 def _crash_message(exitcode, what: str, gguf, log_path: Path, timed_out: bool) -> str:
     import llama_cpp
 
     lib = f"llama.cpp (llama-cpp-python {llama_cpp.__version__})"
-    if timed_out:
-        how = "did not finish in time and was stopped"
-    elif exitcode is not None and exitcode < 0:
-        how = f"crashed with {signal.Signals(-exitcode).name}"
-    else:
-        how = f"exited with code {exitcode} without an answer"
+    how = "did not finish in time and was stopped" if timed_out else how_it_ended(exitcode)
     allowed, reason = extra_buffers()
-    tail = _tail(log_path)
+    tail = log_tail(log_path)
     return (f"{lib} {how} while {what} {gguf}. The notebook kernel is unharmed: the work ran in a child process. "
             f"Buffer setting: extra buffer types {'on' if allowed else 'off'} ({reason}). What to try: set "
             f"{ENV_EXTRA_BUFFERS}=0 to keep llama.cpp's repacked/AMX buffers off (known crash: {CRASH_ISSUE}); "

@@ -60,8 +60,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.lora_layers < -1:
             raise TrainError(f"lora_layers={self.lora_layers}: use -1 (auto), 0 (all layers) or a number of layers.")
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise TrainError(f"dtype='{self.dtype}' is not one of auto, float32, bfloat16.")
+        if self.dtype not in hardware.DTYPES:
+            raise TrainError(f"dtype='{self.dtype}' is not one of {', '.join(hardware.DTYPES)}.")
         if self.quantization not in ("auto", "nf4", "none"):
             raise TrainError(f"quantization='{self.quantization}' is not one of auto, nf4, none.")
         for name in ("lora_r", "batch_size", "grad_accum", "max_length"):
