@@ -139,6 +139,29 @@ def _value_pattern(values: Iterable[str]) -> re.Pattern | None:
     return re.compile(r"(?<!\w)(?:" + "|".join(sorted(alts, key=len, reverse=True)) + r")(?!\w)", re.IGNORECASE)
 
 
+def _json_strings(value: str) -> str:
+    """An extract answer is JSON text: its string values are checked, one per line, not its punctuation (compact
+    JSON is a long run of non-space characters, which the random-token check would take for a key)."""
+    import json
+
+    if not value.startswith("{"):
+        return value
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    out, stack = [], [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif v is not None:
+            out.append(str(v))
+    return "\n".join(out)
+
+
 def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] | None = None,
                canary_values: dict[str, list[str]] | None = None, id_patterns: dict[str, str] | None = None,
                skip_fields: tuple[str, ...] = ("id", "label", "source_line", "source", "redactions")) -> dict:
@@ -152,7 +175,7 @@ def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] 
             for fld, value in row.items():
                 if fld in skip_fields or not isinstance(value, str):
                     continue
-                text = PLACEHOLDER.sub(" ", value)
+                text = PLACEHOLDER.sub(" ", _json_strings(value))
                 checks = set(_pattern_checks(text))
                 checks |= {f"business_id:{k}" for k, rx in ids.items() if rx.search(text)}
                 checks |= {f"known_value:{k}" for k, rx in known.items() if rx and rx.search(text)}

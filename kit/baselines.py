@@ -36,9 +36,15 @@ def tfidf_logreg(train_rows: list[dict], rows: list[dict], labels, seed: int = 0
     return out
 
 
-def pick_examples(train_rows: list[dict], labels, k: int, seed: int = 0) -> list[dict]:
-    """k training rows for the prompt, one per lane in turn, so no lane is missing and none dominates."""
+def pick_examples(train_rows: list[dict], labels, k: int, seed: int = 0, answer=None) -> list[dict]:
+    """k training rows for the prompt, one per lane in turn, so no lane is missing and none dominates.
+
+    Without labels (extract, reply), k seeded-random rows; `answer(row)` then gives each example's answer text.
+    """
     rng = random.Random(f"few-shot-{seed}")
+    if not labels:
+        picked = rng.sample(train_rows, min(k, len(train_rows)))
+        return [{**r, "label": answer(r)} if answer else r for r in picked]
     pools = {lab: [r for r in train_rows if r["label"] == lab] for lab in labels}
     for pool in pools.values():
         rng.shuffle(pool)
@@ -57,21 +63,22 @@ def cut(tokenizer, text: str, max_tokens: int) -> str:
 
 
 def few_shot_prompt(task, fmt, tokenizer, examples: list[dict], text: str, example_tokens: int,
-                    max_ticket_tokens: int) -> str:
+                    max_ticket_tokens: int, system: str | None = None) -> str:
     """Earlier user/model turns holding solved examples, then the ticket; the system text opens the first turn.
 
     Rendered with the same ChatFormat pieces as the zero-shot prompt, so it is the multi-turn conversation the
     tokenizer's chat template would produce.
     """
+    system = task.system if system is None else system
     parts = []
     for i, ex in enumerate(examples):
-        parts.append(fmt.prompt(cut(tokenizer, ex["text"], example_tokens), task.system if i == 0 else ""))
+        parts.append(fmt.prompt(cut(tokenizer, ex["text"], example_tokens), system if i == 0 else ""))
         parts.append(fmt.completion(ex["label"]) + "\n")
     # The ticket gets the same token budget as in the zero-shot prompt, so both see the same text.
-    room = max(max_ticket_tokens - _overhead(tokenizer, fmt, task), 8)
-    parts.append(fmt.prompt(cut(tokenizer, text, room), "" if examples else task.system))
+    room = max(max_ticket_tokens - _overhead(tokenizer, fmt, system), 8)
+    parts.append(fmt.prompt(cut(tokenizer, text, room), "" if examples else system))
     return "".join(parts)
 
 
-def _overhead(tokenizer, fmt, task) -> int:
-    return len(tokenizer(fmt.prompt("", task.system), add_special_tokens=True)["input_ids"])
+def _overhead(tokenizer, fmt, system: str) -> int:
+    return len(tokenizer(fmt.prompt("", system), add_special_tokens=True)["input_ids"])

@@ -4,16 +4,18 @@ In: a CSV (any of , ; tab | as delimiter, UTF-8 with or without BOM, or the `enc
 or Parquet file of tickets (and optionally a golden holdout file), plus a column mapping. Out,
 inside the run directory's `data/`:
 
-- `train.jsonl`, `holdout.jsonl` — `id`, redacted `text`, `label`, the allowlisted fields, where the row came from;
+- `train.jsonl`, `holdout.jsonl` — `id`, redacted `text`, the answer (`label` for classify; `answer` for extract, the
+  object as canonical JSON text, and for reply), the allowlisted fields, where the row came from;
 - `quarantine.jsonl` — every rejected row: source, line, id, a reason code and a reason (never the row's text);
 - `duplicates.jsonl` — every removed duplicate, exact or near, and the row it duplicates;
 - `canaries.json` — the canaries planted into the in-memory copy of the raw data, and the rows that carried them;
-- `task.json` — labels and the instruction every later stage prompts with;
+- `task.json` — the task kind, labels or schema, and the instruction every later stage prompts with;
 - `audit.json` — the independent privacy audit (`kit.audit`) of the written files, tied to their sha256;
 - `provenance.json` — purpose, sources and their sha256, versions, parameters, consent and retention (expiry date).
 
 Invariant, checked here and shown in the notebook: rows read = train + holdout + quarantined + duplicates removed.
 Rows of tenants without training consent are quarantined with the reason `no_consent`, so they are in that sum.
+The answer is training text too: it is redacted with the ticket (same placeholders) and audited like it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import io
 import random
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
@@ -33,10 +35,14 @@ from kit import audit as privacy_audit
 from kit import canaries as canary_mod
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_jsonl
 from kit.redact import DEFAULT_ID_PATTERNS, NER_NOTE, Redactor
+from kit.task import DEFAULT_INSTRUCTIONS, KINDS, Task, canonical_json, parse_object
 
+# The course demo's lanes (data_samples/tickets.csv); a run config names its own, or leaves labels empty to take
+# the label set from the data.
 DEFAULT_LABELS = ["claim_status", "document_request", "billing_dispute", "agent_escalation"]
-# Generic on purpose: the instruction is the user's (`instruction`); `{labels}` is replaced by the label set.
-DEFAULT_INSTRUCTION = "Assign the text to exactly one of these labels: {labels}. Answer with the label only."
+DEFAULT_INSTRUCTION = DEFAULT_INSTRUCTIONS["classify"]
+MIN_ROWS_PER_LABEL = 2  # a label needs one row to learn from and one to test on
+MIN_GENERATIVE_ROWS = 10  # extract and reply: fewer rows cannot be split into something to learn from and to test
 CONSENT_YES = {"yes", "y", "true", "1", "granted", "opt-in", "opt_in"}
 CONSENT_NO = {"no", "n", "false", "0", "denied", "opt-out", "opt_out", "withdrawn", ""}
 
@@ -54,8 +60,9 @@ class PrepareConfig:
     run_dir: str
     input_path: str
     purpose: str  # why this data is used; recorded in provenance.json
+    task: str = "classify"  # classify (text → label) | extract (text → JSON object) | reply (text → free text)
     text_columns: tuple[str, ...] = ("subject", "body")  # free-text columns, joined; the last is the main text
-    label_column: str = "label"
+    label_column: str = "label"  # the answer: a label (classify), a JSON object or its text (extract), a reply
     id_column: str = "ticket_id"  # "" = ids from the source and line ("input:line12")
     encoding: str = "utf-8"  # of CSV/JSON files; e.g. "cp1252" for files older Excel versions save (a BOM is skipped)
     tenant_column: str = "tenant_id"  # "" if the file has no tenants
@@ -64,8 +71,9 @@ class PrepareConfig:
     known_value_columns: dict = field(default_factory=lambda: {
         "customer_name": "PERSON", "customer_email": "EMAIL", "policy_number": "POLICY_NUMBER"})
     field_allowlist: tuple[str, ...] = ()  # extra columns to keep (redacted); every other column is dropped
-    labels: tuple[str, ...] = tuple(DEFAULT_LABELS)
-    instruction: str = ""  # the task instruction every prompt starts with; "{labels}" is filled in; "" = a generic one
+    labels: tuple[str, ...] = ()  # classify: the label set; () = every label with 2+ rows in the input file
+    schema: dict | str = field(default_factory=dict)  # extract: a JSON Schema (dict or .json path); {} = inferred
+    instruction: str = ""  # every prompt starts with it; {labels} / {keys} are filled in; "" = a generic one
     holdout_path: str = ""  # a golden holdout file with the same columns; "" = split holdout_fraction off the input
     holdout_fraction: float = 0.2
     max_rows: int = 0  # 0 = all rows
@@ -79,6 +87,8 @@ class PrepareConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.task not in KINDS:
+            raise DataError(f"task='{self.task}' is not one of {', '.join(KINDS)}.")
         for name in ("text_columns", "labels", "field_allowlist"):  # papermill and YAML hand over lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("input_path", "holdout_path"):
@@ -94,10 +104,21 @@ class PrepareConfig:
         try:
             self.instruction_text()
         except (KeyError, IndexError, ValueError):
-            raise DataError(f"instruction {self.instruction!r} uses braces other than {{labels}}; write a literal "
-                            "brace as {{ or }}.") from None
-        if len(set(self.labels)) < 2:
-            raise DataError("labels must name at least two distinct lanes.")
+            raise DataError(f"instruction {self.instruction!r} uses braces other than {{labels}} and {{keys}}; write a "
+                            "literal brace as {{ or }}.") from None
+        if self.task == "classify" and self.labels and len(set(self.labels)) < 2:
+            raise DataError("labels must name at least two distinct lanes (or be empty to take them from the data).")
+        if self.task != "extract" and self.schema:
+            raise DataError(f"schema is set but task='{self.task}'; a schema belongs to task='extract'.")
+        if isinstance(self.schema, str) and self.schema:
+            object.__setattr__(self, "schema", _load_schema(self.schema))
+        if self.schema:
+            try:
+                import jsonschema
+
+                jsonschema.validators.validator_for(self.schema).check_schema(self.schema)
+            except jsonschema.SchemaError as e:
+                raise DataError(f"schema is not a valid JSON Schema ({e.message}).") from None
         if not self.text_columns:
             raise DataError("text_columns is empty; name the column(s) holding the ticket text, e.g. ['body'].")
         if not self.purpose.strip():
@@ -120,8 +141,26 @@ class PrepareConfig:
             if not re.fullmatch(r"[A-Z][A-Z_]*", entity):
                 raise DataError(f"id_patterns key '{entity}' must be UPPER_CASE (it names the placeholder).")
 
-    def instruction_text(self) -> str:
-        return (self.instruction.strip() or DEFAULT_INSTRUCTION).format(labels=", ".join(self.labels))
+    def instruction_text(self, labels: tuple[str, ...] | None = None, schema: dict | None = None) -> str:
+        labels = self.labels if labels is None else labels
+        keys = list((schema if schema is not None else self.schema or {}).get("properties", {}))
+        return (self.instruction.strip() or DEFAULT_INSTRUCTIONS[self.task]).format(
+            labels=", ".join(labels) or "(taken from the data)", keys=", ".join(keys) or "(taken from the data)")
+
+
+def _load_schema(path: str) -> dict:
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"schema '{path}' is neither a JSON Schema object nor an existing .json file.")
+    try:
+        schema = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"schema file '{path}' is not valid JSON ({e.msg}, line {e.lineno}).") from None
+    if not isinstance(schema, dict):
+        raise DataError(f"schema file '{path}' holds a JSON {type(schema).__name__}; a JSON Schema is an object.")
+    return schema
 
 
 @dataclass
@@ -328,8 +367,9 @@ def _reject(cfg: PrepareConfig, r: RawRow) -> tuple[str, str] | None:
         return "missing_field", f"missing field(s) {missing}"
     if not _str(f.get(cfg.text_columns[-1])).strip():
         return "empty_text", f"empty text in '{cfg.text_columns[-1]}'"
-    if _str(f.get(cfg.label_column)).strip() not in cfg.labels:
-        return "unknown_label", "unknown label (not one of `labels`)"
+    answer = _answer_problem(cfg, f.get(cfg.label_column))
+    if answer:
+        return answer
     if len(task_text(f, cfg.text_columns)) > cfg.max_chars:
         return "too_long", f"text longer than max_chars={cfg.max_chars}"
     if cfg.timestamp_column and _str(f.get(cfg.timestamp_column)).strip():
@@ -345,6 +385,57 @@ def _reject(cfg: PrepareConfig, r: RawRow) -> tuple[str, str] | None:
             tenant = _str(f.get(cfg.tenant_column)) if cfg.tenant_column else "?"
             return "no_consent", f"no training consent (tenant '{tenant}')"
     return None
+
+
+def _answer_problem(cfg: PrepareConfig, value) -> tuple[str, str] | None:
+    """Why a row's answer cannot be trained on, per task kind; None when it can."""
+    if cfg.task == "classify":
+        if _str(value).strip() not in cfg.labels:
+            return "unknown_label", "unknown label (not one of `labels`)"
+        return None
+    if cfg.task == "reply":
+        return None if _str(value).strip() else ("empty_answer", f"empty reply in '{cfg.label_column}'")
+    obj = _as_object(value)
+    if obj is None:
+        return "bad_answer", f"'{cfg.label_column}' is not a JSON object (nor the text of one)"
+    if cfg.schema:
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(cfg.schema)(cfg.schema)
+                                                 .iter_errors(obj))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+            return "answer_schema", f"'{cfg.label_column}' does not fit the schema at {where} ({error.validator})"
+    return None
+
+
+def _as_object(value) -> dict | None:
+    """An extract answer as given: an object (JSONL, Parquet) or the JSON text of one (CSV)."""
+    if isinstance(value, dict):
+        return value
+    return parse_object(value) if isinstance(value, str) and value.strip().endswith("}") else None
+
+
+def infer_schema(objects: list[dict]) -> dict:
+    """A JSON Schema of the training answers (genson): keys and value types, in the order they first appear."""
+    from genson import SchemaBuilder
+
+    builder = SchemaBuilder(schema_uri=False)
+    for obj in objects:
+        builder.add_object(obj)
+    return builder.to_schema()
+
+
+def infer_labels(cfg: PrepareConfig, raw: list[RawRow]) -> tuple[str, ...]:
+    """classify with labels=(): every label value with at least MIN_ROWS_PER_LABEL rows, most common first."""
+    counts = Counter(_str(r.fields.get(cfg.label_column)).strip() for r in raw if r.fields is not None)
+    counts.pop("", None)
+    labels = tuple(lab for lab, n in counts.most_common() if n >= MIN_ROWS_PER_LABEL)
+    if len(labels) < 2:
+        raise DataError(f"labels is empty, so kit takes the label set from '{cfg.label_column}', but it holds "
+                        f"{len(labels)} label(s) with {MIN_ROWS_PER_LABEL}+ rows ({dict(counts.most_common(5))}). "
+                        "Check label_column, or set labels to your label set.")
+    return labels
 
 
 def _duplicate_id(cfg: PrepareConfig, r: RawRow, seen: dict) -> tuple[str, str] | None:
@@ -392,6 +483,7 @@ class PrepareResult:
     canaries: list = field(default_factory=list)
     redactions: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    task: dict = field(default_factory=dict)  # what data/task.json holds: kind, labels, schema, instruction
 
     def invariant_holds(self) -> bool:
         c = self.counts
@@ -424,6 +516,8 @@ def run(cfg: PrepareConfig) -> PrepareResult:
             raw = raw[: cfg.max_rows]
         check_columns(cfg, raw, path)
         raw_by_source[source] = raw
+    if cfg.task == "classify" and not cfg.labels:
+        cfg = replace(cfg, labels=infer_labels(cfg, raw_by_source["input"]))
 
     quarantine, usable = [], []
     for source, raw in raw_by_source.items():
@@ -441,8 +535,11 @@ def run(cfg: PrepareConfig) -> PrepareResult:
             else:
                 usable.append(_Row(source, r.line, dict(r.fields)))
 
+    schema = cfg.schema
+    if cfg.task == "extract" and not schema and usable:
+        schema = infer_schema([_as_object(r.fields[cfg.label_column]) for r in usable])
     for row in usable:
-        row.out = _redacted_row(row, cfg, redactor)
+        row.out = _redacted_row(row, cfg, redactor, schema)
     # Holdout-file rows go first, so a training row that repeats a golden holdout row is the one removed.
     usable.sort(key=lambda x: x.source != "holdout_file")
     kept, duplicates = dedupe(usable, cfg.near_duplicate_threshold)
@@ -450,23 +547,23 @@ def run(cfg: PrepareConfig) -> PrepareResult:
     # are redacted again from their raw text: the canary passes through redaction like any customer's value.
     planted = plant_canaries(kept, cfg)
     for _, row in planted:
-        row.out = _redacted_row(row, cfg, redactor)
-    if not cfg.holdout_path and len(kept) < 2 * len(cfg.labels):
+        row.out = _redacted_row(row, cfg, redactor, schema)
+    if not cfg.holdout_path and len(kept) < min_rows(cfg):
         write_jsonl(data_dir / "quarantine.jsonl", quarantine)  # the reasons, for the user to read
         raise DataError(f"only {len(kept)} usable rows after quarantine and dedupe; need at least "
-                        f"{2 * len(cfg.labels)}. {_quarantine_summary(cfg, raw_by_source, quarantine)}")
+                        f"{min_rows(cfg)}. {_quarantine_summary(cfg, raw_by_source, quarantine)}")
     train, holdout = split(kept, cfg)
-    if len(train) < len(cfg.labels) or not holdout:
+    if len(train) < max(len(cfg.labels), 1) or not holdout:
         write_jsonl(data_dir / "quarantine.jsonl", quarantine)  # the reasons, for the user to read
         raise DataError(f"only {len(train)} training and {len(holdout)} holdout rows are usable; need at least "
-                        f"{len(cfg.labels)} and 1. {_quarantine_summary(cfg, raw_by_source, quarantine)}")
+                        f"{max(len(cfg.labels), 1)} and 1. {_quarantine_summary(cfg, raw_by_source, quarantine)}")
 
     train_path = write_jsonl(data_dir / "train.jsonl", [r.out for r in train])
     holdout_path = write_jsonl(data_dir / "holdout.jsonl", [r.out for r in holdout])
     write_jsonl(data_dir / "quarantine.jsonl", quarantine)
     write_jsonl(data_dir / "duplicates.jsonl", duplicates)
-    instruction = cfg.instruction_text()
-    write_json(data_dir / "task.json", {"labels": list(cfg.labels), "system": instruction})
+    task = Task(tuple(cfg.labels), cfg.instruction_text(schema=schema), cfg.task, schema or {})
+    write_json(data_dir / "task.json", task.to_dict())
     where = {id(r): "train" for r in train} | {id(r): "holdout" for r in holdout}
     canary_records = [{**c.to_dict(), "row_id": row.out["id"], "source_line": row.line,
                        "file": where.get(id(row), "removed as duplicate")} for c, row in planted]
@@ -488,7 +585,7 @@ def run(cfg: PrepareConfig) -> PrepareResult:
                             "duplicates": str(data_dir / "duplicates.jsonl"),
                             "canaries": str(data_dir / "canaries.json"), "audit": str(data_dir / "audit.json"),
                             "provenance": str(data_dir / "provenance.json")},
-                           canary_records, redactions, provenance)
+                           canary_records, redactions, provenance, task.to_dict())
     if not result.invariant_holds():
         raise DataError(f"row accounting does not add up: {counts}. This is a bug in kit; please report it.")
     if not audit["passed"]:
@@ -512,22 +609,59 @@ def plant_canaries(rows: list[_Row], cfg: PrepareConfig) -> list[tuple[canary_mo
     return list(zip(planted_values, chosen))
 
 
-def _redacted_row(row: _Row, cfg: PrepareConfig, redactor: Redactor) -> dict:
+def _redacted_row(row: _Row, cfg: PrepareConfig, redactor: Redactor, schema: dict | None = None) -> dict:
     f = row.fields
     known: dict[str, list[str]] = {}
     for col, entity in cfg.known_value_columns.items():
         if _str(f.get(col)).strip():
             known.setdefault(entity, []).append(_str(f[col]))
-    red = redactor.redact(task_text(f, cfg.text_columns), known)
-    counts = Counter(red.counts())
-    out = {"id": _str(f.get(cfg.id_column)) or f"{row.source}:line{row.line}", "text": red.text,
-           "label": _str(f.get(cfg.label_column)).strip()}
+    out = {"id": _str(f.get(cfg.id_column)) or f"{row.source}:line{row.line}"}
+    text = task_text(f, cfg.text_columns)
+    if cfg.task == "classify":
+        red = redactor.redact(text, known)
+        out.update(text=red.text, label=_str(f.get(cfg.label_column)).strip())
+        counts = Counter(red.counts())
+    else:  # the answer is training text too: redacted with the ticket, so a name keeps its placeholder in both
+        answer = _str(f.get(cfg.label_column)).strip() if cfg.task == "reply" else _as_object(f[cfg.label_column])
+        leaves = _string_leaves(answer)
+        red, *red_leaves = redactor.redact_many([text, *leaves], known)
+        counts = Counter(red.counts())
+        for r in red_leaves:
+            counts.update(r.counts())
+        answer = _replace_leaves(answer, iter(r.text for r in red_leaves))
+        out.update(text=red.text, answer=answer if cfg.task == "reply" else canonical_json(answer, schema))
     for col in cfg.field_allowlist:  # minimization: only allowlisted columns travel, and they are redacted too
         value = redactor.redact(_str(f.get(col)), known)
         out[col] = value.text
         counts.update(value.counts())
     out.update({"source": row.source, "source_line": row.line, "redactions": dict(counts)})
     return out
+
+
+def _string_leaves(value) -> list[str]:
+    """Every string inside an answer (a reply is one), depth first in key order."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _string_leaves(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _string_leaves(v)]
+    return []
+
+
+def _replace_leaves(value, texts):
+    """`value` with its strings replaced, in `_string_leaves` order, by the next items of `texts`."""
+    if isinstance(value, str):
+        return next(texts)
+    if isinstance(value, dict):
+        return {k: _replace_leaves(v, texts) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_leaves(v, texts) for v in value]
+    return value
+
+
+def min_rows(cfg: PrepareConfig) -> int:
+    return MIN_ROWS_PER_LABEL * len(cfg.labels) if cfg.task == "classify" else MIN_GENERATIVE_ROWS
 
 
 def _shingles(text: str, k: int = 5) -> set[bytes]:
@@ -584,11 +718,11 @@ def split(rows: list[_Row], cfg: PrepareConfig) -> tuple[list[_Row], list[_Row]]
         return [r for r in rows if r.source == "input"], [r for r in rows if r.source == "holdout_file"]
     from sklearn.model_selection import train_test_split
 
-    if len(rows) < 2 * len(cfg.labels):
+    if len(rows) < min_rows(cfg):
         raise DataError(f"only {len(rows)} usable rows after quarantine and dedupe; need at least "
-                        f"{2 * len(cfg.labels)}. See data/quarantine.jsonl for why rows were rejected.")
-    labels = [r.out["label"] for r in rows]
-    stratify = labels if min(Counter(labels).values()) >= 2 else None
+                        f"{min_rows(cfg)}. See data/quarantine.jsonl for why rows were rejected.")
+    labels = [r.out["label"] for r in rows] if cfg.task == "classify" else None
+    stratify = labels if labels and min(Counter(labels).values()) >= 2 else None
     train, holdout = train_test_split(rows, test_size=cfg.holdout_fraction, random_state=cfg.seed, stratify=stratify)
     return list(train), list(holdout)
 
@@ -688,7 +822,7 @@ def _provenance(cfg, raw_by_source, counts, train, holdout, quarantine) -> dict:
         "versions": _versions(),
         "parameters": asdict(cfg),
         "counts": counts,
-        "fields_written": ["id", "text", "label", *cfg.field_allowlist, "source", "source_line", "redactions"],
+        "fields_written": ["id", "text", "label" if cfg.task == "classify" else "answer", *cfg.field_allowlist, "source", "source_line", "redactions"],
         "fields_dropped": [c for c in all_columns if c not in kept_from],
         "text_built_from": list(cfg.text_columns),
         "consent": {"column": cfg.consent_column or None, "rows_excluded": counts["no_consent"],

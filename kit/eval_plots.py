@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-ORDER = ("tuned", "endpoint", "base_few_shot", "base_zero_shot", "tfidf_logreg", "majority_class")
+ORDER = ("tuned", "endpoint", "base_few_shot", "base_zero_shot", "retrieval", "tfidf_logreg", "majority_class")
 
 
 def _fig(w, h, ncols=1):
@@ -19,16 +19,23 @@ def _fig(w, h, ncols=1):
     return fig, fig.subplots(1, ncols)
 
 
-def models_plot(results: dict, path: str | Path) -> Path:
-    """Accuracy and macro-F1 of every model with their 95% intervals."""
+CLASSIFY_KEYS = ("accuracy", "macro_f1")
+EXTRACT_KEYS = ("validity_rate", "field_accuracy", "exact_match")
+REPLY_KEYS = ("rouge_l", "chrf")
+
+
+def models_plot(results: dict, path: str | Path, keys: tuple[str, ...] = CLASSIFY_KEYS) -> Path:
+    """Each metric in `keys` (accuracy and macro-F1 for classify) of every model with its 95% interval."""
     names = [n for n in ORDER if n in results] + [n for n in results if n not in ORDER]
-    fig, ax = _fig(7, 0.5 * len(names) + 1.4)
+    fig, ax = _fig(7, 0.5 * len(names) * max(1, len(keys) / 2) + 1.4)
     y = np.arange(len(names))
-    for off, key, color in ((-0.18, "accuracy", "#3366aa"), (0.18, "macro_f1", "#cc8833")):
+    colors = ("#3366aa", "#cc8833", "#55aa55")
+    step = 0.36 / max(len(keys) - 1, 1)
+    for i, key in enumerate(keys):
         vals = np.array([results[n][key] for n in names])
         ci = np.array([results[n][f"{key}_ci95"] for n in names])
-        ax.errorbar(vals, y + off, xerr=[vals - ci[:, 0], ci[:, 1] - vals], fmt="o", color=color, capsize=3,
-                    label=key.replace("_", "-"))
+        ax.errorbar(vals, y - 0.18 + i * step, xerr=[vals - ci[:, 0], ci[:, 1] - vals], fmt="o", color=colors[i],
+                    capsize=3, label=key.replace("_", "-"))
     ax.set_yticks(y, names); ax.invert_yaxis(); ax.set_xlim(0, 1.02); ax.grid(axis="x", alpha=0.3)
     ax.set_xlabel("holdout score (95% bootstrap interval)"); ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout(); fig.savefig(path, dpi=110)

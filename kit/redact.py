@@ -423,6 +423,26 @@ class Redactor:
         return RedactionResult("".join(out), spans)
 
 
+    def redact_many(self, texts: list[str], known: dict[str, list[str]] | None = None) -> list[RedactionResult]:
+        """Redact several texts of one record (a ticket and its answer's values) with shared placeholder numbers:
+        a name that is `<PERSON_2>` in the ticket is `<PERSON_2>` in the answer too, so the model learns to copy it."""
+        found = [self.find(t, known) for t in texts]
+        joined, spans, offset = [], [], 0
+        for t, fs in zip(texts, found):
+            joined.append(t)
+            spans.extend((s + offset, e + offset, ent) for s, e, ent in fs)
+            offset += len(t) + 2
+        ids = _placeholder_ids("\n\n".join(joined), spans)
+        out = []
+        for t, fs in zip(texts, found):
+            parts, pos = [], 0
+            for s, e, ent in fs:
+                parts += [t[pos:s], f"<{ent}_{ids[(ent, _norm(t[s:e], ent))]}>"]
+                pos = e
+            out.append(RedactionResult("".join(parts) + t[pos:], fs))
+        return out
+
+
 def _placeholder_ids(text: str, spans: list[Span]) -> dict[tuple[str, str], int]:
     """Number each distinct value per type in order of appearance; a lone first or last name of a person whose full
     name occurs in the same text gets the full name's number."""

@@ -1,38 +1,118 @@
-"""The task as every stage sees it: labels, the instruction, and how one record becomes a prompt and a completion.
+"""The task as every stage sees it: its kind, labels or schema, the instruction, and how a record becomes a prompt
+and a completion.
 
 In: `data/task.json` (written by the prepare stage) and a chat format. Out: prompt and completion strings. Training,
 evaluation and the export parity check all build prompts here, so they cannot drift apart. Over-long tickets are
 cut by tokens (the end of the ticket goes, never the instruction or the answer), the same way everywhere.
+
+Kinds (DESIGN.md, Tasks): `classify` (text → one label; rows carry `label`), `extract` (text → a JSON object; rows
+carry `answer`, the object serialized by `canonical_json`) and `reply` (text → free text; rows carry `answer`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.chat import ChatFormat
 from kit.io import read_json
+
+KINDS = ("classify", "extract", "reply")
+# Generic on purpose: the instruction is the user's (`instruction`); the braces are filled in from the data.
+DEFAULT_INSTRUCTIONS = {
+    "classify": "Assign the text to exactly one of these labels: {labels}. Answer with the label only.",
+    "extract": "Extract the information in the text as a JSON object with the keys {keys}. Answer with the JSON "
+               "object only.",
+    "reply": "Write the reply to this message.",
+}
+
+
+def canonical_json(obj, schema: dict | None = None) -> str:
+    """One spelling per object: keys in the schema's property order (then sorted), no spaces, non-ASCII kept.
+
+    The model is trained on this text and its answers are parsed and compared as objects, so a stable order only
+    decides what the model learns to write first (the schema's order: the intent before its fields, for example).
+    """
+    return json.dumps(_ordered(obj, schema or {}), ensure_ascii=False, separators=(",", ":"))
+
+
+def _ordered(obj, schema: dict):
+    if isinstance(obj, dict):
+        props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+        keys = [k for k in props if k in obj] + sorted(k for k in obj if k not in props)
+        return {k: _ordered(obj[k], props.get(k, {})) for k in keys}
+    if isinstance(obj, list):
+        return [_ordered(v, schema.get("items", {}) if isinstance(schema, dict) else {}) for v in obj]
+    return obj
+
+
+def parse_object(text: str) -> dict | None:
+    """The JSON object an answer holds (the first one, when a model keeps writing after it), else None."""
+    text = (text or "").strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def flatten(obj, prefix: str = "") -> dict:
+    """Leaf values of a JSON object by dotted path ({"fields": {"city": "Rome"}} → {"fields.city": "Rome"})."""
+    out = {}
+    for k, v in obj.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, path + "."))
+        else:
+            out[path] = v
+    return out
 
 
 @dataclass(frozen=True)
 class Task:
     labels: tuple[str, ...]
     system: str
+    kind: str = "classify"
+    schema: dict = field(default_factory=dict)  # extract: the JSON Schema answers are checked against
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Task":
         t = read_json(Path(run_dir) / "data" / "task.json")
-        return cls(tuple(t["labels"]), t["system"])
+        return cls(tuple(t.get("labels", ())), t["system"], t.get("kind", "classify"), t.get("schema") or {})
 
-    def prompt(self, fmt: ChatFormat, text: str, tokenizer=None, max_prompt_tokens: int = 0) -> str:
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "labels": list(self.labels), "system": self.system, "schema": self.schema or None}
+
+    @property
+    def generative(self) -> bool:
+        """Answers are generated and parsed (extract, reply), not scored over a fixed label set (classify)."""
+        return self.kind != "classify"
+
+    def answer(self, row: dict) -> str:
+        """The answer text of a prepared row, as the model must write it."""
+        return row["label"] if self.kind == "classify" else row["answer"]
+
+    def prompt(self, fmt: ChatFormat, text: str, tokenizer=None, max_prompt_tokens: int = 0, system: str | None = None
+               ) -> str:
         """The prompt for one ticket; with a tokenizer and a budget, the ticket is cut to fit."""
+        system = self.system if system is None else system
         if tokenizer is not None and max_prompt_tokens:
-            overhead = len(tokenizer(fmt.prompt("", self.system), add_special_tokens=True)["input_ids"])
+            overhead = len(tokenizer(fmt.prompt("", system), add_special_tokens=True)["input_ids"])
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             room = max(max_prompt_tokens - overhead, 8)
             if len(ids) > room:
                 text = tokenizer.decode(ids[:room])
-        return fmt.prompt(text, self.system)
+        return fmt.prompt(text, system)
 
-    def completion(self, fmt: ChatFormat, label: str) -> str:
-        return fmt.completion(label)
+    def completion(self, fmt: ChatFormat, answer: str) -> str:
+        return fmt.completion(answer)
+
+    def schema_system(self) -> str:
+        """The instruction with the full schema appended: what the untuned base model is given (it has not learned
+        the format), so the zero- and few-shot baselines are fair."""
+        if self.kind != "extract" or not self.schema:
+            return self.system
+        return f"{self.system}\nJSON Schema of the answer: {json.dumps(self.schema, separators=(',', ':'))}"

@@ -110,7 +110,24 @@ def lora_targets(model, target_modules: str, explicit: bool = False):
     return sorted(names)
 
 
-def build_dataset(rows: list[dict], task: Task, fmt, tokenizer, max_length: int):
+def answer_ids(rows: list[dict], task: Task, fmt, tokenizer) -> dict[str, list[int]]:
+    """Token ids of every distinct answer (with its end-of-turn marker), as the model must write it."""
+    answers = set(task.labels) | {task.answer(r) for r in rows}
+    return {a: tokenizer(task.completion(fmt, a), add_special_tokens=False)["input_ids"] for a in sorted(answers)}
+
+
+def prompt_budget(rows: list[dict], task: Task, fmt, tokenizer, max_length: int) -> tuple[int, int]:
+    """(prompt tokens, answer tokens): the longest answer always fits, and every prompt, in training and later in
+    evaluation and export, is cut to the same number of tokens (recorded in kit_adapter.json)."""
+    longest = max(len(a) for a in answer_ids(rows, task, fmt, tokenizer).values())
+    if longest > max_length // 2:
+        raise TrainError(f"the longest answer is {longest} tokens, more than half of max_length={max_length}: prompts "
+                         f"would be cut to {max_length - longest} tokens. Raise max_length (e.g. to "
+                         f"{2 * longest + 64}) or shorten the answers.")
+    return max_length - longest, longest
+
+
+def build_dataset(rows: list[dict], task: Task, fmt, tokenizer, max_length: int, budget: int | None = None):
     """Tokenized prompt/completion examples: `input_ids` and a `completion_mask` marking the answer tokens.
 
     The prompt is tokenized exactly as at inference (BOS + prompt), the answer appended after it, so the model
@@ -119,13 +136,14 @@ def build_dataset(rows: list[dict], task: Task, fmt, tokenizer, max_length: int)
     """
     from datasets import Dataset
 
-    answers = {lab: tokenizer(task.completion(fmt, lab), add_special_tokens=False)["input_ids"] for lab in task.labels}
-    budget = max_length - max(len(a) for a in answers.values())
+    answers = answer_ids(rows, task, fmt, tokenizer)
+    if budget is None:
+        budget = max_length - max(len(a) for a in answers.values())
     out = []
     for r in rows:
         prompt_ids = tokenizer(task.prompt(fmt, r["text"], tokenizer, budget), add_special_tokens=True)["input_ids"]
         prompt_ids = prompt_ids[:budget]
-        answer = answers[r["label"]]
+        answer = answers[task.answer(r)][: max_length - len(prompt_ids)]
         out.append({"input_ids": prompt_ids + answer, "completion_mask": [0] * len(prompt_ids) + [1] * len(answer)})
     return Dataset.from_list(out)
 
@@ -287,10 +305,11 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     tok = models.load_tokenizer(resolved)
     train_rows = read_jsonl(run_dir / "data" / "train.jsonl")
     holdout_rows = read_jsonl(run_dir / "data" / "holdout.jsonl")
-    train_ds = build_dataset(train_rows, task, fmt, tok, cfg.max_length)
+    prompt_tokens, answer_tokens = prompt_budget(train_rows, task, fmt, tok, cfg.max_length)
+    train_ds = build_dataset(train_rows, task, fmt, tok, cfg.max_length, prompt_tokens)
     # Holdout rows sorted by length, so each evaluation batch pads little.
     eval_rows = sorted(holdout_rows[: cfg.holdout_loss_examples], key=lambda r: len(r["text"]))
-    eval_ds = build_dataset(eval_rows, task, fmt, tok, cfg.max_length)
+    eval_ds = build_dataset(eval_rows, task, fmt, tok, cfg.max_length, prompt_tokens)
 
     dtype = hardware.compute_dtype(cfg.dtype, device)
     print(f"dtype: {dtype.dtype} ({dtype.reason})")
@@ -376,7 +395,8 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     write_json(work_dir / "log.json", log)
     meta = {
         "adapter_name": cfg.adapter_name, "base_model": cfg.model, "base_model_sha256": resolved.sha256,
-        "chat_format": fmt.name, "labels": list(task.labels), "system": task.system,
+        "chat_format": fmt.name, "task": task.kind, "labels": list(task.labels), "system": task.system,
+        "schema": task.schema or None, "prompt_tokens": prompt_tokens, "answer_tokens": answer_tokens,
         "data_sha256": sha256_file(run_dir / "data" / "train.jsonl"), "audit_passed": audit["passed"],
         "parameters": asdict(cfg), "metrics": {"final_holdout_loss": log["final_holdout_loss"]},
         "kit_version": __version__,

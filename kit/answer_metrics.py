@@ -1,0 +1,129 @@
+"""Metrics and baselines for generated answers: JSON objects (extract) and free-text replies (reply).
+
+In: expected answers and generated texts, in holdout order. Out: one report per model, with percentile-bootstrap 95%
+intervals over holdout rows, in the same shape for every model (so baselines and the tuned model share one table).
+
+extract. An answer counts as *valid* when it parses to a JSON object (and fits the schema, when there is one). Its
+fields are compared leaf by leaf on dotted paths ("fields.city"): *field accuracy* is the share of matching leaves
+among the union of expected and produced leaves (a missing field and an invented one both count against it), *exact
+match* the share of answers equal to the expected object. The summary's `accuracy` is exact match, so the regression
+comparison and the release notes read every kind alike.
+
+reply. ROUGE-L F-measure (`rouge-score`, Google's reference implementation) and chrF (`sacrebleu`) against the
+reference reply, both per row, so they get intervals; answer length against the reference; refusals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kit.task import flatten, parse_object
+
+
+def _ci(values, samples: int, seed: int) -> list[float]:
+    from kit.evaluate import bootstrap_ci
+
+    return bootstrap_ci(np.asarray(values, dtype=float), np.mean, samples, seed)
+
+
+def schema_valid(obj: dict | None, schema: dict | None) -> bool:
+    if obj is None:
+        return False
+    if not schema:
+        return True
+    import jsonschema
+
+    return jsonschema.validators.validator_for(schema)(schema).is_valid(obj)
+
+
+def field_scores(expected: dict, produced: dict | None) -> tuple[int, int, int, int]:
+    """(matching leaves, union of leaves, expected leaves, produced leaves) of one answer."""
+    exp = flatten(expected)
+    got = flatten(produced) if produced is not None else {}
+    matched = sum(1 for k, v in exp.items() if k in got and got[k] == v)
+    return matched, len(exp.keys() | got.keys()), len(exp), len(got)
+
+
+def extract_report(expected: list[dict], texts: list[str], schema: dict | None = None, samples: int = 1000,
+                   seed: int = 0) -> dict:
+    """Validity, exact match, field accuracy (with intervals), field precision/recall and per-field accuracy."""
+    objs = [parse_object(t) for t in texts]
+    valid = [schema_valid(o, schema) for o in objs]
+    exact = [o == e for o, e in zip(objs, expected)]
+    scores = np.array([field_scores(e, o) for e, o in zip(expected, objs)], dtype=float).reshape(-1, 4)
+    ratio = lambda rows: rows[:, 0].sum() / max(rows[:, 1].sum(), 1)  # micro: leaves pooled over rows
+    from kit.evaluate import bootstrap_ci
+
+    per_field: dict[str, dict] = {}
+    for e, o in zip(expected, objs):
+        got = flatten(o) if o is not None else {}
+        for k, v in flatten(e).items():
+            f = per_field.setdefault(k, {"support": 0, "correct": 0, "invented": 0})
+            f["support"] += 1
+            f["correct"] += int(got.get(k, object()) == v)
+        for k in got.keys() - flatten(e).keys():
+            per_field.setdefault(k, {"support": 0, "correct": 0, "invented": 0})["invented"] += 1
+    for f in per_field.values():
+        f["accuracy"] = f["correct"] / f["support"] if f["support"] else None
+    n = len(expected)
+    precision = scores[:, 0].sum() / max(scores[:, 3].sum(), 1)
+    recall = scores[:, 0].sum() / max(scores[:, 2].sum(), 1)
+    return {
+        "n": n,
+        "validity_rate": float(np.mean(valid)) if n else None, "validity_rate_ci95": _ci(valid, samples, seed),
+        "exact_match": float(np.mean(exact)) if n else None, "exact_match_ci95": _ci(exact, samples, seed),
+        "field_accuracy": float(ratio(scores)) if n else None,
+        "field_accuracy_ci95": bootstrap_ci(scores, ratio, samples, seed),
+        "field_precision": float(precision), "field_recall": float(recall),
+        "field_f1": float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0,
+        "per_field": dict(sorted(per_field.items(), key=lambda kv: -kv[1]["support"])),
+        "accuracy": float(np.mean(exact)) if n else None, "accuracy_ci95": _ci(exact, samples, seed),
+    }
+
+
+REFUSALS = ("i can't", "i cannot", "i'm sorry", "i am sorry", "as an ai", "i am unable", "i'm unable")
+
+
+def reply_scores(references: list[str], texts: list[str]) -> tuple[list[float], list[float]]:
+    """Per-row ROUGE-L F-measure and chrF (0–1) of each reply against its reference."""
+    from rouge_score import rouge_scorer
+    from sacrebleu.metrics import CHRF
+
+    rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    chrf = CHRF()
+    rl = [rouge.score(ref, hyp)["rougeL"].fmeasure for ref, hyp in zip(references, texts)]
+    cf = [chrf.sentence_score(hyp, [ref]).score / 100 for ref, hyp in zip(references, texts)]
+    return rl, cf
+
+
+def reply_report(references: list[str], texts: list[str], samples: int = 1000, seed: int = 0) -> dict:
+    """ROUGE-L and chrF with intervals, length against the reference, empty answers and refusals."""
+    rl, cf = reply_scores(references, texts)
+    words = lambda t: len(t.split())
+    ratio = [words(t) / max(words(r), 1) for r, t in zip(references, texts)]
+    refused = [t.lower().startswith(REFUSALS) for t in texts]
+    n = len(references)
+    return {
+        "n": n, "rouge_l": float(np.mean(rl)) if n else None, "rouge_l_ci95": _ci(rl, samples, seed),
+        "chrf": float(np.mean(cf)) if n else None, "chrf_ci95": _ci(cf, samples, seed),
+        "mean_words": float(np.mean([words(t) for t in texts])) if n else None,
+        "reference_mean_words": float(np.mean([words(r) for r in references])) if n else None,
+        "length_ratio_median": float(np.median(ratio)) if n else None,
+        "empty_rate": float(np.mean([not t.strip() for t in texts])) if n else None,
+        "refusal_rate": float(np.mean(refused)) if n else None,
+        # `accuracy` keeps the regression comparison and release notes kind-agnostic: for replies it is ROUGE-L.
+        "accuracy": float(np.mean(rl)) if n else None, "accuracy_ci95": _ci(rl, samples, seed),
+        "row_rouge_l": [round(x, 4) for x in rl],
+    }
+
+
+def nearest_training_answers(train_rows: list[dict], rows: list[dict], answer) -> tuple[list[str], list[float]]:
+    """The retrieval baseline: for each row, the answer of the most similar training text (TF-IDF cosine), and
+    that similarity. Honest for both kinds: it is what a lookup in past tickets would answer."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    train_m = vec.fit_transform([r["text"] for r in train_rows])
+    sims = (vec.transform([r["text"] for r in rows]) @ train_m.T).toarray()
+    best = sims.argmax(1)
+    return [answer(train_rows[j]) for j in best], [round(float(sims[i, j]), 4) for i, j in enumerate(best)]
