@@ -312,11 +312,61 @@ class LlamaCppScorer:
         return out["choices"][0]["text"].strip()
 
 
+def parity_generations(gguf_path: str, prompts: list[str], stop: list[str], lora_path: str | None,
+                       max_tokens: int, n_ctx: int = 1024) -> list[str]:
+    """llama.cpp's greedy answer to every prompt (extract, reply), as the served model would write it."""
+    llm = llamacpp.load(Path(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=os.cpu_count(), lora_path=lora_path)
+    out = []
+    for p in prompts:
+        llm.reset()
+        r = llm(p, max_tokens=max_tokens, temperature=0.0, top_k=1, stop=stop)
+        out.append(r["choices"][0]["text"].strip())
+    return out
+
+
+def first_divergence(a: str, b: str) -> int:
+    """Character position where two texts first differ (the shorter one's length when one extends the other)."""
+    from os.path import commonprefix
+
+    return len(commonprefix([a, b]))
+
+
 def parity_answers(gguf_path: str, labels: list[str], prompts: list[str], stop: list[str], lora_path: str | None,
                    n_generate: int = 20) -> tuple[list[tuple[str, float]], list[str]]:
     """llama.cpp's label and confidence for every prompt, and its greedy generation for the first `n_generate`."""
     scorer = LlamaCppScorer(Path(gguf_path), labels, lora_path=Path(lora_path) if lora_path else None)
     return [scorer.predict(p) for p in prompts], [scorer.generate(p, stop) for p in prompts[:n_generate]]
+
+
+def parity_table(parity: dict):
+    """One row per exported variant: size, agreement with the adapter, its holdout score, verdict, seconds."""
+    import pandas as pd
+
+    score = {"extract": ["valid_json", "holdout_exact_match"], "reply": ["holdout_rouge_l"]}.get(
+        parity.get("task", "classify"), ["holdout_accuracy"])
+    return pd.DataFrame(parity["types"]).T[["size_mb", "agreement", *score, "passed", "seconds"]]
+
+
+def generative_parity(task: Task, gen: list[str], adapter_preds: list[dict]) -> dict:
+    """How llama.cpp's answers compare with the adapter's: equal JSON objects (extract) or identical text (reply),
+    and the first place the texts part where they do."""
+    from kit.task import parse_object
+
+    same_text = [g == a["prediction"] for g, a in zip(gen, adapter_preds)]
+    diverged = [{"id": a["id"], "at_char": first_divergence(g, a["prediction"]), "adapter_chars": len(a["prediction"])}
+                for g, a, s in zip(gen, adapter_preds, same_text) if not s]
+    out = {"text_agreement": float(np.mean(same_text)), "first_divergences": diverged[:5]}
+    if task.kind == "extract":
+        objs = [parse_object(g) for g in gen]
+        out["agreement"] = float(np.mean([o == parse_object(a["prediction"]) for o, a in zip(objs, adapter_preds)]))
+        out["valid_json"] = float(np.mean([o is not None for o in objs]))
+        out["holdout_exact_match"] = float(np.mean([o == parse_object(a["label"]) for o, a in zip(objs, adapter_preds)]))
+    else:
+        from kit.answer_metrics import reply_scores
+
+        out["agreement"] = out["text_agreement"]
+        out["holdout_rouge_l"] = float(np.mean(reply_scores([a["label"] for a in adapter_preds], gen)[0]))
+    return out
 
 
 @dataclass
@@ -376,33 +426,43 @@ def run(cfg: ExportConfig) -> ExportResult:
                           modelfile(base_gguf.name, fmt, task.system, license_block, cfg.num_ctx, lora.name))
         variants["adapter"] = base_gguf
 
-    # Parity: the holdout prompts, cut exactly as in evaluation, scored by llama.cpp on each GGUF.
+    if task.kind == "extract" and task.schema:  # for Ollama's `format` and llama.cpp's JSON-schema grammar
+        write_json(out_dir / "schema.json", task.schema)
+
+    # Parity: the holdout prompts, cut exactly as in evaluation, answered by llama.cpp on each GGUF.
     tok = models.load_tokenizer(resolved)
     holdout = {r["id"]: r for r in read_jsonl(run_dir / "data" / "holdout.jsonl")}
     adapter_preds = [p for p in read_jsonl(preds_path) if p["model"] == "tuned"]
     if cfg.max_examples:
         adapter_preds = adapter_preds[: cfg.max_examples]
-    max_length = eval_metrics.get("max_length", 192)
-    prompts = [task.prompt(fmt, holdout[p["id"]]["text"], tok, max_length - 8) for p in adapter_preds]
-    parity = {"n": len(adapter_preds), "threshold": cfg.parity_threshold, "types": {}}
+    budget = eval_metrics.get("prompt_tokens") or eval_metrics.get("max_length", 192) - 8
+    prompts = [task.prompt(fmt, holdout[p["id"]]["text"], tok, budget) for p in adapter_preds]
+    parity = {"n": len(adapter_preds), "threshold": cfg.parity_threshold, "task": task.kind, "types": {}}
     for gtype, path in variants.items():
         t = time.time()
+        lora_path = str(lora) if gtype == "adapter" else None
         # In a child process: a native crash in llama.cpp becomes an ExportError here, not a dead notebook kernel.
-        got, gen = llamacpp.isolated(parity_answers, str(path), list(task.labels), prompts, list(fmt.stop),
-                                     str(lora) if gtype == "adapter" else None, what=f"checking parity of {gtype}",
-                                     gguf=path, error=ExportError)
-        agree = float(np.mean([g[0] == a["prediction"] for g, a in zip(got, adapter_preds)]))
-        gen_agree = float(np.mean([g == a["prediction"] for g, a in zip(gen, adapter_preds[:20])]))
-        acc = float(np.mean([g[0] == a["label"] for g, a in zip(got, adapter_preds)]))
+        if task.generative:
+            gen = llamacpp.isolated(parity_generations, str(path), prompts, list(fmt.stop), lora_path,
+                                    int(eval_metrics.get("max_new_tokens", 64)), what=f"checking parity of {gtype}",
+                                    gguf=path, error=ExportError)
+            row = generative_parity(task, gen, adapter_preds)
+        else:
+            got, gen = llamacpp.isolated(parity_answers, str(path), list(task.labels), prompts, list(fmt.stop),
+                                         lora_path, what=f"checking parity of {gtype}", gguf=path, error=ExportError)
+            agree = float(np.mean([g[0] == a["prediction"] for g, a in zip(got, adapter_preds)]))
+            row = {"agreement": agree, "label_agreement": agree,
+                   "generation_agreement_first20": float(np.mean([g == a["prediction"]
+                                                                  for g, a in zip(gen, adapter_preds[:20])])),
+                   "holdout_accuracy": float(np.mean([g[0] == a["label"] for g, a in zip(got, adapter_preds)]))}
         # f16 and q8_0 must agree; q4_K_M trades accuracy for size and is reported. The adapter variant is held to
         # the bar of its base's type.
         required = (cfg.modelfile_gguf if gtype == "adapter" else gtype) in ("f16", "q8_0")
         files = [path.name] + ([lora.name] if gtype == "adapter" else [])
         parity["types"][gtype] = {
             "file": " + ".join(files), "size_mb": round(sum((out_dir / f).stat().st_size for f in files) / 2**20, 1),
-            "sha256": sha256_file(path),
-            "label_agreement": agree, "generation_agreement_first20": gen_agree, "holdout_accuracy": acc,
-            "required": required, "passed": agree >= cfg.parity_threshold if required else None,
+            "sha256": sha256_file(path), **row,
+            "required": required, "passed": row["agreement"] >= cfg.parity_threshold if required else None,
             "seconds": round(time.time() - t, 1)}
     verified = all(v["passed"] for v in parity["types"].values() if v["required"])
     parity["verified"] = verified
@@ -451,8 +511,9 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
     # Intervals that overlap mean the change may be noise; the evaluate stage's regression check tests it properly.
     lines += ["", "| export | previous agreement | now |", "|---|---|---|"]
     for gtype, v in parity["types"].items():
-        old = prev_parity.get("types", {}).get(gtype, {}).get("label_agreement")
-        lines.append(f"| {gtype} | {'—' if old is None else f'{old:.1%}'} | {v['label_agreement']:.1%} |")
+        old = prev_parity.get("types", {}).get(gtype, {})
+        old = old.get("agreement", old.get("label_agreement"))
+        lines.append(f"| {gtype} | {'—' if old is None else f'{old:.1%}'} | {v['agreement']:.1%} |")
     for label, rel in (("training data", "data/provenance.json"), ("license note", "license_note.json")):
         old, new = _optional_json(prev / rel), _optional_json(run_dir / rel)
         key = "source_sha256" if label == "training data" else "weights_sha256"
@@ -464,15 +525,11 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
 def model_card(cfg: ExportConfig, note: dict, task: Task, eval_metrics: dict, parity: dict, run_dir: Path,
                notes: str) -> str:
     """MODEL_CARD.md from the run's own records: nothing in it is typed by hand, and no ticket text appears."""
-    models_rows = "\n".join(
-        f"| {name} | {m['accuracy']:.1%} | {m['accuracy_ci95'][0]:.1%}–{m['accuracy_ci95'][1]:.1%} | "
-        f"{m['macro_f1']:.3f} |" for name, m in eval_metrics["models"].items() if "accuracy_ci95" in m)
     n = eval_metrics["models"]["tuned"]["n"]
     tuned = eval_metrics["models"]["tuned"]
-    weak = sorted(((k, v) for k, v in tuned.get("per_class", {}).items() if v.get("recall", 1.0) < 1.0),
-                  key=lambda kv: kv[1]["recall"])[:2]
-    weak_text = "; ".join(f"`{k}` recall {v['recall']:.1%}" for k, v in weak) or "none missed on this holdout"
-    rows = "\n".join(f"| {k} | {v['file']} | {v['size_mb']} MB | {v['label_agreement']:.1%} | "
+    metrics_table, weak_text = _card_metrics(task, eval_metrics)
+    agreement = {"classify": "label agreement", "extract": "same JSON object", "reply": "identical reply"}[task.kind]
+    rows = "\n".join(f"| {k} | {v['file']} | {v['size_mb']} MB | {v['agreement']:.1%} | "
                      f"{'yes' if v['passed'] else 'no' if v['passed'] is False else 'reported'} |"
                      for k, v in parity["types"].items())
     prov = _optional_json(run_dir / "data" / "provenance.json")
@@ -482,14 +539,20 @@ def model_card(cfg: ExportConfig, note: dict, task: Task, eval_metrics: dict, pa
     data_line = (", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "see data/provenance.json")
     approver = note.get("approver") or "not recorded"
     release = notes.split("\n", 2)[-1].strip()
+    does = {"classify": f"Assigns a text one of: {', '.join(f'`{lab}`' for lab in task.labels)}.",
+            "extract": f"Writes the JSON object of a text's fields (keys: "
+                       f"{', '.join(f'`{k}`' for k in (task.schema or {}).get('properties', {}))}); the schema is "
+                       "`schema.json`.",
+            "reply": "Writes a reply to a message, in the tone of the training replies."}[task.kind]
     return f"""# {cfg.ollama_name}
 
-Routes support email into one of: {', '.join(f'`{lab}`' for lab in task.labels)}.
+{does}
+Instruction it was trained with (the Modelfile's SYSTEM): "{task.system}"
 Base model: `{cfg.model}` under the {note['license']} ({note['url']}). {note.get('notice', '')}
 
 ## Intended use
-{scope.get('use_case', 'Suggesting a lane for incoming support email')}, with a person able to correct the answer.
-Out of scope: decisions about claims or payments, and any text other than support email in the trained language.
+{scope.get('use_case', 'Suggesting an answer for incoming support text')}, with a person able to correct the answer.
+Out of scope: decisions made without a person, and any text unlike the training data or in another language.
 
 ## Training data
 Purpose recorded with the data: {prov.get('purpose', 'not recorded')}. Rows: {data_line}.
@@ -498,17 +561,15 @@ Prepared snapshot expires {prov.get('expires_on', 'see data/provenance.json')}; 
 independent privacy audit {'passed' if audit.get('passed') else 'did not pass'} ({audit.get('hits', 'n/a')} hits).
 
 ## Evaluation (holdout, n={n}, 95% bootstrap intervals)
-| model | accuracy | 95% interval | macro-F1 |
-|---|---|---|---|
-{models_rows}
+{metrics_table}
 
 ## Known failure modes
-Weakest lanes for the tuned model: {weak_text}. Accuracy on an interval's low end is what to plan for.
-Emails unlike the training data (other languages, new products, several requests in one email) are routed with less
+{weak_text} A score on an interval's low end is what to plan for.
+Texts unlike the training data (other languages, new products, several requests in one text) are handled with less
 reliability than the table shows.
 
 ## Export parity (llama.cpp vs the adapter in transformers)
-| export | files | size | label agreement | required ≥ {parity['threshold']:.0%} |
+| export | files | size | {agreement} | required ≥ {parity['threshold']:.0%} |
 |---|---|---|---|---|
 {rows}
 
@@ -530,6 +591,36 @@ A 270M-parameter model follows its trained format, not general instructions.
 ## Release notes
 {release}
 """
+
+
+def _card_metrics(task: Task, eval_metrics: dict) -> tuple[str, str]:
+    """The model card's results table and its weakest-spot sentence, per task kind."""
+    pct = lambda m, k: f"{m[k]:.1%} ({m[k + '_ci95'][0]:.1%}–{m[k + '_ci95'][1]:.1%})"
+    models = eval_metrics["models"]
+    tuned = models["tuned"]
+    if task.kind == "extract":
+        table = ["| model | valid JSON | field accuracy (95% interval) | exact match (95% interval) |", "|---|---|---|---|"]
+        table += [f"| {n} | {m['validity_rate']:.1%} | {pct(m, 'field_accuracy')} | {pct(m, 'exact_match')} |"
+                  for n, m in models.items()]
+        weak = sorted(((k, v) for k, v in tuned["per_field"].items() if v["support"] >= 3 and v["accuracy"] is not None),
+                      key=lambda kv: kv[1]["accuracy"])[:3]
+        text = "Weakest fields for the tuned model: " + ("; ".join(f"`{k}` {v['accuracy']:.1%} of {v['support']}"
+                                                                  for k, v in weak) or "none") + "."
+    elif task.kind == "reply":
+        table = ["| model | ROUGE-L (95% interval) | chrF (95% interval) | words per reply |", "|---|---|---|---|"]
+        table += [f"| {n} | {pct(m, 'rouge_l')} | {pct(m, 'chrf')} | {m['mean_words']:.1f} |" for n, m in models.items()]
+        text = (f"Replies are compared with one reference each; ROUGE-L rewards the reference's wording, not its "
+                f"correctness. Refusals {tuned['refusal_rate']:.1%}, empty replies {tuned['empty_rate']:.1%}; people "
+                "review replies before they are sent.")
+    else:
+        table = ["| model | accuracy | 95% interval | macro-F1 |", "|---|---|---|---|"]
+        table += [f"| {n} | {m['accuracy']:.1%} | {m['accuracy_ci95'][0]:.1%}–{m['accuracy_ci95'][1]:.1%} | "
+                  f"{m['macro_f1']:.3f} |" for n, m in models.items() if "macro_f1" in m]
+        weak = sorted(((k, v) for k, v in tuned.get("per_class", {}).items() if v.get("recall", 1.0) < 1.0),
+                      key=lambda kv: kv[1]["recall"])[:2]
+        text = "Weakest labels for the tuned model: " + ("; ".join(f"`{k}` recall {v['recall']:.1%}" for k, v in weak)
+                                                         or "none missed on this holdout") + "."
+    return "\n".join(table), text
 
 
 CHECKSUMS = "SHA256SUMS.json"

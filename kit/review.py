@@ -109,18 +109,24 @@ def record_status(run_dir: str | Path, reviewer: str, sampled: int) -> dict:
 
 
 def panel(run_dir: str | Path, reviewer: str, rows: list[dict], labels: list[str]):
-    """An ipywidgets panel: one row at a time, its redacted text and label; accept / relabel / flag PII + reason."""
+    """An ipywidgets panel: one row at a time, its redacted text and label; accept / relabel / flag PII + reason.
+
+    For extract and reply rows (an `answer`, no labels) the answer is shown under the text, since it is training
+    text too, and relabel is not offered: accept, or flag PII in the text or the answer.
+    """
     import ipywidgets as w
 
+    rows = [r if "label" in r else {**r, "label": r["answer"], "text": f"{r['text']}\n\n--- answer ---\n{r['answer']}"}
+            for r in rows]
     out_path = Path(run_dir) / "data" / "reviews.jsonl"
     state = {"i": 0}
     header = w.HTML()
     text = w.Textarea(layout=w.Layout(width="100%", height="160px"), disabled=True)
-    label = w.Dropdown(options=labels, description="label")
+    label = w.Dropdown(options=labels, description="label", layout=w.Layout(display="" if labels else "none"))
     reason = w.Text(placeholder="one-line reason (needed for relabel / flag PII)", layout=w.Layout(width="100%"))
     message = w.HTML()
     buttons = {d: w.Button(description=d.replace("_", " "), button_style=s)
-               for d, s in zip(DECISIONS, ("success", "warning", "danger"))}
+               for d, s in zip(DECISIONS, ("success", "warning", "danger")) if labels or d != "relabel"}
 
     def show():
         if state["i"] >= len(rows):
@@ -130,7 +136,8 @@ def panel(run_dir: str | Path, reviewer: str, rows: list[dict], labels: list[str
         row = rows[state["i"]]
         header.value = f"<b>{state['i'] + 1}/{len(rows)}</b> · {row['file']} · id {row['id']} · label <b>{row['label']}</b>"
         text.value = row["text"]
-        label.value = row["label"] if row["label"] in labels else labels[0]
+        if labels:
+            label.value = row["label"] if row["label"] in labels else labels[0]
         reason.value = ""
 
     def decide(decision):

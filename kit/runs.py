@@ -154,14 +154,19 @@ def summary(run_dir: Path) -> str:
     lines = []
     metrics_path = run_dir / "eval" / "metrics.json"
     if metrics_path.exists():
-        m = read_json(metrics_path)["models"]
+        metrics = read_json(metrics_path)
+        m = metrics["models"]
+        what = {"extract": "exact match", "reply": "ROUGE-L"}.get(metrics.get("task", "classify"), "accuracy")
         for name in ("base_zero_shot", "tuned"):
             lo, hi = m[name]["accuracy_ci95"]
-            lines.append(f"{name:>15} holdout accuracy: {m[name]['accuracy']:.1%} (95% CI {lo:.1%}–{hi:.1%})")
+            lines.append(f"{name:>15} holdout {what}: {m[name]['accuracy']:.1%} (95% CI {lo:.1%}–{hi:.1%})")
+        if metrics.get("task") == "extract":
+            f = m["tuned"]
+            lines.append(f"{'tuned':>15} field accuracy: {f['field_accuracy']:.1%}, valid JSON {f['validity_rate']:.1%}")
     parity_path = run_dir / "export" / "parity.json"
     if parity_path.exists():
         par = read_json(parity_path)
         for t, v in par["types"].items():
-            lines.append(f"GGUF {t}: {run_dir / 'export' / v['file']} (agreement with adapter {v['label_agreement']:.1%})")
+            lines.append(f"GGUF {t}: {run_dir / 'export' / v['file']} (agreement with adapter {v['agreement']:.1%})")
         lines.append(f"Modelfile: {run_dir / 'export' / 'Modelfile'}  verified={par['verified']}")
     return "\n".join(lines)

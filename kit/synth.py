@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,6 +401,69 @@ def write_samples(out_dir: Path, n_rows: int = 600, seed: int = 7) -> dict:
     stats = skeleton_stats(skeletons, [r["label"] for r in rows]) | {"seed": seed}
     (out_dir / "skeleton_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
+
+
+def field_update(row: dict) -> dict:
+    """The extract target of a ticket: the field update an agent would apply (lane always; the claim number, the
+    document asked for and the amount only when the email states them)."""
+    text = f"{row['subject']}\n{row['body']}"
+    update = {"lane": row["label"]}
+    claim = re.search(r"CLM-\d{4}-\d{6}", text)
+    if claim:
+        update["claim_number"] = claim.group()
+    doc = next((d for d in DOCS if d.lower() in text.lower()), None)
+    if doc:
+        update["document"] = doc
+    amount = re.search(r"\$\d+\.\d\d", text)
+    if amount:
+        update["amount"] = amount.group()
+    return update
+
+
+# House-tone replies per lane: {first} the customer's first name, {ref} " about <claim>" when the email names one.
+REPLY_OPENERS = ["Hi {first}, thank you for getting in touch.", "Hello {first}, thanks for your message.",
+                 "Dear {first}, thank you for writing to us.", "Hi {first}, thanks for reaching out."]
+REPLY_BODIES = {
+    "claim_status": ["I have checked your claim{ref} and it is with our assessors; you will hear from us within "
+                     "five working days.", "Your claim{ref} is being reviewed, and I have asked the handler to send "
+                     "you an update by Friday."],
+    "document_request": ["I have sent the {doc} to the email address on your policy; it should arrive within the "
+                         "hour.", "You can download the {doc} from your online account under Documents, and I have "
+                         "also emailed you a copy."],
+    "billing_dispute": ["I am sorry about the charge; I have opened a billing review and we will refund anything taken "
+                        "in error within seven days.", "I have passed the payment{ref} to our billing team, who will "
+                        "confirm the correct amount to you by email."],
+    "agent_escalation": ["I am sorry this has not been resolved; a senior adviser will call you today.",
+                         "I understand your frustration, and I have escalated your case{ref} to a team leader, who "
+                         "will contact you personally."],
+}
+REPLY_CLOSINGS = ["Kind regards, the Customer Care team", "Warm wishes, Customer Care", "Best regards, Customer Care"]
+
+
+def house_reply(row: dict, rng: random.Random) -> str:
+    """The reply target of a ticket, in one house tone: greeting by first name, the answer for its lane, a sign-off."""
+    update = field_update(row)
+    first = row["customer_name"].split()[0]
+    ref = f" {update['claim_number']}" if "claim_number" in update else ""
+    body = rng.choice(REPLY_BODIES[row["label"]]).format(ref=ref, doc=update.get("document", "document you asked for"))
+    return " ".join([rng.choice(REPLY_OPENERS).format(first=first), body, rng.choice(REPLY_CLOSINGS)])
+
+
+def write_task_samples(out_dir: Path, n_rows: int = 400, seed: int = 11) -> dict:
+    """field_updates.jsonl (extract: ticket → `update` object) and replies.jsonl (reply: ticket → `reply`), from
+    tickets generated with their own seed, so neither set repeats the routing demo's tickets."""
+    out_dir = Path(out_dir)
+    rows, _ = generate(n_rows, seed)
+    rng = random.Random(seed)
+    counts = {}
+    for name, column, make in (("field_updates.jsonl", "update", lambda r: field_update(r)),
+                               ("replies.jsonl", "reply", lambda r: house_reply(r, rng))):
+        with open(out_dir / name, "w", encoding="utf-8") as f:
+            for row in rows:
+                out = {k: v for k, v in row.items() if k != "label"} | {column: make(row)}
+                f.write(json.dumps(out, ensure_ascii=False) + "\n")
+        counts[name] = len(rows)
+    return counts
 
 
 def write_bad_inputs(path: Path) -> None:

@@ -111,8 +111,27 @@ class Task:
         return fmt.completion(answer)
 
     def schema_system(self) -> str:
-        """The instruction with the full schema appended: what the untuned base model is given (it has not learned
-        the format), so the zero- and few-shot baselines are fair."""
+        """The instruction with the schema appended: what the untuned base model is given (it has not learned the
+        format), so the zero- and few-shot baselines are fair. The schema is written as the answer's shape
+        (`schema_shape`), every key and type in a third of the tokens of the JSON Schema text."""
         if self.kind != "extract" or not self.schema:
             return self.system
-        return f"{self.system}\nJSON Schema of the answer: {json.dumps(self.schema, separators=(',', ':'))}"
+        shape = json.dumps(schema_shape(self.schema), ensure_ascii=False, separators=(",", ":"))
+        return f"{self.system}\nThe answer has this shape (keys that the text does not mention are left out): {shape}"
+
+
+def schema_shape(schema: dict):
+    """A JSON Schema as an example of its shape: {"intent": "string", "fields": {"city": "string"}}; enums as
+    "a|b|c", arrays as [item shape]."""
+    if not isinstance(schema, dict):
+        return "any"
+    if "enum" in schema:
+        return "|".join(str(v) for v in schema["enum"])
+    kind = schema.get("type", "object" if "properties" in schema else "any")
+    if isinstance(kind, list):
+        kind = "|".join(kind)
+    if kind == "object" and "properties" in schema:
+        return {k: schema_shape(v) for k, v in schema["properties"].items()}
+    if kind == "array":
+        return [schema_shape(schema.get("items", {}))]
+    return kind

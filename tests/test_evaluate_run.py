@@ -16,7 +16,8 @@ def tiny_eval(tmp_path_factory, tiny_model_dir):
     train.run(train.TrainConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_steps=2, batch_size=4,
                                 holdout_loss_examples=4, checkpoint_every_steps=10))
     cfg = evaluate.EvalConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_examples=10, batch_size=5,
-                              bootstrap_samples=100, few_shot_k=2, canary_candidates=10, probe_control_steps=2)
+                              bootstrap_samples=100, few_shot_k=2, canary_candidates=10, probe_control_steps=2,
+                              critical_label="agent_escalation")
     return cfg, evaluate.run(cfg)
 
 

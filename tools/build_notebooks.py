@@ -195,16 +195,18 @@ run_dir: str = "../papermill_runs/lab"  # where this run's files live
 input_path: str = "../data_samples/tickets.csv"  # CSV (, ; tab or | delimited), JSONL, JSON array or Parquet of raw tickets
 encoding: str = "utf-8"  # of a CSV/JSON file: utf-8 (a BOM is fine), or e.g. cp1252 for older Excel exports
 purpose: str = "Route incoming support email to the right team"  # why this data is used; kept in provenance.json
+task: str = "classify"  # classify (text → one label) | extract (text → JSON object) | reply (text → free text)
 text_columns: list = ["subject", "body"]  # free-text columns joined into the training text; the last is the main one
-label_column: str = "label"  # column holding the lane
+label_column: str = "label"  # column holding the answer: the lane (classify), a JSON object (extract), the reply
 id_column: str = "ticket_id"  # column holding a row id (kept, so reviews and audits can name rows); empty: source:line
 tenant_column: str = "tenant_id"  # column naming the customer organisation (empty if none)
 consent_column: str = "training_consent"  # yes/no per row: may it be trained on? (empty: every row may)
 timestamp_column: str = "received_at"  # ISO 8601 timestamps, checked and summarised (empty to skip)
 known_value_columns: dict = {"customer_name": "PERSON", "customer_email": "EMAIL", "policy_number": "POLICY_NUMBER"}  # structured columns whose values are scrubbed from the text wherever they appear
 field_allowlist: list = []  # extra columns to keep in train/holdout (redacted); all other columns are dropped
-labels: list = ["claim_status", "document_request", "billing_dispute", "agent_escalation"]  # the lanes; other labels are quarantined
-instruction: str = ""  # what every prompt asks the model, in your words; "{labels}" is filled in (empty: a generic one)
+labels: list = []  # classify: the lanes; other labels are quarantined (empty: every label with 2+ rows in the file)
+schema: dict = {}  # extract: a JSON Schema the answers must fit (empty: inferred from the answers and shown below)
+instruction: str = ""  # what every prompt asks the model, in your words; {labels} / {keys} are filled in (empty: a generic one)
 holdout_path: str = ""  # a golden holdout file with the same columns (empty: split holdout_fraction off the input)
 holdout_fraction: float = 0.2  # share of rows kept aside for evaluation (0.05–0.5), when no holdout_path
 max_rows: int = 0  # use only the first N rows (0: all); smoke runs use a few hundred
@@ -224,10 +226,10 @@ import pandas as pd
 from kit import data, review
 
 cfg = data.PrepareConfig(
-    run_dir=run_dir, input_path=input_path, encoding=encoding, purpose=purpose, text_columns=text_columns,
+    run_dir=run_dir, input_path=input_path, encoding=encoding, purpose=purpose, task=task, text_columns=text_columns,
     label_column=label_column, id_column=id_column, tenant_column=tenant_column, consent_column=consent_column,
     timestamp_column=timestamp_column, known_value_columns=known_value_columns, field_allowlist=field_allowlist,
-    labels=labels, instruction=instruction, holdout_path=holdout_path, holdout_fraction=holdout_fraction, max_rows=max_rows, max_chars=max_chars, retention_days=retention_days,
+    labels=labels, schema=schema, instruction=instruction, holdout_path=holdout_path, holdout_fraction=holdout_fraction, max_rows=max_rows, max_chars=max_chars, retention_days=retention_days,
     id_patterns=id_patterns, canaries_per_kind=canaries_per_kind, near_duplicate_threshold=near_duplicate_threshold,
     reviewer=reviewer, review_fraction=review_fraction, seed=seed)
 cfg
@@ -273,10 +275,18 @@ pd.Series(result.quarantine_reasons, name="rows", dtype=int).sort_values(ascendi
 print(result.provenance["redaction_ner"])
 pd.Series(result.redactions, name="placeholders").sort_values(ascending=False)
 """),
-    md("What the model will see: three redacted training rows."),
+    md("""
+The task every later stage reads from `data/task.json`: its kind, the labels (taken from the data when `labels` was
+empty) or the JSON Schema of the answers (inferred when `schema` was empty), and the instruction every prompt starts
+with. What the model will see: three redacted training rows with their answers. The answer is training text too: it
+was redacted with its ticket, so a name replaced in the text has the same placeholder in the answer.
+"""),
     code("""
+t = result.task
+print(f"task: {t['kind']} | instruction: {t['system']}")
+print("labels:", t["labels"]) if t["kind"] == "classify" else print("schema:", json.dumps(t["schema"])[:600] if t["schema"] else "-")
 for row in [json.loads(line) for line in open(result.paths["train"])][:3]:
-    print(f"[{row['label']}]\\n{row['text']}\\n")
+    print(f"\\n{row['text']}\\n→ {row.get('label', row.get('answer'))}")
 """),
     md("""
 ## Canaries and the privacy audit
@@ -323,7 +333,7 @@ review happened. Two reviewers who judged the same sample (same `seed`) can comp
     code("""
 sample = review.sample(run_dir, review_fraction, seed)
 status = review.record_status(run_dir, reviewer, len(sample))
-review.panel(run_dir, reviewer, sample, list(labels)) if reviewer else print(status["note"])
+review.panel(run_dir, reviewer, sample, result.task["labels"]) if reviewer else print(status["note"])
 """),
     md("## Files written\n\n`data/` in the run directory. Next: **03_train** reads `data/train.jsonl`, `data/task.json` and checks `data/audit.json`."),
     code("""
@@ -473,8 +483,8 @@ max_examples: int = 0  # evaluate only the first N holdout rows (0: all)
 max_length: int = 192  # same token budget as training
 batch_size: int = 16  # prompts per forward pass
 dtype: str = "auto"  # auto (the fastest on this machine, as in 03) | float32 | bfloat16
-critical_label: str = "agent_escalation"  # the lane whose misses and false alarms cost most (escalation rates)
-handoff_confidence: float = 0.9  # tickets below this confidence go to a person (0–1)
+critical_label: str = ""  # classify: the lane whose misses and false alarms cost most (escalation rates); empty: none
+handoff_confidence: float = 0.9  # answers below this confidence go to a person (0–1)
 few_shot_k: int = 4  # solved examples in the base model's few-shot prompt (0: skip that baseline; up to 16)
 few_shot_example_tokens: int = 48  # each few-shot example is cut to this many tokens
 endpoint_url: str = ""  # an OpenAI-compatible /v1 URL serving this model (e.g. llama.cpp server); empty: none
@@ -505,51 +515,76 @@ cfg
     md("""
 ## The tuned model beside its baselines
 
-Every model answers the same holdout tickets. *majority_class* always says the most common lane; *tfidf_logreg* is a
-classic word-count classifier trained on the same `train.jsonl` in a second; *base_zero_shot* and *base_few_shot* are
-the untuned model with the instruction alone and with a few solved examples in the prompt. If the tuned model does not
-clearly beat TF-IDF, a fine-tune may not be worth running in production. Intervals are 95% bootstrap intervals:
-with 120 tickets, a few points of accuracy are within noise.
+Every model answers the same holdout tickets. *base_zero_shot* and *base_few_shot* are the untuned model with the
+instruction alone and with a few solved examples in the prompt. For **classify**, *majority_class* always says the
+most common lane and *tfidf_logreg* is a classic word-count classifier trained on the same `train.jsonl` in a second.
+For **extract** and **reply** the models write their answers (greedy decoding, as Ollama will with temperature 0);
+the base model is also given the JSON Schema, and *retrieval* answers with the answer of the most similar training
+ticket (TF-IDF), which is what a lookup in past tickets would give. Extract answers are scored for valid JSON, field
+accuracy (matching fields among expected and produced ones) and exact match; replies by ROUGE-L and chrF against the
+reference reply. If the tuned model does not clearly beat the cheap baselines, a fine-tune may not be worth running
+in production. Intervals are 95% bootstrap intervals: with about a hundred tickets, a few points are within noise.
 """),
     code("""
 result = evaluate.run(cfg)
-print(f"computed in {result.metrics['dtype']['dtype']}: {result.metrics['dtype']['reason']}")
+kind = result.metrics["task"]
+print(f"task: {kind} | computed in {result.metrics['dtype']['dtype']}: {result.metrics['dtype']['reason']}")
 evaluate.models_table(result.metrics)
 """),
     code("""
 Image(result.paths["models"])
 """),
     md("""
-Is the gain over the base model real? The paired interval resamples tickets, so both models are judged on the same
-draw each time; it is much narrower than two separate intervals.
+Is the gain real? The paired interval resamples tickets, so both models are judged on the same draw each time; it is
+much narrower than two separate intervals. The score is accuracy (classify), exact match (extract) or ROUGE-L (reply).
 """),
     code("""
-d = result.metrics["tuned_vs_base_zero_shot"]
-print(f"tuned − base zero-shot: {d['delta']:+.1%} (95% CI {d['ci95'][0]:+.1%} to {d['ci95'][1]:+.1%}),",
-      "significant" if d["significant"] else "not significant")
+for other in ("base_zero_shot", result.metrics.get("best_baseline")):
+    d = result.metrics["tuned_vs_base_zero_shot"] if other == "base_zero_shot" else result.metrics.get("tuned_vs_best_baseline")
+    if d:
+        print(f"tuned − {other}: {d['delta']:+.1%} (95% CI {d['ci95'][0]:+.1%} to {d['ci95'][1]:+.1%}),",
+              "significant" if d["significant"] else "not significant")
 """),
-    md("Where the errors are: rows are the true lane, columns the predicted one."),
+    md("""
+Where the errors are. Classify: rows are the true lane, columns the predicted one. Extract: accuracy per field
+(over the rows that expect it) and how often the model invented it, then a few answers as the field update an agent
+would accept or reject, with the model's confidence (the probability it gave that exact answer).
+"""),
     code("""
-Image(result.paths["confusion"])
+if kind == "classify":
+    display(Image(result.paths["confusion"]))
+elif kind == "extract":
+    display(evaluate.field_table(result.metrics).head(15))
+    print("\\n".join(evaluate.field_updates(result.predictions)))
+else:
+    for p in [p for p in result.predictions if p["model"] == "tuned"][:3]:
+        print(f"{p['id']} (ROUGE-L {p['rouge_l']:.2f})\\n  model:     {p['prediction']}\\n  reference: {p['label']}")
 """),
     md("""
 ## Can the confidence be trusted?
 
 Left, the reliability diagram: of the tickets answered with about 80% confidence, about 80% should be right (points on
-the diagonal). ECE, the expected calibration error, is the average gap, weighted by how many tickets fall in each bin.
-Right, what happens if tickets below a confidence go to a person: the share handled automatically against the
-accuracy on that share. The star is the rule `handoff_confidence` sets.
+the diagonal; for extract "right" is an exact match). ECE, the expected calibration error, is the average gap,
+weighted by how many tickets fall in each bin. Right, what happens if tickets below a confidence go to a person: the
+share handled automatically against the accuracy on that share. The star is the rule `handoff_confidence` sets.
+Replies have no single right answer, so they get no confidence here: people review them (below).
 """),
     code("""
-Image(result.paths["calibration"])
+Image(result.paths["calibration"]) if "calibration" in result.paths else print("no calibration for task", kind)
 """),
     code("""
-h, e = result.metrics["models"]["tuned"]["handoff"], result.metrics["models"]["tuned"]["escalation"]
-auto = "no" if h["accuracy_automated"] is None else f"{h['accuracy_automated']:.1%}"  # None: no ticket that sure
-print(f"confidence ≥ {h['threshold']}: {h['coverage']:.0%} automated at {auto} accuracy,",
-      f"{h['handed_to_person']} tickets to a person")
-print(f"{e['critical_label']}: {e['wrong_escalations']} wrongly escalated of {e['negatives']},",
-      f"{e['missed_escalations']} missed of {e['positives']}")
+tuned = result.metrics["models"]["tuned"]
+if "handoff" in tuned:
+    h = tuned["handoff"]
+    auto = "no" if h["accuracy_automated"] is None else f"{h['accuracy_automated']:.1%}"  # None: no ticket that sure
+    print(f"confidence ≥ {h['threshold']}: {h['coverage']:.0%} automated at {auto} accuracy,",
+          f"{h['handed_to_person']} tickets to a person")
+if "escalation" in tuned:
+    e = tuned["escalation"]
+    print(f"{e['critical_label']}: {e['wrong_escalations']} wrongly escalated of {e['negatives']},",
+          f"{e['missed_escalations']} missed of {e['positives']}")
+else:
+    print("no critical_label set: no escalation rates")
 """),
     md("""
 ## The model as it will be served
@@ -613,7 +648,7 @@ eval_review.panel(run_dir, reviewer) if reviewer else print(result.metrics["revi
     code("""
 gain = result.metrics["tuned_minus_base_accuracy"]
 assert gain > 0, f"the tuned adapter is not better than the base model (difference {gain:+.1%})"
-print(f"tuned − base accuracy: {gain:+.1%}")
+print(f"tuned − base zero-shot ({ {'extract': 'exact match', 'reply': 'ROUGE-L'}.get(kind, 'accuracy') }): {gain:+.1%}")
 """),
     md("## Files written\n\n`eval/` in the run directory. Next: **05_export** builds the GGUF and checks it against these predictions."),
     code("""
@@ -664,11 +699,12 @@ cfg
 """),
     code("""
 result = export.run(cfg)
-pd.DataFrame(result.parity["types"]).T[["size_mb", "label_agreement", "holdout_accuracy", "passed", "seconds"]]
+export.parity_table(result.parity)
 """),
     md("""
-Each row is one way to ship the model: `label_agreement` is the share of holdout tickets where llama.cpp picks the
-same lane as the adapter did in transformers. f16 and q8_0 must reach the threshold; q4_K_M (smallest file) is
+Each row is one way to ship the model: `agreement` is the share of holdout tickets where llama.cpp answers like the
+adapter did in transformers: the same lane (classify), the same JSON object (extract), the identical reply, token for
+token (reply; `first_divergences` in `export/parity.json` say where the others part). f16 and q8_0 must reach the threshold; q4_K_M (smallest file) is
 reported so you can decide whether its size is worth its agreement. The `adapter` row is the adapter-only variant:
 the untouched base GGUF with the LoRA adapter applied at load time.
 

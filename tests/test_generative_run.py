@@ -1,0 +1,77 @@
+"""extract and reply through train, evaluate and export on a tiny random model: every model, metric and parity field
+the generative path promises (the real model runs the same path in the smoke course)."""
+
+import json
+
+import pytest
+
+from conftest import REPO
+from kit import data, evaluate, export, licenses, models, train
+
+
+def _run(tmp_path_factory, tiny_model_dir, kind, input_name, column):
+    run_dir = tmp_path_factory.mktemp(f"{kind}run")
+    resolved = models.resolve(str(tiny_model_dir))
+    data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / input_name),
+                                purpose="tests", task=kind, label_column=column, max_rows=80))
+    licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=str(tiny_model_dir), approved=True,
+                                        approver="tester", license_id="gemma"), resolved)
+    train.run(train.TrainConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_steps=2, batch_size=4,
+                                holdout_loss_examples=4, checkpoint_every_steps=10, max_length=256))
+    cfg = evaluate.EvalConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_examples=6, batch_size=3,
+                              bootstrap_samples=100, few_shot_k=1, canary_candidates=10, max_length=256)
+    return cfg, evaluate.run(cfg)
+
+
+@pytest.fixture(scope="module")
+def extract_run(tmp_path_factory, tiny_model_dir):
+    return _run(tmp_path_factory, tiny_model_dir, "extract", "field_updates.jsonl", "update")
+
+
+@pytest.fixture(scope="module")
+def reply_run(tmp_path_factory, tiny_model_dir):
+    return _run(tmp_path_factory, tiny_model_dir, "reply", "replies.jsonl", "reply")
+
+
+def test_extract_evaluates_every_model_on_the_same_rows(extract_run):
+    cfg, result = extract_run
+    m = result.metrics
+    assert m["task"] == "extract" and set(m["models"]) == {"tuned", "base_zero_shot", "base_few_shot", "retrieval"}
+    for name, r in m["models"].items():
+        assert r["n"] == 6 and 0 <= r["field_accuracy"] <= 1 and r["field_accuracy_ci95"][0] <= r["field_accuracy"]
+        assert r["accuracy"] == r["exact_match"] and "per_field" in r
+    # retrieval copies training answers, which are valid objects by construction
+    assert m["models"]["retrieval"]["validity_rate"] == 1.0 and m["best_baseline"] in m["models"]
+    tuned = [p for p in result.predictions if p["model"] == "tuned"]
+    assert all(0 <= p["confidence"] <= 1 and isinstance(p["valid"], bool) for p in tuned)
+    meta = json.loads((result.paths["metrics"] and open(f"{cfg.run_dir}/adapters/default/kit_adapter.json").read()))
+    assert meta["task"] == "extract" and m["prompt_tokens"] == meta["prompt_tokens"]
+    assert "lane" in meta["schema"]["properties"]
+    assert not evaluate.models_table(m).empty and len(evaluate.field_updates(result.predictions, 3)) == 3
+
+
+def test_reply_is_scored_against_the_reference_replies(reply_run):
+    _, result = reply_run
+    m = result.metrics
+    assert m["task"] == "reply" and set(m["models"]) == {"tuned", "base_zero_shot", "base_few_shot", "retrieval"}
+    # the retrieval baseline answers with real training replies, so it overlaps with the references
+    assert m["models"]["retrieval"]["rouge_l"] > 0.2 and m["models"]["retrieval"]["empty_rate"] == 0
+    assert all("rouge_l" in p for p in result.predictions) and "calibration" not in result.paths
+
+
+@pytest.mark.parametrize("which", ["extract", "reply"])
+def test_export_parity_compares_generations_in_llama_cpp(which, extract_run, reply_run, tmp_path):
+    cfg, result = extract_run if which == "extract" else reply_run
+    license_file = tmp_path / "LICENSE.txt"
+    license_file.write_text("Test license text for the tiny model.")
+    res = export.run(export.ExportConfig(run_dir=cfg.run_dir, model=cfg.model, gguf_types=("f16",),
+                                         modelfile_gguf="f16", adapter_variant=False, max_examples=4,
+                                         license_file=str(license_file)))
+    row = res.parity["types"]["f16"]
+    assert res.parity["task"] == which and res.parity["n"] == 4 and 0 <= row["agreement"] <= 1
+    assert len(row["first_divergences"]) == round((1 - row["text_agreement"]) * 4)
+    card = open(res.paths["model_card"]).read()
+    assert ("field accuracy" in card) if which == "extract" else ("ROUGE-L" in card)
+    assert not export.parity_table(res.parity).empty
+    if which == "extract":
+        assert json.loads(open(f"{cfg.run_dir}/export/schema.json").read())["properties"]["lane"]
