@@ -427,10 +427,11 @@ def infer_schema(objects: list[dict]) -> dict:
 
 
 def infer_labels(cfg: PrepareConfig, raw: list[RawRow]) -> tuple[str, ...]:
-    """classify with labels=(): every label value with at least MIN_ROWS_PER_LABEL rows, most common first."""
+    """classify with labels=(): every label value with at least MIN_ROWS_PER_LABEL rows, in order of first
+    appearance in the file (Counter keeps insertion order)."""
     counts = Counter(_str(r.fields.get(cfg.label_column)).strip() for r in raw if r.fields is not None)
     counts.pop("", None)
-    labels = tuple(lab for lab, n in counts.most_common() if n >= MIN_ROWS_PER_LABEL)
+    labels = tuple(lab for lab, n in counts.items() if n >= MIN_ROWS_PER_LABEL)
     if len(labels) < 2:
         raise DataError(f"labels is empty, so kit takes the label set from '{cfg.label_column}', but it holds "
                         f"{len(labels)} label(s) with {MIN_ROWS_PER_LABEL}+ rows ({dict(counts.most_common(5))}). "

@@ -381,10 +381,11 @@ def test_too_few_usable_rows_says_why_and_leaves_the_reasons_on_disk(tmp_path):
 
 def test_the_instruction_is_the_users_and_the_default_names_no_domain(tmp_path):
     src = _write_csv(tmp_path / "t.csv", _sample_records())
-    _prepare(tmp_path / "a", src)
+    _prepare(tmp_path / "a", src)  # labels not given: the file's label set, in order of first appearance
     generic = json.loads((tmp_path / "a" / "data" / "task.json").read_text())["system"]
-    assert "insurance" not in generic.lower() and "claim_status, document_request" in generic
-    _prepare(tmp_path / "b", src, instruction="Pick the queue for this banking chat ({labels}); reply with one word.")
+    assert "insurance" not in generic.lower() and "document_request, billing_dispute, claim_status" in generic
+    _prepare(tmp_path / "b", src, instruction="Pick the queue for this banking chat ({labels}); reply with one word.",
+             labels=data.DEFAULT_LABELS)
     own = json.loads((tmp_path / "b" / "data" / "task.json").read_text())["system"]
     assert own == ("Pick the queue for this banking chat (claim_status, document_request, billing_dispute, "
                    "agent_escalation); reply with one word.")
