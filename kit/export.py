@@ -516,7 +516,8 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
     for gtype, v in parity["types"].items():
         old = prev_parity.get("types", {}).get(gtype, {})
         old = old.get("agreement", old.get("label_agreement"))
-        lines.append(f"| {gtype} | {'—' if old is None else f'{old:.1%}'} | {v['agreement']:.1%} |")
+        now = v.get("agreement", v.get("label_agreement"))  # runs before task kinds wrote only label_agreement
+        lines.append(f"| {gtype} | {'—' if old is None else f'{old:.1%}'} | {now:.1%} |")
     for label, rel in (("training data", "data/provenance.json"), ("license note", "license_note.json")):
         old, new = _optional_json(prev / rel), _optional_json(run_dir / rel)
         key = "source_sha256" if label == "training data" else "weights_sha256"

@@ -48,7 +48,7 @@ def write_run_basics(run_dir: Path, model_spec: str, resolved, approved: bool = 
     from kit import data, licenses
 
     data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
-                                purpose="tests", max_rows=120))
+                                purpose="tests", max_rows=120, labels=data.DEFAULT_LABELS))
     licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=model_spec, approved=approved,
                                         approver="tester" if approved else "", license_id="gemma"), resolved)
 
