@@ -61,6 +61,7 @@ class PrepareConfig:
     input_path: str
     purpose: str  # why this data is used; recorded in provenance.json
     task: str = "classify"  # classify (text → label) | extract (text → JSON object) | reply (text → free text)
+    input_format: str = "auto"  # auto | columns | prompt_completion | messages | alpaca (see apply_convention)
     text_columns: tuple[str, ...] = ("subject", "body")  # free-text columns, joined; the last is the main text
     label_column: str = "label"  # the answer: a label (classify), a JSON object or its text (extract), a reply
     id_column: str = "ticket_id"  # "" = ids from the source and line ("input:line12")
@@ -89,6 +90,8 @@ class PrepareConfig:
     def __post_init__(self):
         if self.task not in KINDS:
             raise DataError(f"task='{self.task}' is not one of {', '.join(KINDS)}.")
+        if self.input_format not in INPUT_FORMATS:
+            raise DataError(f"input_format='{self.input_format}' is not one of {', '.join(INPUT_FORMATS)}.")
         for name in ("text_columns", "labels", "field_allowlist"):  # papermill and YAML hand over lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("input_path", "holdout_path"):
@@ -316,6 +319,122 @@ def _delimiter(header_line: str) -> str:
         return ","
 
 
+# --- the conventions people already store training data in ---------------------------------------------------------
+
+INPUT_FORMATS = ("auto", "columns", "prompt_completion", "messages", "alpaca")
+CONVENTION_KEYS = ("messages", "prompt", "completion", "instruction", "input", "output")
+# Columns our demo data has; a file in one of the conventions above is not expected to carry them.
+DEMO_COLUMNS = {"id_column": "ticket_id", "tenant_column": "tenant_id", "consent_column": "training_consent",
+                "timestamp_column": "received_at"}
+
+
+def detect_format(cfg: PrepareConfig, first: dict | None) -> str:
+    """`input_format`, or for "auto" the convention the first record follows (the column mapping when it fits)."""
+    if cfg.input_format != "auto" or first is None:
+        return "columns" if cfg.input_format == "auto" else cfg.input_format
+    if all(c in first for c in (*cfg.text_columns, cfg.label_column)):
+        return "columns"
+    if "messages" in first:
+        return "messages"
+    if "prompt" in first and "completion" in first:
+        return "prompt_completion"
+    if "instruction" in first and "output" in first:
+        return "alpaca"
+    return "columns"
+
+
+def _content(message) -> str | None:
+    """A chat message's text: a string, or the text parts of a list of content parts (OpenAI / HF style)."""
+    if not isinstance(message, dict):
+        return None
+    c = message.get("content")
+    if isinstance(c, list):
+        c = "".join(p.get("text", "") for p in c if isinstance(p, dict) and p.get("type", "text") == "text")
+    return c if isinstance(c, str) else None
+
+
+def _turns(messages) -> tuple[str | None, list[dict]] | None:
+    """(system text or None, the other messages), or None when `messages` is not a list of role/content objects."""
+    if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+        return None
+    system = [_content(m) for m in messages if m["role"] in ("system", "developer")]
+    rest = [m for m in messages if m["role"] not in ("system", "developer")]
+    return ("\n\n".join(s for s in system if s) or None), rest
+
+
+def _from_convention(fmt: str, fields: dict) -> tuple[dict | None, str | None, str | None]:
+    """One record in a convention → (fields with `text` and `answer`, its system instruction, problem)."""
+    out = {k: v for k, v in fields.items() if k not in CONVENTION_KEYS}
+    system = None
+    if fmt == "messages":
+        split = _turns(fields.get("messages"))
+        if split is None:
+            return None, None, "'messages' is not a list of {role, content} objects"
+        system, rest = split
+        roles = [m["role"] for m in rest]
+        if roles != ["user", "assistant"]:
+            return None, None, (f"'messages' holds the turns {roles}; kit trains single-turn tasks: one user message "
+                                "(optionally after a system message) and the assistant's answer")
+        text, answer = _content(rest[0]), _content(rest[1])
+    elif fmt == "prompt_completion":
+        text, answer = fields.get("prompt"), fields.get("completion")
+        if isinstance(text, list):  # TRL's conversational prompt/completion
+            split = _turns(text)
+            if split is None or [m["role"] for m in split[1]] != ["user"]:
+                return None, None, "'prompt' is not one user message (optionally after a system message)"
+            system, text = split[0], _content(split[1][0])
+        if isinstance(answer, list):
+            if len(answer) != 1 or not isinstance(answer[0], dict) or answer[0].get("role") != "assistant":
+                return None, None, "'completion' is not one assistant message"
+            answer = _content(answer[0])
+    else:  # alpaca: instruction / input / output
+        instruction, text, answer = (fields.get(k) for k in ("instruction", "input", "output"))
+        if not _str(text).strip():
+            text, instruction = instruction, None
+        system = instruction if isinstance(instruction, str) and instruction.strip() else None
+    if not isinstance(text, str) or answer is None:
+        return None, None, "the text or the answer is missing or not a string"
+    return out | {"text": text, "answer": answer}, system, None
+
+
+def apply_convention(cfg: PrepareConfig, raw_by_source: dict) -> tuple[PrepareConfig, dict, str]:
+    """Records in a convention become `text` + `answer` columns. The system message (or Alpaca instruction) that most
+    records share becomes the task instruction when `instruction` is empty; a different one stays with its record,
+    in front of the text, so nothing is lost. Returns the mapping the rest of the stage uses, the records, the format.
+    """
+    first = next((r.fields for raw in raw_by_source.values() for r in raw if r.fields is not None), None)
+    fmt = detect_format(cfg, first)
+    if fmt == "columns":
+        return cfg, raw_by_source, fmt
+    converted, systems = {}, []
+    for source, raw in raw_by_source.items():
+        rows = []
+        for r in raw:
+            fields, system, problem = _from_convention(fmt, r.fields) if r.fields is not None else (None, None, None)
+            if r.fields is None:
+                rows.append(r)
+            elif problem:
+                rows.append(RawRow(r.line, None, problem, "bad_convention"))
+            else:
+                rows.append(RawRow(r.line, fields))
+                systems.append((fields, system))
+        converted[source] = rows
+    common = Counter(s for _, s in systems if s).most_common(1)
+    adopted = common[0][0] if common and not cfg.instruction.strip() and common[0][1] > len(systems) / 2 else None
+    for fields, system in systems:
+        if system and system != adopted:
+            fields["text"] = f"{system}\n\n{fields['text']}"
+    mapping = {"text_columns": ("text",), "label_column": "answer"}
+    if adopted:
+        mapping["instruction"] = adopted.replace("{", "{{").replace("}", "}}")  # the data's text, not a template
+    sample = next((f for f, _ in systems), {})
+    for setting, demo_name in DEMO_COLUMNS.items():  # our demo's columns, absent from a convention file: not used
+        if getattr(cfg, setting) == demo_name and demo_name not in sample:
+            mapping[setting] = ""
+    mapping["known_value_columns"] = {c: e for c, e in cfg.known_value_columns.items() if c in sample}
+    return replace(cfg, **mapping), converted, fmt
+
+
 def normalize(text: str) -> str:
     """Key for exact-duplicate detection: case, whitespace and punctuation do not make a new ticket."""
     return re.sub(r"[\W_]+", " ", text.lower()).strip()
@@ -515,8 +634,10 @@ def run(cfg: PrepareConfig) -> PrepareResult:
         raw = read_raw(path, cfg.encoding)
         if cfg.max_rows and source == "input":
             raw = raw[: cfg.max_rows]
-        check_columns(cfg, raw, path)
         raw_by_source[source] = raw
+    cfg, raw_by_source, input_format = apply_convention(cfg, raw_by_source)
+    for source, path in sources.items():
+        check_columns(cfg, raw_by_source[source], path)
     if cfg.task == "classify" and not cfg.labels:
         cfg = replace(cfg, labels=infer_labels(cfg, raw_by_source["input"]))
 
@@ -578,6 +699,7 @@ def run(cfg: PrepareConfig) -> PrepareResult:
     write_json(data_dir / "audit.json", audit)
     redactions = dict(sum((Counter(r.out["redactions"]) for r in kept), Counter()))
     provenance = _provenance(cfg, raw_by_source, counts, train, holdout, quarantine)
+    provenance["input_format"] = input_format
     write_json(data_dir / "provenance.json", provenance)
 
     result = PrepareResult(counts, dict(Counter(q["code"] for q in quarantine)), audit,

@@ -141,3 +141,48 @@ def test_labels_are_taken_from_the_data_when_not_given(tmp_path):
     one = _rows(6, lambda i: {"id": f"r{i}", "text": f"t{i}", "label": "same"})
     with pytest.raises(data.DataError, match="holds 1 label"):
         _prepare(tmp_path / "b", _jsonl(tmp_path / "one.jsonl", one))
+
+
+def _trl_rows(n):
+    return [{"messages": [{"role": "system", "content": "Route the chat to {a queue}."},
+                          {"role": "user", "content": f"my card number {i} was stolen in {CITIES[i]}"},
+                          {"role": "assistant", "content": ["lost_card", "dispute"][i % 2]}]} for i in range(n)]
+
+
+def test_chat_messages_rows_are_read_and_their_shared_system_message_becomes_the_instruction(tmp_path):
+    rows = _trl_rows(20)
+    rows[3]["messages"].append({"role": "user", "content": "and another thing"})  # multi-turn: quarantined
+    rows[4]["messages"][0]["content"] = "Be brief."  # its own system message stays with it, before the text
+    rows[5] = {"messages": "not a list"}
+    src = _jsonl(tmp_path / "chat.jsonl", rows)
+    res = data.run(data.PrepareConfig(run_dir=str(tmp_path / "run"), input_path=str(src), purpose="tests",
+                                      canaries_per_kind=0))  # demo column names absent from a chat file: not used
+    assert res.quarantine_reasons == {"bad_convention": 2} and res.invariant_holds()
+    assert res.provenance["input_format"] == "messages" and res.provenance["parameters"]["consent_column"] == ""
+    assert res.task["system"] == "Route the chat to {a queue}." and res.task["labels"] == ["lost_card", "dispute"]
+    reasons = [json.loads(x)["reason"] for x in (tmp_path / "run" / "data" / "quarantine.jsonl").read_text().splitlines()]
+    assert any("single-turn" in r for r in reasons)
+    written = [json.loads(x) for f in ("train", "holdout")
+               for x in (tmp_path / "run" / "data" / f"{f}.jsonl").read_text().splitlines()]
+    assert next(r for r in written if r["id"] == "input:line5")["text"].startswith("Be brief.\n\nmy card number 4")
+
+
+@pytest.mark.parametrize("fmt", ["prompt_completion", "conversational_prompt_completion", "alpaca"])
+def test_prompt_completion_and_alpaca_rows_are_read(tmp_path, fmt):
+    def row(i):
+        text, answer = f"Book a table in {CITIES[i]} for {i + 2}", {"city": CITIES[i], "party": str(i + 2)}
+        if fmt == "prompt_completion":
+            return {"prompt": text, "completion": json.dumps(answer)}
+        if fmt == "alpaca":
+            return {"instruction": "Fill in the booking.", "input": text, "output": json.dumps(answer)}
+        return {"prompt": [{"role": "user", "content": text}],
+                "completion": [{"role": "assistant", "content": json.dumps(answer)}]}
+    src = _jsonl(tmp_path / "in.jsonl", _rows(20, row))
+    res = data.run(data.PrepareConfig(run_dir=str(tmp_path / "run"), input_path=str(src), purpose="tests",
+                                      task="extract", canaries_per_kind=0))
+    assert res.counts["train"] + res.counts["holdout"] == 20
+    assert res.task["system"] == ("Fill in the booking." if fmt == "alpaca" else
+                                  "Extract the information in the text as a JSON object with the keys city, party. "
+                                  "Answer with the JSON object only.")
+    first = json.loads((tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()[0])
+    assert first["text"].startswith("Book a table in") and json.loads(first["answer"])["party"]

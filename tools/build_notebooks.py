@@ -196,6 +196,7 @@ input_path: str = "../data_samples/tickets.csv"  # CSV (, ; tab or | delimited),
 encoding: str = "utf-8"  # of a CSV/JSON file: utf-8 (a BOM is fine), or e.g. cp1252 for older Excel exports
 purpose: str = "Route incoming support email to the right team"  # why this data is used; kept in provenance.json
 task: str = "classify"  # classify (text → one label) | extract (text → JSON object) | reply (text → free text)
+input_format: str = "auto"  # auto | columns | messages | prompt_completion | alpaca (chat and TRL files are detected)
 text_columns: list = ["subject", "body"]  # free-text columns joined into the training text; the last is the main one
 label_column: str = "label"  # column holding the answer: the lane (classify), a JSON object (extract), the reply
 id_column: str = "ticket_id"  # column holding a row id (kept, so reviews and audits can name rows); empty: source:line
@@ -226,7 +227,7 @@ import pandas as pd
 from kit import data, review
 
 cfg = data.PrepareConfig(
-    run_dir=run_dir, input_path=input_path, encoding=encoding, purpose=purpose, task=task, text_columns=text_columns,
+    run_dir=run_dir, input_path=input_path, encoding=encoding, purpose=purpose, task=task, input_format=input_format, text_columns=text_columns,
     label_column=label_column, id_column=id_column, tenant_column=tenant_column, consent_column=consent_column,
     timestamp_column=timestamp_column, known_value_columns=known_value_columns, field_allowlist=field_allowlist,
     labels=labels, schema=schema, instruction=instruction, holdout_path=holdout_path, holdout_fraction=holdout_fraction, max_rows=max_rows, max_chars=max_chars, retention_days=retention_days,
