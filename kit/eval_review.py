@@ -1,7 +1,8 @@
 """Human review of model answers: a panel to judge them, a file of judgements, agreement between reviewers.
 
 In: a run directory with `eval/predictions.jsonl` and `data/holdout.jsonl`, a reviewer's name. Out: one line per
-judgement appended to `eval/reviews.jsonl` ({id, model, reviewer, verdict pass|fail, reason}); a summary for
+judgement appended to `eval/reviews.jsonl` ({id, model, reviewer, verdict pass|needs_edit|fail, reason}; needs_edit:
+usable after a person's edit, the usual verdict on a drafted reply); a summary for
 `eval/metrics.json` that says plainly when no review happened (headless runs), and Cohen's kappa between two
 reviewers (scikit-learn) on the tickets both judged.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from kit import KitError
 from kit.io import read_jsonl, write_jsonl
 
-VERDICTS = ("pass", "fail")
+VERDICTS = ("pass", "needs_edit", "fail")
 
 
 class ReviewError(KitError):
@@ -82,7 +83,8 @@ def summary(run_dir: str | Path) -> dict:
     for r in rows:
         by.setdefault(r["reviewer"], []).append(r)
     out = {"done": True, "reviews": len(rows),
-           "reviewers": {name: {"reviews": len(rs), "pass_rate": sum(r["verdict"] == "pass" for r in rs) / len(rs)}
+           "reviewers": {name: {"reviews": len(rs), "pass_rate": sum(r["verdict"] == "pass" for r in rs) / len(rs),
+                                "needs_edit_rate": sum(r["verdict"] == "needs_edit" for r in rs) / len(rs)}
                          for name, rs in by.items()}}
     names = sorted(by)
     if len(names) >= 2:
@@ -91,18 +93,23 @@ def summary(run_dir: str | Path) -> dict:
 
 
 def sample(run_dir: str | Path, model: str = "tuned", n: int = 20, seed: int = 0) -> list[dict]:
-    """Tickets to review: the model's errors first, then a random draw of the rest (ticket text, expected, answer)."""
+    """Tickets to review: the model's errors first (for replies, the least like the reference), then a random draw of
+    the rest (ticket text, expected, answer)."""
     run_dir = Path(run_dir)
     texts = {r["id"]: r["text"] for r in read_jsonl(run_dir / "data" / "holdout.jsonl")}
     preds = [p for p in read_jsonl(run_dir / "eval" / "predictions.jsonl") if p["model"] == model]
-    wrong = [p for p in preds if not p["correct"]]
-    right = [p for p in preds if p["correct"]]
+    if preds and preds[0].get("correct") is None:  # replies: no right answer, so the lowest ROUGE-L first
+        preds = sorted(preds, key=lambda p: p.get("rouge_l", 0))
+        wrong, right = preds[: n // 2], preds[n // 2:]
+    else:
+        wrong = [p for p in preds if not p["correct"]]
+        right = [p for p in preds if p["correct"]]
     random.Random(seed).shuffle(right)
     return [{**p, "text": texts.get(p["id"], "")} for p in (wrong + right)[:n]]
 
 
 def panel(run_dir: str | Path, reviewer: str, model: str = "tuned", n: int = 20):
-    """An ipywidgets panel: one ticket at a time with the expected lane and the model's answer; pass/fail + reason.
+    """An ipywidgets panel: one ticket at a time with the expected lane and the model's answer; pass / needs edit / fail + reason.
 
     Each Save writes to eval/reviews.jsonl at once, so closing the notebook loses nothing.
     """
@@ -122,8 +129,9 @@ def panel(run_dir: str | Path, reviewer: str, model: str = "tuned", n: int = 20)
     def show():
         it = items[state["i"]]
         source.value = it["text"]
+        conf = f" (confidence {it['confidence']:.2f})" if it.get("confidence") is not None else ""
         facts.value = (f"<b>{state['i'] + 1}/{len(items)}</b> · expected <b>{it['label']}</b> · "
-                       f"{model} answered <b>{it['prediction']}</b> (confidence {it.get('confidence', 0):.2f})")
+                       f"{model} answered <b>{it['prediction']}</b>{conf}")
         verdict.value, reason.value = None, ""
 
     def on_save(_):
@@ -132,7 +140,7 @@ def panel(run_dir: str | Path, reviewer: str, model: str = "tuned", n: int = 20)
             status.value = "<span style='color:#b00'>Set the reviewer parameter to your name first.</span>"
             return
         if verdict.value is None:
-            status.value = "<span style='color:#b00'>Choose pass or fail.</span>"
+            status.value = "<span style='color:#b00'>Choose pass, needs edit or fail.</span>"
             return
         record(run_dir, {"id": it["id"], "model": model, "reviewer": reviewer, "verdict": verdict.value,
                          "reason": reason.value.strip()})

@@ -75,3 +75,21 @@ def test_export_parity_compares_generations_in_llama_cpp(which, extract_run, rep
     assert not export.parity_table(res.parity).empty
     if which == "extract":
         assert json.loads(open(f"{cfg.run_dir}/export/schema.json").read())["properties"]["lane"]
+
+
+def test_replies_are_reviewed_least_like_the_reference_first_with_needs_edit(reply_run):
+    from kit import eval_review
+
+    cfg, _ = reply_run
+    items = eval_review.sample(cfg.run_dir, n=4)
+    scores = [it["rouge_l"] for it in items[:2]]
+    assert len(items) == 4 and scores == sorted(scores) and max(scores) <= min(it["rouge_l"] for it in items[2:])
+    for i, it in enumerate(items):
+        eval_review.record(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ana",
+                                         "verdict": ["pass", "needs_edit", "fail", "needs_edit"][i]})
+        eval_review.record(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ben",
+                                         "verdict": ["pass", "needs_edit", "fail", "fail"][i], "reason": "tone"})
+    s = eval_review.summary(cfg.run_dir)
+    assert s["reviewers"]["ana"]["needs_edit_rate"] == 0.5 and s["kappa"]["agreement"] == 0.75
+    assert eval_review.panel(cfg.run_dir, "ana") is not None  # the panel renders for replies (no confidence)
+    eval_review.reviews_path(cfg.run_dir).unlink()

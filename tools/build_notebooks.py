@@ -638,7 +638,7 @@ pd.DataFrame(result.metrics["regression"]["models"]).T if result.metrics["regres
     md("""
 ## Human review
 
-Set `reviewer` to your name and judge the tuned model's answers, errors first: pass or fail, and one line of reason.
+Set `reviewer` to your name and judge the tuned model's answers, errors first: pass, needs edit (usable after a person edits it, the usual verdict on a drafted reply) or fail, and one line of reason.
 Each Save goes to `eval/reviews.jsonl`. Two reviewers (in one run, or each in a copy) are compared with Cohen's kappa:
 `eval_review.kappa_files(path_a, path_b)`. Headless runs record that no review happened.
 """),
