@@ -559,6 +559,10 @@ def run(cfg: EvalConfig) -> EvalResult:
                         f"data/task.json now says '{task.kind}'; re-run 03_train on the prepared data.")
     if task.generative and cfg.critical_label:
         raise EvalError(f"critical_label is set, but task '{task.kind}' has no labels; leave it empty.")
+    if task.generative and (cfg.endpoint_url or cfg.endpoint_gguf_type):
+        raise EvalError(f"the endpoint evaluation scores labels (classify); for task '{task.kind}', 05_export runs the "
+                        "GGUF in llama.cpp on the holdout and compares its answers with these (export/parity.json). "
+                        "Leave endpoint_url and endpoint_gguf_type empty.")
     if cfg.critical_label and cfg.critical_label not in task.labels:
         raise EvalError(f"critical_label='{cfg.critical_label}' is not a lane of this task; use one of "
                         f"{', '.join(task.labels)}.")
@@ -696,7 +700,8 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
             report["handoff"] = at_threshold([c for _, c in outs], correct, cfg.handoff_confidence)
         results[name] = report
     flat = [{"model": name, **p} for name, ps in preds.items() for p in ps]
-    best = max((n for n in results if n != "tuned"), key=lambda n: results[n]["accuracy"])
+    headline = "field_accuracy" if task.kind == "extract" else "accuracy"  # reply: accuracy is ROUGE-L
+    best = max((n for n in results if n != "tuned"), key=lambda n: results[n][headline])
     summary = {
         "task": task.kind, "labels": [], "adapter": cfg.adapter_name, "max_length": cfg.max_length,
         "prompt_tokens": budget, "max_new_tokens": max_new, "parameters": asdict(cfg), "models": results,

@@ -345,7 +345,7 @@ for p in sorted((Path(run_dir) / "data").iterdir()):
 
 NOTEBOOKS["03_train"] = [
     md("""
-# 03 · Train: a LoRA adapter that learns the routing
+# 03 · Train: a LoRA adapter that learns the task
 
 This stage trains a small LoRA adapter on `data/train.jsonl`, with the loss on the answer only, and saves it under
 `adapters/<adapter_name>/`.
@@ -468,13 +468,16 @@ adapter from 03 (optionally `data/canaries.json` from 02, a GGUF from 05 or a se
 **Hardware** CPU, about 5 minutes for the demo's 114 tickets on 2 cores; the privacy probes take most of it (each
 canary is scored against 100 look-alikes in the tuned and the base model, and the control trains a throwaway LoRA).
 
-Labels are *scored*, not generated: the model's probability for each lane is read from one forward pass, which is
+For **classify**, labels are *scored*, not generated: the model's probability for each lane is read from one forward pass, which is
 the choice greedy decoding would make among the lanes, and gives a confidence for free. The opening every prompt
 shares (the instruction; for the few-shot baseline also its solved examples) runs once for the whole holdout and is
 reused from its key/value cache, so each ticket costs only its own tokens. `bench/eval.py` measures this against
 generating an answer and parsing it: same predictions, about 3x faster on 2 CPU cores. Not more, and the reason is
 worth knowing: a lane name is 2–4 tokens, so generating it costs one prompt pass plus a few cheap decoding steps;
-scoring saves those steps and the shared opening, nothing else.
+scoring saves those steps and the shared opening, nothing else. For **extract** and **reply** every model writes
+its answer by greedy decoding (batched, as the served model will with temperature 0), and the answer is parsed and
+compared with the reference; generating takes most of this stage's time for those kinds (about 3 minutes for 140
+short texts on 2 cores, most of it the untuned baselines, which write until the token limit).
 """),
     params("""
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
