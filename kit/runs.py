@@ -72,7 +72,7 @@ def plan(config_path: str | Path, overrides: dict | None = None, start: str | No
     if unknown:
         raise RunError(f"unknown parameter(s) {unknown} in {config_path} or --set. Valid names: {', '.join(sorted(valid))}.")
     for key, value in list(params.items()):  # paths in a config are relative to the repository root
-        if isinstance(value, str) and (key.endswith("_path") or key.endswith("_dir")) and value:
+        if isinstance(value, str) and (key.endswith("_path") or key.endswith("_dir") or key == "schema") and value:
             params[key] = str((REPO_ROOT / value).resolve()) if not Path(value).is_absolute() else value
     stages = STAGES
     if start:
