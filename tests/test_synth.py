@@ -32,3 +32,19 @@ def test_committed_samples_match_the_generator(tmp_path):
 
     synth.write_samples(tmp_path, 600, 7)
     assert (tmp_path / "tickets.jsonl").read_text() == (REPO / "data_samples" / "tickets.jsonl").read_text()
+
+
+def test_committed_task_samples_are_what_the_generator_writes(tmp_path):
+    import json
+
+    from conftest import REPO
+
+    synth.write_task_samples(tmp_path, n_rows=400, seed=11)
+    for name in ("field_updates.jsonl", "replies.jsonl"):
+        assert (tmp_path / name).read_text() == (REPO / "data_samples" / name).read_text(), name
+    rows = [json.loads(x) for x in (tmp_path / "field_updates.jsonl").read_text().splitlines()]
+    # a field is in the update only when the email states it
+    for r in rows:
+        for key in ("claim_number", "amount"):
+            if key in r["update"]:
+                assert r["update"][key] in r["subject"] + "\n" + r["body"]
