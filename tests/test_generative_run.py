@@ -93,3 +93,22 @@ def test_replies_are_reviewed_least_like_the_reference_first_with_needs_edit(rep
     assert s["reviewers"]["ana"]["needs_edit_rate"] == 0.5 and s["kappa"]["agreement"] == 0.75
     assert eval_review.panel(cfg.run_dir, "ana") is not None  # the panel renders for replies (no confidence)
     eval_review.reviews_path(cfg.run_dir).unlink()
+
+
+def test_generative_tasks_refuse_label_only_settings(extract_run):
+    cfg, _ = extract_run
+    with pytest.raises(evaluate.EvalError, match="endpoint evaluation scores labels.*parity"):
+        evaluate.run(evaluate.EvalConfig(**{**cfg.__dict__, "endpoint_gguf_type": "q8_0"}))
+    with pytest.raises(evaluate.EvalError, match="critical_label is set, but task 'extract' has no labels"):
+        evaluate.run(evaluate.EvalConfig(**{**cfg.__dict__, "critical_label": "claim_status"}))
+
+
+def test_an_answer_too_long_for_max_length_is_refused_before_training(tokenizer):
+    from kit.chat import GEMMA
+    from kit.task import Task
+
+    task = Task((), "Write the reply.", "reply")
+    rows = [{"id": "a", "text": "hi", "answer": "word " * 150}]
+    with pytest.raises(train.TrainError, match="longest answer is .* tokens, more than half of max_length=192"):
+        train.prompt_budget(rows, task, GEMMA, tokenizer, 192)
+    assert train.prompt_budget(rows, task, GEMMA, tokenizer, 512)[0] < 512 - 150
