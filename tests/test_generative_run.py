@@ -112,3 +112,18 @@ def test_an_answer_too_long_for_max_length_is_refused_before_training(tokenizer)
     with pytest.raises(train.TrainError, match="longest answer is .* tokens, more than half of max_length=192"):
         train.prompt_budget(rows, task, GEMMA, tokenizer, 192)
     assert train.prompt_budget(rows, task, GEMMA, tokenizer, 512)[0] < 512 - 150
+
+
+def test_generation_stops_an_answer_that_cannot_be_json_and_scores_do_not_change(tiny_model_dir, tokenizer):
+    from kit.chat import GEMMA
+    from kit.task import parse_object
+
+    model = models.load_model(models.resolve(str(tiny_model_dir)), dtype="float32")
+    prompts = [GEMMA.prompt(f"ticket number {i}", "Answer with JSON.") for i in range(4)]
+    full = evaluate.generate_texts(model, tokenizer, prompts, GEMMA.stop, 24, 2, with_confidence=True)
+    cut = evaluate.generate_texts(model, tokenizer, prompts, GEMMA.stop, 24, 2, with_confidence=True,
+                                  must_start_with="{")
+    for (a, _), (b, conf) in zip(full, cut):
+        assert parse_object(a) is None and parse_object(b) is None  # a random model writes no JSON
+        assert a.startswith(b) and len(b) <= len(a) and 0 <= conf <= 1  # the same greedy opening, stopped early
+    assert sum(len(b) for b, _ in cut) < sum(len(a) for a, _ in full)
