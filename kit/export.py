@@ -342,7 +342,8 @@ def parity_table(parity: dict):
     """One row per exported variant: size, agreement with the adapter, its holdout score, verdict, seconds."""
     import pandas as pd
 
-    score = {"extract": ["valid_json", "holdout_exact_match"], "reply": ["text_agreement", "holdout_rouge_l"]}.get(
+    score = {"extract": ["valid_json", "holdout_exact_match", "adapter_exact_match"],
+             "reply": ["text_agreement", "holdout_rouge_l", "adapter_rouge_l"]}.get(
         parity.get("task", "classify"), ["holdout_accuracy"])
     return pd.DataFrame(parity["types"]).T[["size_mb", "agreement", *score, "passed", "seconds"]]
 
@@ -361,6 +362,7 @@ def generative_parity(task: Task, gen: list[str], adapter_preds: list[dict]) -> 
         out["agreement"] = float(np.mean([o == parse_object(a["prediction"]) for o, a in zip(objs, adapter_preds)]))
         out["valid_json"] = float(np.mean([o is not None for o in objs]))
         out["holdout_exact_match"] = float(np.mean([o == parse_object(a["label"]) for o, a in zip(objs, adapter_preds)]))
+        out["adapter_exact_match"] = float(np.mean([bool(a["correct"]) for a in adapter_preds]))
     else:
         from kit.answer_metrics import reply_scores
 
@@ -369,6 +371,7 @@ def generative_parity(task: Task, gen: list[str], adapter_preds: list[dict]) -> 
         # the share that are identical token for token is reported beside it.
         out["agreement"] = float(np.mean(reply_scores([a["prediction"] for a in adapter_preds], gen)[0]))
         out["holdout_rouge_l"] = float(np.mean(reply_scores([a["label"] for a in adapter_preds], gen)[0]))
+        out["adapter_rouge_l"] = float(np.mean([a["rouge_l"] for a in adapter_preds]))
     return out
 
 
