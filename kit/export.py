@@ -281,31 +281,47 @@ def parse_modelfile(text: str) -> dict:
 
 
 class LlamaCppScorer:
-    """Label scoring in llama.cpp: the same first-token rule the evaluate stage applies in transformers."""
+    """Label scoring in llama.cpp, by the evaluate stage's rule: each label's first token when they all differ, else
+    each whole label (the sum of its tokens' log-probabilities after the prompt)."""
 
     def __init__(self, gguf_path: Path, labels, n_ctx: int = 1024, lora_path: Path | None = None):
         self.llm = llamacpp.load(gguf_path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=False, n_threads=os.cpu_count(),
                                  lora_path=str(lora_path) if lora_path else None)
         self.labels = list(labels)
-        firsts = [self.llm.tokenize(lab.encode(), add_bos=False, special=False)[0] for lab in self.labels]
-        if len(set(firsts)) != len(firsts):
-            raise ExportError("labels share a first token in this GGUF's vocabulary; parity by first-token scoring "
-                              "needs labels that start differently.")
-        self.firsts = firsts
+        self.label_ids = [self.llm.tokenize(lab.encode(), add_bos=False, special=False) for lab in self.labels]
+        firsts = [ids[0] for ids in self.label_ids]
+        self.firsts = firsts if len(set(firsts)) == len(firsts) else None
+
+    def _last_logits(self) -> np.ndarray:
+        import llama_cpp
+
+        # With logits_all=False llama-cpp-python keeps no scores; read the last position's logits from the context.
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1),
+                                     shape=(self.llm.n_vocab(),)).astype(np.float64)
 
     def predict(self, prompt: str) -> tuple[str, float]:
         tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        import llama_cpp
-
         self.llm.reset()
         self.llm.eval(tokens)
-        # With logits_all=False llama-cpp-python keeps no scores; read the last position's logits from the context.
-        last = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),))
-        logits = last.astype(np.float64)[self.firsts]
-        p = np.exp(logits - logits.max())
+        last = self._last_logits()
+        if self.firsts is not None:
+            scores = last[self.firsts]
+        else:  # labels share a first token: score every label whole, on the prompt's key/value cache
+            scores = np.array([self._label_logprob(len(tokens), last, ids) for ids in self.label_ids])
+        p = np.exp(scores - scores.max())
         p /= p.sum()
         k = int(p.argmax())
         return self.labels[k], float(p[k])
+
+    def _label_logprob(self, n_prompt: int, logits: np.ndarray, ids: list[int]) -> float:
+        total = 0.0
+        self.llm.n_tokens = n_prompt  # back to the end of the prompt; eval() drops the cache beyond it
+        for k, t in enumerate(ids):
+            total += float(logits[t] - logits.max() - np.log(np.exp(logits - logits.max()).sum()))
+            if k < len(ids) - 1:
+                self.llm.eval([t])
+                logits = self._last_logits()
+        return total
 
     def generate(self, prompt: str, stop: list[str], max_tokens: int = 12) -> str:
         out = self.llm(prompt, max_tokens=max_tokens, temperature=0.0, stop=stop)

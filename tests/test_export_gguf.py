@@ -152,3 +152,25 @@ def test_ollama_hint_only_on_amx_cpus():
     assert export.ollama_cpu_hint(frozenset({"avx2"})) == ""
     hint = export.ollama_cpu_hint(frozenset({"amx_int8", "amx_tile"}))
     assert "libggml-cpu-sapphirerapids.so" in hint and "ollama serve" in hint
+
+
+def test_labels_sharing_a_first_token_are_scored_whole_in_llama_cpp_as_in_transformers(tiny_export, tiny_model_dir,
+                                                                                         tokenizer):
+    """The routing set's intents `checkbalance` / `checkoffereligibility` start alike: parity must still run, with
+    the same whole-label rule `evaluate.score_labels` applies."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from kit import evaluate
+
+    _, merged_gguf, _ = tiny_export
+    labels = ["checkbalance", "checkoffereligibility", "replacecard", "reportlostcard"]
+    assert evaluate.label_first_tokens(tokenizer, labels) is None
+    scorer = export.LlamaCppScorer(merged_gguf, labels, n_ctx=256)
+    assert scorer.firsts is None
+    prompts = [f"<start_of_turn>user\nTicket {t}<end_of_turn>\n<start_of_turn>model\n" for t in ("one", "two")]
+    model = AutoModelForCausalLM.from_pretrained(merged_gguf.parent / "merged", dtype=torch.float32)
+    hf = evaluate.score_labels(model, tokenizer, prompts, labels, batch_size=2, progress=False)
+    for prompt, row in zip(prompts, hf):
+        label, conf = scorer.predict(prompt)
+        assert label == labels[int(row.argmax())] and conf == pytest.approx(float(row.max()), abs=0.02)
