@@ -111,6 +111,8 @@ def reply_report(references: list[str], texts: list[str], samples: int = 1000, s
         "length_ratio_median": float(np.median(ratio)) if n else None,
         "empty_rate": float(np.mean([not t.strip() for t in texts])) if n else None,
         "refusal_rate": float(np.mean(refused)) if n else None,
+        # the same prefix rule on the references: real agents apologise too ("I'm sorry, that hotel is full")
+        "reference_refusal_rate": float(np.mean([r.lower().startswith(REFUSALS) for r in references])) if n else None,
         # `accuracy` keeps the regression comparison and release notes kind-agnostic: for replies it is ROUGE-L.
         "accuracy": float(np.mean(rl)) if n else None, "accuracy_ci95": _ci(rl, samples, seed),
         "row_rouge_l": [round(x, 4) for x in rl],

@@ -767,7 +767,8 @@ def models_table(summary: dict):
         elif kind == "reply":
             rows[name] = {"ROUGE-L": r3(m["rouge_l"]), "ROUGE-L ci95": ci(m, "rouge_l"), "chrF": r3(m["chrf"]),
                           "chrF ci95": ci(m, "chrf"), "words": r3(m["mean_words"]),
-                          "refusals": r3(m["refusal_rate"]), "empty": r3(m["empty_rate"])}
+                          "refusals": r3(m["refusal_rate"]), "reference refusals": r3(m.get("reference_refusal_rate")),
+                          "empty": r3(m["empty_rate"])}
         else:
             rows[name] = {"accuracy": r3(m["accuracy"]), "acc ci95": ci(m, "accuracy"), "macro-F1": r3(m["macro_f1"]),
                           "F1 ci95": ci(m, "macro_f1"), "ECE": r3(m.get("ece"))}
