@@ -37,8 +37,10 @@ def models_plot(results: dict, path: str | Path, keys: tuple[str, ...] = CLASSIF
         ax.errorbar(vals, y - 0.18 + i * step, xerr=[vals - ci[:, 0], ci[:, 1] - vals], fmt="o", color=colors[i],
                     capsize=3, label=key.replace("_", "-"))
     ax.set_yticks(y, names); ax.invert_yaxis(); ax.set_xlim(0, 1.02); ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel("holdout score (95% bootstrap interval)"); ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout(); fig.savefig(path, dpi=110)
+    ax.set_xlabel("holdout score (95% bootstrap interval)")
+    # below the axes: a score near 1 would sit under a legend drawn inside them
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(keys), fontsize=8, frameon=False)
+    fig.tight_layout(); fig.savefig(path, dpi=110, bbox_inches="tight")
     return Path(path)
 
 
