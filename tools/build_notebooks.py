@@ -711,8 +711,8 @@ adapter did in transformers: the same lane (classify), the same JSON object (ext
 two replies are (ROUGE-L of llama.cpp's reply against the adapter's), with `text_agreement` the share identical token
 for token (`first_divergences` in `export/parity.json` say where the others part). For extract and reply the row also
 holds the GGUF's own holdout score beside the adapter's (`holdout_*` vs `adapter_*`): a long greedy answer can part
-from the adapter's at a near-tie that a different number format flips (on a bf16 CPU the adapter was evaluated in
-bf16, the GGUF computes in f16 or q8_0), so the two scores say whether that changes quality. f16 and q8_0 must reach the threshold; q4_K_M (smallest file) is
+from the adapter's at a near-tie that 8-bit rounding flips (on the synthetic field updates f16 agreed on 100% of rows,
+q8_0 on 97%), so the two scores say whether that changes quality. f16 and q8_0 must reach the threshold; q4_K_M (smallest file) is
 reported so you can decide whether its size is worth its agreement. The `adapter` row is the adapter-only variant:
 the untouched base GGUF with the LoRA adapter applied at load time.
 
