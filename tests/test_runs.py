@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,11 @@ def test_from_selects_the_remaining_stages(start, first):
 def test_from_unknown_stage_lists_stages():
     with pytest.raises(runs.RunError, match="matches no stage.*00_scope"):
         runs.plan(REPO / "papermill_runs" / "smoke.yaml", start="07")
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "papermill_runs").glob("*.yaml")))
+def test_every_committed_run_config_names_only_real_parameters(config):
+    p = runs.plan(REPO / "papermill_runs" / config)
+    assert p.run_name == config.removesuffix(".yaml") and p.stages == runs.STAGES
+    assert (Path(p.parameters["input_path"]).exists() or "../shared/devdata" in
+            (REPO / "papermill_runs" / config).read_text()), "input_path does not exist"
