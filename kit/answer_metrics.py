@@ -26,14 +26,15 @@ def _ci(values, samples: int, seed: int) -> list[float]:
     return bootstrap_ci(np.asarray(values, dtype=float), np.mean, samples, seed)
 
 
-def schema_valid(obj: dict | None, schema: dict | None) -> bool:
-    if obj is None:
-        return False
+def schema_check(schema: dict | None):
+    """`check(obj) -> bool`: a parsed object that fits `schema` (any object when there is none); the validator is
+    built once."""
     if not schema:
-        return True
+        return lambda obj: obj is not None
     import jsonschema
 
-    return jsonschema.validators.validator_for(schema)(schema).is_valid(obj)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return lambda obj: obj is not None and validator.is_valid(obj)
 
 
 def field_scores(expected: dict, produced: dict | None) -> tuple[int, int, int, int]:
@@ -46,11 +47,14 @@ def field_scores(expected: dict, produced: dict | None) -> tuple[int, int, int, 
 
 def extract_report(expected: list[dict], texts: list[str], schema: dict | None = None, samples: int = 1000,
                    seed: int = 0) -> dict:
-    """Validity, exact match, field accuracy (with intervals), field precision/recall and per-field accuracy."""
+    """Validity, exact match, field accuracy (with intervals), field precision/recall and per-field accuracy; `rows`
+    holds each answer's verdicts (valid, correct = exact match, fields_matched) in holdout order."""
     objs = [parse_object(t) for t in texts]
-    valid = [schema_valid(o, schema) for o in objs]
+    fits = schema_check(schema)
+    valid = [fits(o) for o in objs]
     exact = [o == e for o, e in zip(objs, expected)]
-    scores = np.array([field_scores(e, o) for e, o in zip(expected, objs)], dtype=float).reshape(-1, 4)
+    per_row = [field_scores(e, o) for e, o in zip(expected, objs)]
+    scores = np.array(per_row, dtype=float).reshape(-1, 4)
     ratio = lambda rows: rows[:, 0].sum() / max(rows[:, 1].sum(), 1)  # micro: leaves pooled over rows
     from kit.evaluate import bootstrap_ci
 
@@ -78,6 +82,8 @@ def extract_report(expected: list[dict], texts: list[str], schema: dict | None =
         "field_f1": float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0,
         "per_field": dict(sorted(per_field.items(), key=lambda kv: -kv[1]["support"])),
         "accuracy": float(np.mean(exact)) if n else None, "accuracy_ci95": _ci(exact, samples, seed),
+        "rows": [{"valid": v, "correct": c, "fields_matched": f"{m}/{u}"}
+                 for v, c, (m, u, _, _) in zip(valid, exact, per_row)],
     }
 
 

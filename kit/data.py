@@ -739,20 +739,23 @@ def _redacted_row(row: _Row, cfg: PrepareConfig, redactor: Redactor, schema: dic
         if _str(f.get(col)).strip():
             known.setdefault(entity, []).append(_str(f[col]))
     out = {"id": _str(f.get(cfg.id_column)) or f"{row.source}:line{row.line}"}
-    text = task_text(f, cfg.text_columns)
+    # The answer is training text too (extract, reply): redacted with the ticket, so a name keeps its placeholder in
+    # both. A label (classify) is one of `labels`, not free text.
+    answer = None
+    if cfg.task == "extract":
+        answer = _as_object(f[cfg.label_column])
+    elif cfg.task == "reply":
+        answer = _str(f.get(cfg.label_column)).strip()
+    red, *red_leaves = redactor.redact_many([task_text(f, cfg.text_columns), *_string_leaves(answer)], known)
+    counts = Counter(red.counts())
+    for r in red_leaves:
+        counts.update(r.counts())
+    out["text"] = red.text
     if cfg.task == "classify":
-        red = redactor.redact(text, known)
-        out.update(text=red.text, label=_str(f.get(cfg.label_column)).strip())
-        counts = Counter(red.counts())
-    else:  # the answer is training text too: redacted with the ticket, so a name keeps its placeholder in both
-        answer = _str(f.get(cfg.label_column)).strip() if cfg.task == "reply" else _as_object(f[cfg.label_column])
-        leaves = _string_leaves(answer)
-        red, *red_leaves = redactor.redact_many([text, *leaves], known)
-        counts = Counter(red.counts())
-        for r in red_leaves:
-            counts.update(r.counts())
+        out["label"] = _str(f.get(cfg.label_column)).strip()
+    else:
         answer = _replace_leaves(answer, iter(r.text for r in red_leaves))
-        out.update(text=red.text, answer=answer if cfg.task == "reply" else canonical_json(answer, schema))
+        out["answer"] = answer if cfg.task == "reply" else canonical_json(answer, schema)
     for col in cfg.field_allowlist:  # minimization: only allowlisted columns travel, and they are redacted too
         value = redactor.redact(_str(f.get(col)), known)
         out[col] = value.text

@@ -229,7 +229,7 @@ def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_ne
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=True).to(device)
         rec = Recorder()
         width = enc["input_ids"].shape[1]
-        stopping = StoppingCriteriaList([_WrongStart(tokenizer, width, must_start_with)]) if must_start_with else None
+        stopping = StoppingCriteriaList([_stop_on_wrong_start(tokenizer, width, must_start_with)]) if must_start_with else None
         with torch.no_grad(), _contiguous_head(model):
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=ends or None,
@@ -250,7 +250,7 @@ def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_ne
     return out
 
 
-def _WrongStart(tokenizer, prompt_width: int, prefix: str):
+def _stop_on_wrong_start(tokenizer, prompt_width: int, prefix: str):
     """Stops a row as soon as its answer begins with anything but `prefix` (extract: "{").
 
     An extract answer is parsed only when it starts with a JSON object (`parse_object`), so once an untuned model
@@ -710,11 +710,9 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
         if task.kind == "extract":
             expected = [json.loads(a) for a in references]
             report = answer_metrics.extract_report(expected, answers, task.schema, cfg.bootstrap_samples, cfg.seed)
-            objs = [parse_object(a) for a in answers]
-            correct = [o == e for o, e in zip(objs, expected)]
-            extra = [{"valid": answer_metrics.schema_valid(o, task.schema),
-                      "fields_matched": "{}/{}".format(*answer_metrics.field_scores(e, o)[:2])}
-                     for o, e in zip(objs, expected)]
+            verdicts = report.pop("rows")
+            correct = [v.pop("correct") for v in verdicts]
+            extra = verdicts
         else:
             report = answer_metrics.reply_report(references, answers, cfg.bootstrap_samples, cfg.seed)
             correct = [None] * len(rows)

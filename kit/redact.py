@@ -412,15 +412,7 @@ class Redactor:
         return sorted(kept)
 
     def redact(self, text: str, known: dict[str, list[str]] | None = None) -> RedactionResult:
-        spans = self.find(text, known)
-        ids = _placeholder_ids(text, spans)
-        out, pos = [], 0
-        for s, e, ent in spans:
-            out.append(text[pos:s])
-            out.append(f"<{ent}_{ids[(ent, _norm(text[s:e], ent))]}>")
-            pos = e
-        out.append(text[pos:])
-        return RedactionResult("".join(out), spans)
+        return self.redact_many([text], known)[0]
 
 
     def redact_many(self, texts: list[str], known: dict[str, list[str]] | None = None) -> list[RedactionResult]:
