@@ -73,7 +73,7 @@ def _train(run_dir: str, overrides: dict) -> int:
     if result.log:  # only the main process of an accelerate launch has a log to print
         log = result.log
         print(f"adapter: {result.adapter_dir}  steps {log['steps']}  {log['wall_s']} s  "
-              f"{log['train_tokens_per_s']} tokens/s  holdout loss {log['final_holdout_loss']}")
+              f"{log['train_tokens_per_s']} tokens/s  validation loss {log['final_validation_loss']}")
     return 0
 
 

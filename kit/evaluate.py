@@ -637,7 +637,12 @@ def run(cfg: EvalConfig) -> EvalResult:
                                                     cfg.bootstrap_samples, cfg.seed),
         "endpoint": endpoint_info, "dtype": dtype.record(),
     }
-
+    best = max((n for n in results if n not in ("tuned", "endpoint")), key=lambda n: results[n]["accuracy"])
+    summary["best_baseline"] = best
+    summary["tuned_vs_best_baseline"] = paired_bootstrap([p["correct"] for p in preds["tuned"]],
+                                                         [p["correct"] for p in preds[best]],
+                                                         cfg.bootstrap_samples, cfg.seed)
+    summary["verdict"] = verdict(summary, "classify")
     summary["task"] = task.kind
     paths = _finish(cfg, run_dir, resolved, task, fmt, tok, model, summary, preds, flat)
     paths["confusion"] = str(confusion_plot(results, task.labels, out / "confusion.png"))
@@ -735,8 +740,42 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
         "best_baseline": best, "tuned_vs_best_baseline": _paired(preds, "tuned", best, task, cfg),
         "endpoint": None, "dtype": dtype.record(),
     }
+    summary["verdict"] = verdict(summary, task.kind)
     paths = _finish(cfg, run_dir, resolved, task, fmt, tok, model, summary, preds, flat)
     return EvalResult(summary, paths, flat)
+
+
+BASELINE_NAMES = {"tfidf_logreg": "TF-IDF + logistic regression", "majority_class": "the most common label",
+                  "retrieval": "retrieval (the nearest training text's answer)",
+                  "base_zero_shot": "the untuned base model", "base_few_shot": "the base model with examples"}
+VERDICT_METRIC = {"classify": ("accuracy", "points of accuracy"), "extract": ("exact match", "points of exact match"),
+                  "reply": ("ROUGE-L", "ROUGE-L points")}
+
+
+def verdict(summary: dict, kind: str) -> dict:
+    """Whether the tuned model beats the best baseline, from the paired 95% interval, in one plain sentence
+    (notebook 04 shows it; the model card carries it)."""
+    best, d = summary["best_baseline"], summary["tuned_vs_best_baseline"]
+    name = BASELINE_NAMES.get(best, best)
+    _, unit = VERDICT_METRIC[kind]
+    pts = lambda x: f"{100 * x:+.1f}"
+    span = f"paired 95% interval {pts(d['ci95'][0])} to {pts(d['ci95'][1])}, n={d['n']}"
+    if d["ci95"][0] > 0:
+        outcome = "tuned_better"
+        sentence = (f"The tuned model beats the best baseline, {name}, by {100 * d['delta']:.1f} {unit} ({span}): "
+                    "the fine-tune earns its place.")
+    elif d["ci95"][1] < 0:
+        outcome = "baseline_better"
+        sentence = (f"The best baseline, {name}, beats the tuned model by {-100 * d['delta']:.1f} {unit} ({span}): "
+                    "use the baseline, or improve the data or the recipe (03) before fine-tuning.")
+    else:
+        outcome = "no_difference"
+        sentence = (f"The tuned model does not measurably beat the best baseline, {name}: the difference is "
+                    f"{pts(d['delta'])} {unit} ({span}), within noise on this holdout. The cheaper baseline does as "
+                    "well here; fine-tune only for what it adds beyond this score (one model for several tasks, "
+                    "calibrated confidence, serving in Ollama).")
+    return {"baseline": best, "metric": VERDICT_METRIC[kind][0], "delta": d["delta"], "ci95": d["ci95"],
+            "outcome": outcome, "sentence": sentence}
 
 
 def _paired(preds: dict, a: str, b: str, task: Task, cfg: EvalConfig) -> dict:

@@ -587,6 +587,8 @@ independent privacy audit {'passed' if audit.get('passed') else 'did not pass'} 
 ## Evaluation (holdout, n={n}, 95% bootstrap intervals)
 {metrics_table}
 
+{(eval_metrics.get('verdict') or {}).get('sentence', '')}
+
 ## Known failure modes
 {weak_text} A score on an interval's low end is what to plan for.
 Texts unlike the training data (other languages, new products, several requests in one text) are handled with less

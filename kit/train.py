@@ -1,14 +1,19 @@
 """Train stage: a LoRA adapter on the base model, with loss only on the answer.
 
-In: `data/train.jsonl`, `data/holdout.jsonl` and `data/task.json` from the prepare stage, an approved license note,
-a passing privacy audit. Out: `adapters/<adapter_name>/` (PEFT files + `kit_adapter.json` metadata),
-`train/log.json` (wall time, tokens, tokens/s, device, memory, cost) and `train/loss.png`.
+In: `data/train.jsonl` and `data/task.json` from the prepare stage, an approved license note, a passing privacy
+audit; the holdout is never read here (it is 04's test set). Out: `adapters/<adapter_name>/` (PEFT files +
+`kit_adapter.json` metadata), `train/log.json` (the recipe and why, validation curve, wall time, tokens/s, device,
+memory, cost) and `train/loss.png`.
+
+How much to train is decided by validation (kit.recipe): a stratified slice of train.jsonl is held out, scored with
+the task's metric at every evaluation, and the best checkpoint is the adapter saved.
 
 Recipe. `quantization='auto'` means nf4 QLoRA on CUDA and LoRA on an unquantized base on CPU: on a CPU the 4-bit
 weights must be dequantized for every matmul, which costs more than the matmul itself (measured ~4x slower on
 Gemma 3 270M). Loss is taken on the completion only, and only the answer tokens go through Gemma's 262k-token output
 head; the instruction every prompt starts with is computed once per batch (`completion_loss`). On CPU, LoRA sits in
-the top third of the layers, so backward stops there. bench/train.py measures the whole recipe against the seed one.
+a part of the layers only (the top two thirds with recipe='auto'), so backward stops there. bench/train.py measures
+the speed of the whole recipe against the seed one, bench/recipe.py its quality against TF-IDF and retrieval.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kit import KitError, __version__, hardware, models
+from kit import recipe as recipe_mod
 from kit.io import read_jsonl, sha256_file, write_json
 from kit.task import Task
 
@@ -40,19 +46,22 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     target_modules: str = "all-linear"  # or a comma-separated list such as "q_proj,v_proj"
-    lora_layers: int = -1  # LoRA on the last N decoder layers only (backward stops there); 0 = all; -1 = auto
-    learning_rate: float = 1e-3
+    lora_layers: int = -1  # LoRA on the last N decoder layers only (backward stops there); 0 = all; -1 = by recipe
+    recipe: str = "auto"  # auto | default: how parameters left unset (-1 / 0) are chosen (kit.recipe)
+    learning_rate: float = 0.0  # 0 = by recipe
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.05
-    epochs: float = 1.0
+    epochs: float = 0.0  # 0 = by recipe
     max_steps: int = 0  # > 0 overrides epochs
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 192  # tokens of prompt + answer; longer tickets lose their end
     seed: int = 0
+    validation_fraction: float = 0.15  # of train.jsonl, held out to choose the checkpoint; 0 = no validation
+    early_stopping_patience: int = 2  # stop after this many validations without a gain; 0 = never stop early
+    validate_every_steps: int = 0  # 0 = once per epoch (twice per epoch for runs of 2 epochs or less)
+    max_train_minutes: float = 10.0  # time budget for training; auto epochs are planned to fit it; 0 = none
     checkpoint_every_steps: int = 25
-    holdout_loss_every_steps: int = 0  # 0 = twice per run (middle and end)
-    holdout_loss_examples: int = 32  # holdout rows used for the loss curve (accuracy is measured in 04)
     resume: bool = False
     usd_per_hour: float = 0.0  # price of the machine, for the cost estimate in train/log.json
     threads: int = 0  # CPU threads; 0 = all cores
@@ -67,10 +76,18 @@ class TrainConfig:
         for name in ("lora_r", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name}={getattr(self, name)} must be at least 1.")
-        if not 0 < self.learning_rate < 1:
-            raise TrainError(f"learning_rate={self.learning_rate} is outside (0, 1); typical LoRA values are 1e-4–2e-3.")
-        if self.max_steps <= 0 and self.epochs <= 0:
-            raise TrainError("set epochs > 0 or max_steps > 0.")
+        if self.recipe not in recipe_mod.RECIPES:
+            raise TrainError(f"recipe='{self.recipe}' is not one of {', '.join(recipe_mod.RECIPES)}.")
+        if not 0 <= self.learning_rate < 1:
+            raise TrainError(f"learning_rate={self.learning_rate} is outside [0, 1); 0 lets the recipe choose, "
+                             "typical LoRA values are 1e-4–2e-3.")
+        if self.epochs < 0 or self.max_steps < 0:
+            raise TrainError("epochs and max_steps must be 0 (chosen by the recipe) or more.")
+        if not 0 <= self.validation_fraction <= 0.5:
+            raise TrainError(f"validation_fraction={self.validation_fraction} is outside 0–0.5 (0 = no validation).")
+        for name in ("early_stopping_patience", "validate_every_steps", "max_train_minutes"):
+            if getattr(self, name) < 0:
+                raise TrainError(f"{name}={getattr(self, name)} must be 0 or more.")
 
     @property
     def adapter_dir(self) -> Path:
@@ -81,19 +98,6 @@ def resolved_quantization(quantization: str, device: str) -> str:
     if quantization == "auto":
         return "nf4" if device == "cuda" else "none"
     return quantization
-
-
-def resolved_lora_layers(lora_layers: int, device: str, n_layers: int) -> int:
-    """-1 (auto): the top third of the layers on CPU, all layers on a GPU.
-
-    With LoRA only in the top layers, autograd records nothing below them: the lower layers run forward only and
-    backward stops early. Measured on Gemma 3 270M, 2 CPU cores, one epoch of the demo tickets (batch 8): 212
-    training tokens/s with LoRA in all 18 layers and holdout loss 0.086, 360 tokens/s with the top 6 and holdout loss
-    0.027. A GPU adapts them all.
-    """
-    if lora_layers >= 0:
-        return lora_layers
-    return 0 if device == "cuda" else max(1, n_layers // 3)
 
 
 def lora_targets(model, target_modules: str, explicit: bool = False):
@@ -234,12 +238,16 @@ def _trainer_class():
     class CompletionSFTTrainer(SFTTrainer):
         """SFTTrainer with kit's completion loss (answer positions only, refusing batches with nothing to learn)."""
 
+        kit_stopped_early = False
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = completion_loss(model, inputs, num_items_in_batch)
             return (loss, outputs) if return_outputs else loss
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            """Holdout loss on answer tokens, computed the same way as the training loss (no logits gathered)."""
+            """Validation: the loss on answer tokens (computed as in training, no logits gathered) and the task's
+            metric (kit.recipe.Validator); the best evaluation's weights are kept, and training stops when
+            validation has not improved for `early_stopping_patience` evaluations."""
             import torch
 
             if getattr(self, "_kit_last_eval", (None,))[0] == self.state.global_step:
@@ -256,6 +264,12 @@ def _trainer_class():
                     total, count = total + float(loss) * k, count + k
             model.train(was_training)
             metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
+            validator, selection = getattr(self, "kit_validation", (None, None))
+            if validator is not None:
+                metrics[f"{metric_key_prefix}_{validator.metric}"] = value = validator(model)
+                if selection.update(model, self.state.global_step, self.state.epoch or 0.0, value,
+                                    metrics[f"{metric_key_prefix}_loss"]):
+                    self.control.should_training_stop = self.kit_stopped_early = True
             self._kit_last_eval = (self.state.global_step, metrics)
             self.kit_eval_s = getattr(self, "kit_eval_s", 0.0) + time.time() - started
             self.log(metrics)
@@ -303,20 +317,23 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     task = Task.load(run_dir)
     fmt = resolved.chat_format
     tok = models.load_tokenizer(resolved)
-    train_rows = read_jsonl(run_dir / "data" / "train.jsonl")
-    holdout_rows = read_jsonl(run_dir / "data" / "holdout.jsonl")
-    prompt_tokens, answer_tokens = prompt_budget(train_rows, task, fmt, tok, cfg.max_length)
+    all_rows = read_jsonl(run_dir / "data" / "train.jsonl")
+    train_rows, val_rows, split_note = recipe_mod.validation_split(all_rows, task.kind, cfg.validation_fraction,
+                                                                   cfg.seed)
+    prompt_tokens, answer_tokens = prompt_budget(all_rows, task, fmt, tok, cfg.max_length)
     train_ds = build_dataset(train_rows, task, fmt, tok, cfg.max_length, prompt_tokens)
-    # Holdout rows sorted by length, so each evaluation batch pads little.
-    eval_rows = sorted(holdout_rows[: cfg.holdout_loss_examples], key=lambda r: len(r["text"]))
-    eval_ds = build_dataset(eval_rows, task, fmt, tok, cfg.max_length, prompt_tokens)
+    # Validation rows sorted by length, so each loss batch pads little.
+    val_rows = sorted(val_rows, key=lambda r: len(r["text"]))
+    val_ds = build_dataset(val_rows, task, fmt, tok, cfg.max_length, prompt_tokens) if val_rows else None
 
     dtype = hardware.compute_dtype(cfg.dtype, device)
     print(f"dtype: {dtype.dtype} ({dtype.reason})")
     model = models.load_model(resolved, dtype=dtype.dtype, quantization=quant)
     model.train()
     n_layers = model.config.get_text_config().num_hidden_layers
-    n_lora = resolved_lora_layers(cfg.lora_layers, device, n_layers)
+    choices = recipe_mod.choose(cfg.recipe, task.kind, len(train_rows), device, n_layers, cfg.lora_layers,
+                                cfg.epochs, cfg.learning_rate)
+    n_lora = int(choices["lora_layers"].value)
     layers = list(range(n_layers - n_lora, n_layers)) if 0 < n_lora < n_layers else None
     targets = lora_targets(model, cfg.target_modules, explicit=layers is not None)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
@@ -325,16 +342,12 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     ckpt_dir = work_dir / "checkpoints" / cfg.adapter_name
     if not cfg.resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # a fresh run must never resume from a stale checkpoint
-    steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
-    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     args = SFTConfig(
         output_dir=str(ckpt_dir), per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=16, gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=round(cfg.warmup_ratio * total_steps),
-        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        per_device_eval_batch_size=16, gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=choices["learning_rate"].value, lr_scheduler_type=cfg.lr_scheduler,
         max_length=cfg.max_length, completion_only_loss=True, train_sampling_strategy="group_by_length", seed=cfg.seed,
-        logging_steps=max(1, total_steps // 20), eval_strategy="steps",
-        eval_steps=cfg.holdout_loss_every_steps or max(1, math.ceil(total_steps / 2)),
+        eval_strategy="steps" if val_ds is not None else "no",
         save_strategy="steps", save_steps=cfg.checkpoint_every_steps, save_total_limit=2, report_to=[],
         bf16=device == "cuda", use_cpu=device == "cpu",
         # TRL turns gradient checkpointing on by default; for a 270M model it only costs time (a second forward).
@@ -350,19 +363,73 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
                 if on_log:
                     on_log(history[-1])
 
-    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                               processing_class=tok, peft_config=lora, callbacks=[Recorder()])
+    budget_s = cfg.max_train_minutes * 60
+
+    class Budget(TrainerCallback):
+        """Stops training once the time budget is spent (the best validated weights so far are kept)."""
+        hit = False
+
+        def on_step_end(self, args, state, control, **kw):
+            if budget_s and time.time() - start > budget_s:
+                control.should_training_stop = Budget.hit = True
+
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                               processing_class=tok, peft_config=lora, callbacks=[Recorder(), Budget()])
+    validator = recipe_mod.Validator(val_rows, task, fmt, tok, prompt_tokens, answer_tokens) if val_rows else None
+    selection = recipe_mod.Selection(cfg.early_stopping_patience)
+    trainer.kit_validation = (validator, selection)
+
+    # Plan the run: the machine's speed on this model and data, and the untrained adapter's validation score.
+    start = time.time()
+    tokens_per_s = recipe_mod.measure_speed(trainer, train_ds, cfg.batch_size)
+    epoch_tokens = sum(len(x) for x in train_ds["input_ids"])
+    epoch_s = epoch_tokens / tokens_per_s * 1.15  # optimizer step, logging, length variation
+    validation_s = 0.0
+    if validator is not None:
+        t0 = time.time()
+        trainer.evaluate()  # step 0: the base model's validation score, and what one validation costs
+        validation_s = time.time() - t0
+    steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
+    epochs = float(choices["epochs"].value)
+    evals_per_epoch = 2 if epochs <= 2 else 1
+    if cfg.max_steps > 0:
+        epochs_note = f"max_steps={cfg.max_steps} set by you"
+        total_steps = cfg.max_steps
+    else:
+        epochs, epochs_note = recipe_mod.fit_to_budget(epochs, choices["epochs"].why == "set by you", epoch_s,
+                                                       validation_s if validator else 0.0, evals_per_epoch, budget_s)
+        total_steps = math.ceil(steps_per_epoch * epochs)
+    eval_steps = cfg.validate_every_steps or max(1, math.ceil(steps_per_epoch / evals_per_epoch))
+    args.num_train_epochs = epochs if cfg.max_steps <= 0 else args.num_train_epochs
+    args.max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
+    args.warmup_steps = round(cfg.warmup_ratio * total_steps)
+    args.logging_steps = max(1, total_steps // 20)
+    args.eval_steps = eval_steps
+    plan = {
+        "recipe": cfg.recipe, "choices": recipe_mod.record(choices), "validation": split_note,
+        "validation_metric": validator.metric if validator else None, "epochs_planned": epochs,
+        "epochs_note": epochs_note, "total_steps_planned": total_steps, "validate_every_steps": eval_steps,
+        "measured_tokens_per_s": round(tokens_per_s, 1), "estimated_epoch_s": round(epoch_s, 1),
+        "validation_s": round(validation_s, 1), "max_train_minutes": cfg.max_train_minutes,
+    }
+    print(describe_plan(plan))
+
     resume_from = _latest_checkpoint(ckpt_dir) if cfg.resume else None
     if cfg.resume and resume_from is None:
         print(f"resume=True but no checkpoint in {ckpt_dir}; starting from step 0.")
-    start = time.time()
+    planning_s = time.time() - start
+    train_start = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
-    wall = time.time() - start
-    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
-    final_eval = {"eval_loss": evals[-1] if evals else None}
+    wall = time.time() - train_start
     if not trainer.is_world_process_zero():
         return TrainResult(str(cfg.adapter_dir), {})  # under accelerate launch, one process writes the files
 
+    restored = selection.restore(trainer.model)
+    stop = ("time budget spent" if Budget.hit else
+            "early stopping: no validation gain in "
+            f"{cfg.early_stopping_patience} evaluations" if trainer.kit_stopped_early else "planned steps done")
+    best = selection.best
+    plan.update({"stopped": stop, "best": best, "restored_best": restored, "evaluations": selection.evaluations})
     out = cfg.adapter_dir
     trainer.model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -371,22 +438,24 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     # Examples this run processed (every process of an accelerate launch included) times their mean length.
     examples_seen = steps_done * cfg.batch_size * cfg.grad_accum * trainer.args.world_size
     if cfg.max_steps <= 0:  # the last batch of an epoch may be short
-        examples_seen = min(examples_seen, math.ceil(len(train_ds) * cfg.epochs))
+        examples_seen = min(examples_seen, math.ceil(len(train_ds) * epochs))
     tokens_seen = n_tokens / max(len(train_ds), 1) * examples_seen
-    eval_s = getattr(trainer, "kit_eval_s", 0.0)
+    eval_s = getattr(trainer, "kit_eval_s", 0.0) - validation_s  # validations during training (step 0 is planning)
     log = {
         "device": device, "quantization": quant, "lora_layers": n_lora or n_layers,
         # What the weights were in while training (read off the model, not the setting), and why that dtype.
         "dtype": str(_base_dtype(trainer.model)).removeprefix("torch."), "dtype_choice": dtype.record(),
-        "cpu": hardware.cpu_name() if device == "cpu" else None,
-        "steps": trainer.state.global_step, "wall_s": round(wall, 1),
-        "train_examples": len(train_ds), "tokens_seen": int(tokens_seen),
-        "tokens_per_s": round(tokens_seen / wall, 1) if wall else None,
-        # Training alone, without the holdout-loss evaluations: the figure bench/train.py compares.
-        "holdout_eval_s": round(eval_s, 1),
+        "cpu": hardware.cpu_name() if device == "cpu" else None, "recipe": plan,
+        "steps": trainer.state.global_step, "epochs_done": round(trainer.state.epoch or 0.0, 3),
+        "wall_s": round(wall, 1), "planning_s": round(planning_s, 1), "train_examples": len(train_ds), "validation_examples": len(val_rows),
+        "tokens_seen": int(tokens_seen), "tokens_per_s": round(tokens_seen / wall, 1) if wall else None,
+        # Training alone, without the validations: the figure bench/train.py compares.
+        "validation_eval_s": round(eval_s, 1),
         "train_tokens_per_s": round(tokens_seen / (wall - eval_s), 1) if wall > eval_s else None,
         "processes": trainer.args.world_size,
-        "final_holdout_loss": final_eval.get("eval_loss"), "history": history,
+        "best_validation": best,  # the evaluation whose weights were saved
+        "final_validation_loss": selection.evaluations[-1]["loss"] if selection.evaluations else None,
+        "history": history,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
         "estimated_cost_usd": round(wall / 3600 * cfg.usd_per_hour, 4), "resumed_from": resume_from,
@@ -398,12 +467,34 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         "chat_format": fmt.name, "task": task.kind, "labels": list(task.labels), "system": task.system,
         "schema": task.schema or None, "prompt_tokens": prompt_tokens, "answer_tokens": answer_tokens,
         "data_sha256": sha256_file(run_dir / "data" / "train.jsonl"), "audit_passed": audit["passed"],
-        "parameters": asdict(cfg), "metrics": {"final_holdout_loss": log["final_holdout_loss"]},
+        "parameters": asdict(cfg), "recipe": {k: plan[k] for k in ("recipe", "choices", "epochs_planned", "stopped")},
+        "validation_ids": [r["id"] for r in val_rows],
+        "metrics": {"validation_metric": plan["validation_metric"], "best_validation": best,
+                    "final_validation_loss": log["final_validation_loss"]},
         "kit_version": __version__,
     }
     write_json(out / "kit_adapter.json", meta)
-    loss_plot(history, work_dir / "loss.png")
+    loss_plot(history, work_dir / "loss.png", plan)
     return TrainResult(str(out), log)
+
+
+def describe_plan(plan: dict) -> str:
+    """The recipe in sentences: what was chosen, why, and how the run was planned."""
+    lines = [f"recipe: {plan['recipe']}"]
+    for name, c in plan["choices"].items():
+        lines.append(f"  {name} = {c['value']:g}: {c['why']}")
+    lines.append(f"  epochs planned = {plan['epochs_planned']:g}: {plan['epochs_note']}")
+    lines.append(f"  validation: {plan['validation']}"
+                 + (f"; metric {plan['validation_metric']} every {plan['validate_every_steps']} steps"
+                    if plan["validation_metric"] else ""))
+    lines.append(f"  measured {plan['measured_tokens_per_s']:.0f} training tokens/s: ~{plan['estimated_epoch_s']:.0f} s "
+                 f"per epoch, {plan['validation_s']:.0f} s per validation")
+    if "stopped" in plan:
+        best = plan["best"]
+        lines.append(f"  stopped: {plan['stopped']}" + (
+            f"; kept step {best['step']} (epoch {best['epoch']:g}, {plan['validation_metric']} {best['metric']:.3f})"
+            if best else ""))
+    return "\n".join(lines)
 
 
 def _base_dtype(model):
@@ -411,17 +502,32 @@ def _base_dtype(model):
     return next(p.dtype for n, p in model.named_parameters() if "lora_" not in n and p.is_floating_point())
 
 
-def loss_plot(history: list[dict], path: str | Path):
+def loss_plot(history: list[dict], path: str | Path, plan: dict | None = None):
+    """Training and validation loss over steps (left), the validation metric with the kept checkpoint (right)."""
     from matplotlib.figure import Figure  # no pyplot: nothing global to switch or close
 
     tr = [(h["step"], h["loss"]) for h in history if "loss" in h]
     ev = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
+    metric = (plan or {}).get("validation_metric")
+    scored = [(e["step"], e["metric"]) for e in (plan or {}).get("evaluations", [])] if metric else []
+    fig = Figure(figsize=(10 if scored else 6, 3.5))
+    axes = fig.subplots(1, 2 if scored else 1)
+    ax = axes[0] if scored else axes
     if tr:
         ax.plot(*zip(*tr), label="train loss")
     if ev:
-        ax.plot(*zip(*ev), "o-", label="holdout loss")
-    ax.set_xlabel("step"); ax.set_ylabel("loss (answer tokens only)"); ax.legend(); fig.tight_layout()
+        ax.plot(*zip(*ev), "o-", label="validation loss")
+    ax.set_yscale("log")
+    ax.set_xlabel("step"); ax.set_ylabel("loss (answer tokens only)"); ax.legend()
+    if scored:
+        right = axes[1]
+        right.plot(*zip(*scored), "o-", color="tab:green", label=f"validation {metric}")
+        best = plan.get("best")
+        if best:
+            right.plot([best["step"]], [best["metric"]], "*", markersize=14, color="tab:red",
+                       label=f"kept: step {best['step']} ({best['metric']:.3f})")
+        right.set_xlabel("step"); right.set_ylabel(metric.replace("_", " ")); right.legend(loc="lower right")
+        right.set_title(plan.get("stopped", ""), fontsize=9)
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

@@ -253,3 +253,17 @@ def test_models_table_is_sorted_by_accuracy_and_rounded():
     assert table.loc["tuned", "accuracy"] == 0.965 and table.loc["base", "ECE"] == 0.145
     assert table.loc["base", "macro-F1"] == 0.479 and table.loc["base", "wrong escalations"] == 0.333
     assert table.loc["tuned", "acc ci95"] == "0.915–1.015" and table.loc["tuned", "ECE"] is None
+
+
+@pytest.mark.parametrize("ci, outcome, words", [([0.01, 0.05], "tuned_better", "earns its place"),
+                                                ([-0.02, 0.03], "no_difference", "does not measurably beat"),
+                                                ([-0.06, -0.01], "baseline_better", "use the baseline")])
+def test_verdict_says_from_the_paired_interval_whether_the_fine_tune_beats_the_best_baseline(ci, outcome, words):
+    delta = sum(ci) / 2
+    summary = {"best_baseline": "tfidf_logreg",
+               "tuned_vs_best_baseline": {"delta": delta, "ci95": ci, "n": 221, "significant": ci[0] > 0 or ci[1] < 0}}
+    v = evaluate.verdict(summary, "classify")
+    assert v["outcome"] == outcome and v["baseline"] == "tfidf_logreg" and v["metric"] == "accuracy"
+    assert words in v["sentence"] and "TF-IDF + logistic regression" in v["sentence"] and "n=221" in v["sentence"]
+    assert f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}" in v["sentence"]
+    assert "ROUGE-L points" in evaluate.verdict({**summary, "best_baseline": "retrieval"}, "reply")["sentence"]

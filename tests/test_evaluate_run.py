@@ -14,7 +14,7 @@ def tiny_eval(tmp_path_factory, tiny_model_dir):
     resolved = models.resolve(str(tiny_model_dir))
     write_run_basics(run_dir, str(tiny_model_dir), resolved)
     train.run(train.TrainConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_steps=2, batch_size=4,
-                                holdout_loss_examples=4, checkpoint_every_steps=10))
+                                checkpoint_every_steps=10))
     cfg = evaluate.EvalConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_examples=10, batch_size=5,
                               bootstrap_samples=100, few_shot_k=2, canary_candidates=10, probe_control_steps=2,
                               critical_label="agent_escalation")
@@ -34,6 +34,9 @@ def test_every_model_is_measured_on_the_same_holdout(tiny_eval):
     for p in result.predictions:
         ids.setdefault(p["model"], []).append(p["id"])
     assert len({tuple(v) for v in ids.values()}) == 1
+    best = result.metrics["best_baseline"]
+    assert best != "tuned" and m[best]["accuracy"] == max(v["accuracy"] for k, v in m.items() if k != "tuned")
+    assert result.metrics["verdict"]["baseline"] == best and result.metrics["verdict"]["sentence"]
 
 
 def test_files_written_and_probes_recorded(tiny_eval):

@@ -17,7 +17,7 @@ def _run(tmp_path_factory, tiny_model_dir, kind, input_name, column):
     licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=str(tiny_model_dir), approved=True,
                                         approver="tester", license_id="gemma"), resolved)
     train.run(train.TrainConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_steps=2, batch_size=4,
-                                holdout_loss_examples=4, checkpoint_every_steps=10, max_length=256))
+                                checkpoint_every_steps=10, max_length=256))
     cfg = evaluate.EvalConfig(run_dir=str(run_dir), model=str(tiny_model_dir), max_examples=6, batch_size=3,
                               bootstrap_samples=100, few_shot_k=1, canary_candidates=10, max_length=256)
     return cfg, evaluate.run(cfg)

@@ -66,7 +66,7 @@ def dtype_runs(tmp_path_factory, tiny_model_dir):
     for dtype in ("float32", "bfloat16"):
         res = train.run(train.TrainConfig(run_dir=str(run_dir), model=str(tiny_model_dir), adapter_name=dtype,
                                           dtype=dtype, max_steps=12, batch_size=8, learning_rate=5e-3, lora_layers=0,
-                                          holdout_loss_examples=16, checkpoint_every_steps=100))
+                                          checkpoint_every_steps=100))
         logs[dtype] = res.log
     return run_dir, logs
 
@@ -86,7 +86,7 @@ def test_training_runs_in_the_chosen_dtype_and_records_why(dtype_runs):
 
 def test_bf16_training_learns_like_float32(dtype_runs):
     _, logs = dtype_runs
-    final = {d: log["final_holdout_loss"] for d, log in logs.items()}
+    final = {d: log["final_validation_loss"] for d, log in logs.items()}
     first = logs["float32"]["history"][0]["loss"]
     assert first - final["float32"] > 0.1  # the run learns something measurable ...
     assert abs(final["bfloat16"] - final["float32"]) < 0.02 * (first - final["float32"]) + 0.01  # ... and bf16 alike
@@ -96,6 +96,6 @@ def test_auto_training_records_the_machine_choice(tmp_path, tiny_model_dir):
     resolved = models.resolve(str(tiny_model_dir))
     write_run_basics(tmp_path, str(tiny_model_dir), resolved)
     res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), max_steps=1, batch_size=4,
-                                      holdout_loss_examples=4, checkpoint_every_steps=10))
+                                      checkpoint_every_steps=10))
     expected = hardware.compute_dtype("auto", "cpu")
     assert res.log["dtype"] == expected.dtype and res.log["dtype_choice"] == expected.record()

@@ -15,7 +15,7 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
 
 
 def _cfg(run_dir, model, **kw):
-    base = dict(run_dir=str(run_dir), model=str(model), max_steps=2, batch_size=4, holdout_loss_examples=4,
+    base = dict(run_dir=str(run_dir), model=str(model), max_steps=2, batch_size=4, 
                 checkpoint_every_steps=1)
     return train.TrainConfig(**{**base, **kw})
 
@@ -199,7 +199,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_run):
     for name in ("data", "license_note.json"):
         (shutil.copytree if name == "data" else shutil.copy)(run_dir / name, tmp_path / name)
     settings = [f"model={resolved.path}", "max_steps=30", "batch_size=2", "checkpoint_every_steps=2",
-                "holdout_loss_examples=2", "holdout_loss_every_steps=1000"]
+                "validate_every_steps=1000"]
     cmd = [sys.executable, "-m", "kit", "train", "--run-dir", str(tmp_path)] + sum((["--set", s] for s in settings), [])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt_dir = tmp_path / "train" / "checkpoints" / "default"
@@ -216,8 +216,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_run):
 
     kw = {s.split("=")[0]: s.split("=")[1] for s in settings}
     res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=resolved.path, max_steps=30, batch_size=2,
-                                      checkpoint_every_steps=2, holdout_loss_examples=2,
-                                      holdout_loss_every_steps=1000, resume=True))
+                                      checkpoint_every_steps=2, validate_every_steps=1000, resume=True))
     assert kw["max_steps"] == "30"
     assert res.log["resumed_from"].endswith(f"checkpoint-{done}")
     assert res.log["steps"] == 30
@@ -248,7 +247,7 @@ def test_train_entry_point_runs_data_parallel_in_two_processes(tmp_path, tiny_ru
     shutil.copy(run_dir / "license_note.json", tmp_path / "license_note.json")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "kit", "train",
            "--run-dir", str(tmp_path), "--set", f"model={resolved.path}", "--set", "max_steps=2",
-           "--set", "batch_size=2", "--set", "holdout_loss_examples=2", "--set", "threads=1"]
+           "--set", "batch_size=2", "--set", "threads=1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = json.loads((tmp_path / "train" / "log.json").read_text())
@@ -257,10 +256,13 @@ def test_train_entry_point_runs_data_parallel_in_two_processes(tmp_path, tiny_ru
     assert proc.stdout.count("adapter: ") == 1  # only the main process reports
 
 
-def test_auto_lora_layers_is_the_top_third_on_cpu_and_all_on_gpu():
-    assert train.resolved_lora_layers(-1, "cpu", 18) == 6
-    assert train.resolved_lora_layers(-1, "cuda", 18) == 0  # 0 = every layer
-    assert train.resolved_lora_layers(4, "cpu", 18) == 4 and train.resolved_lora_layers(0, "cpu", 18) == 0
+def test_lora_layers_by_recipe_on_cpu_and_gpu_and_as_set():
+    from kit import recipe
+
+    pick = lambda r, device, layers=-1: recipe.choose(r, "classify", 300, device, 18, layers, 0, 0)["lora_layers"]
+    assert pick("auto", "cpu").value == 12 and pick("default", "cpu").value == 6
+    assert pick("auto", "cuda").value == 18  # every layer on a GPU
+    assert pick("auto", "cpu", 4) == recipe.Choice(4, "set by you") and pick("auto", "cpu", 0).value == 18
     with pytest.raises(train.TrainError, match="lora_layers=-2"):
         train.TrainConfig(run_dir="x", model="m", lora_layers=-2)
 

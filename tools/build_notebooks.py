@@ -390,14 +390,18 @@ lora_r: int = 16  # adapter rank: 8–64
 lora_alpha: int = 32  # scaling; usually 2 x lora_r
 lora_dropout: float = 0.0  # 0–0.1
 target_modules: str = "all-linear"  # all-linear, or e.g. "q_proj,v_proj"
-lora_layers: int = -1  # LoRA on the last N layers only (faster backward); 0: all; -1: auto (top third on CPU)
-learning_rate: float = 1e-3  # 1e-4 – 2e-3 for LoRA
-epochs: float = 1.0  # passes over train.jsonl (ignored when max_steps > 0)
+recipe: str = "auto"  # auto: chooses what you leave unset (-1 / 0) from the task, data size and machine | default
+lora_layers: int = -1  # LoRA on the last N layers only (faster backward); 0: all; -1: by recipe
+learning_rate: float = 0.0  # 0: by recipe; 1e-4 – 2e-3 for LoRA
+epochs: float = 0.0  # passes over the training rows; 0: by recipe (ignored when max_steps > 0)
 max_steps: int = 0  # > 0: stop after this many optimizer steps
 batch_size: int = 8  # examples per step
 grad_accum: int = 1  # steps to accumulate before an update
 max_length: int = 192  # tokens of prompt + answer; long tickets lose their end
-seed: int = 0  # training seed
+seed: int = 0  # training seed (and which rows are held out for validation)
+validation_fraction: float = 0.15  # of train.jsonl held out to choose the checkpoint; 0: none
+early_stopping_patience: int = 2  # stop after this many validations without a gain; 0: never early
+max_train_minutes: float = 10.0  # time budget; auto epochs are planned to fit it; 0: none
 checkpoint_every_steps: int = 25  # a checkpoint to resume from after a crash
 resume: bool = False  # continue from the last checkpoint in train/checkpoints
 usd_per_hour: float = 0.0  # machine price, for the cost estimate in train/log.json
@@ -409,8 +413,10 @@ from kit import train
 
 cfg = train.TrainConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, quantization=quantization, dtype=dtype,
                         lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,
-                        lora_layers=lora_layers, learning_rate=learning_rate, epochs=epochs, max_steps=max_steps,
-                        batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, seed=seed,
+                        recipe=recipe, lora_layers=lora_layers, learning_rate=learning_rate, epochs=epochs,
+                        max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
+                        seed=seed, validation_fraction=validation_fraction,
+                        early_stopping_patience=early_stopping_patience, max_train_minutes=max_train_minutes,
                         checkpoint_every_steps=checkpoint_every_steps, resume=resume, usd_per_hour=usd_per_hour)
 cfg
 """),
@@ -418,17 +424,32 @@ cfg
 ## Train
 
 The license note and the privacy audit are checked first; either one missing or failed stops here with the reason.
-The progress bar shows steps; the holdout loss is measured at the middle and the end.
+Then the run is planned: one training step is timed on this machine, the untrained adapter is scored on the
+validation rows, and the epochs are fitted to `max_train_minutes`. The plan is printed before the progress bar; the
+validation score is measured once per epoch (twice for short runs).
 """),
     code("""
 result = train.run(cfg)
-{k: v for k, v in result.log.items() if k != "history"}
+{k: v for k, v in result.log.items() if k not in ("history", "recipe")}
+"""),
+    md("""
+**What the recipe chose, and why.** Every parameter you left unset, with its reason; then how the run ended (planned
+steps done, early stopping, or the time budget) and which checkpoint was kept. The saved adapter is the one with the
+best validation score, not necessarily the last.
+"""),
+    code("""
+print(train.describe_plan(result.log["recipe"]))
 """),
     md("Which dtype the weights were in, and why this machine got it:"),
     code("""
 print(f"{result.log['dtype']} on {result.log['cpu'] or result.log['device']}: {result.log['dtype_choice']['reason']}")
 """),
-    md("The answer-only loss should fall from several nats to well under one. A flat curve means the learning rate is too low."),
+    md("""
+Left: the answer-only loss on training batches and on the validation rows (log scale); it should fall from several
+nats to well under one, and a flat curve means the learning rate is too low. Right: the validation score at every
+evaluation, with the kept checkpoint starred. A validation loss that rises while the training loss falls is
+overfitting: that is what early stopping and the kept checkpoint guard against.
+"""),
     code("""
 Image(str(Path(run_dir) / "train" / "loss.png"))
 """),
@@ -436,7 +457,8 @@ Image(str(Path(run_dir) / "train" / "loss.png"))
 ## Files written
 
 The adapter and its metadata (`kit_adapter.json`: base model and its sha256, chat format, labels, data sha256,
-parameters, final holdout loss). Next: **04_evaluate** measures it on the holdout.
+parameters, the recipe, the validation rows' ids and the kept validation score). Next: **04_evaluate** measures it on
+the holdout, which training never saw.
 
 **One adapter per task or tenant.** Adapters are small (a few MB) and live side by side under `adapters/`; the base
 model is never changed. Train one per customer by giving each its own `adapter_name` (and its own data). When a
@@ -543,11 +565,18 @@ Is the gain real? The paired interval resamples tickets, so both models are judg
 much narrower than two separate intervals. The score is accuracy (classify), exact match (extract) or ROUGE-L (reply).
 """),
     code("""
-for other in ("base_zero_shot", result.metrics.get("best_baseline")):
-    d = result.metrics["tuned_vs_base_zero_shot"] if other == "base_zero_shot" else result.metrics.get("tuned_vs_best_baseline")
-    if d:
-        print(f"tuned − {other}: {d['delta']:+.1%} (95% CI {d['ci95'][0]:+.1%} to {d['ci95'][1]:+.1%}),",
-              "significant" if d["significant"] else "not significant")
+for other in ("base_zero_shot", result.metrics["best_baseline"]):
+    d = result.metrics["tuned_vs_base_zero_shot"] if other == "base_zero_shot" else result.metrics["tuned_vs_best_baseline"]
+    print(f"tuned − {other}: {d['delta']:+.1%} (95% CI {d['ci95'][0]:+.1%} to {d['ci95'][1]:+.1%}),",
+          "significant" if d["significant"] else "not significant")
+"""),
+    md("""
+**Is the fine-tune worth it?** The same paired interval against the best baseline, in one sentence (the model card
+in 05 carries it). A cheap baseline that scores as well is the simpler thing to run; a fine-tune that loses to it
+needs better data or a different recipe before anything else.
+"""),
+    code("""
+print(result.metrics["verdict"]["sentence"])
 """),
     md("""
 Where the errors are. Classify: rows are the true lane, columns the predicted one. Extract: accuracy per field

@@ -1,0 +1,125 @@
+"""The validation split, the auto recipe's choices, the time budget, and the checkpoint validation keeps."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from conftest import write_run_basics
+from kit import models, recipe, train
+
+
+def _rows(counts: dict[str, int]) -> list[dict]:
+    return [{"id": f"{lab}-{i}", "text": f"t {lab} {i}", "label": lab} for lab, n in counts.items() for i in range(n)]
+
+
+def test_validation_split_is_stratified_seeded_and_keeps_every_label_in_training():
+    rows = _rows({"a": 60, "b": 30, "c": 8, "d": 2})
+    fit, val, note = recipe.validation_split(rows, "classify", 0.15, seed=3)
+    assert len(val) == 15 and len(fit) + len(val) == len(rows)
+    assert {r["id"] for r in fit}.isdisjoint(r["id"] for r in val)
+    v = Counter(r["label"] for r in val)
+    assert v == {"a": 9, "b": 5, "c": 1}  # quotas 9, 4.5, 1.2, 0.3: the largest remainder (b) gets the 15th row
+    assert all(Counter(r["label"] for r in fit)[lab] >= 1 for lab in "abcd")  # no label leaves training
+    assert "stratified" in note and "15 of 100" in note
+    assert recipe.validation_split(rows, "classify", 0.15, seed=3)[1] == val  # seeded
+    assert recipe.validation_split(rows, "classify", 0.15, seed=4)[1] != val
+    assert [r["id"] for r in fit] == [r["id"] for r in rows if r in fit]  # original order kept
+
+
+def test_generative_validation_is_a_capped_random_sample_and_tiny_data_gets_none():
+    rows = [{"id": str(i), "text": "x", "answer": str(i)} for i in range(1000)]
+    _, val, note = recipe.validation_split(rows, "reply", 0.15, seed=0)
+    assert len(val) == recipe.VALIDATION_MAX_ROWS["reply"] and "random" in note
+    fit, val, note = recipe.validation_split(rows[:20], "extract", 0.15, seed=0)
+    assert val == [] and len(fit) == 20 and "too few" in note
+    assert recipe.validation_split(rows, "reply", 0.0, 0)[1] == []
+
+
+def test_auto_recipe_choices_follow_the_data_size_and_keep_what_you_set():
+    small = recipe.choose("auto", "classify", 150, "cpu", 18, -1, 0, 0)
+    large = recipe.choose("auto", "classify", 3000, "cpu", 18, -1, 0, 0)
+    assert small["epochs"].value == 8 and large["epochs"].value == 2  # small data gets more passes
+    assert small["learning_rate"].value > 0 and "set by you" not in small["learning_rate"].why
+    mine = recipe.choose("auto", "extract", 150, "cpu", 18, 3, 1.5, 2e-4)
+    assert {k: v.value for k, v in mine.items()} == {"lora_layers": 3, "epochs": 1.5, "learning_rate": 2e-4}
+    assert all(v.why == "set by you" for v in mine.values())
+    assert recipe.choose("default", "classify", 150, "cpu", 18, -1, 0, 0)["epochs"].value == 2.0
+
+
+def test_time_budget_shortens_auto_epochs_and_warns_about_set_ones():
+    epochs, note = recipe.fit_to_budget(8, False, epoch_s=100, validation_s=10, evals_per_epoch=1, budget_s=600)
+    assert epochs == 5.25 and "fit inside" in note  # (600 - 10) / 110 = 5.36 -> quarter epochs
+    epochs, note = recipe.fit_to_budget(8, True, 100, 10, 1, 600)
+    assert epochs == 8 and "stops at the budget" in note
+    assert recipe.fit_to_budget(3, False, 100, 10, 1, 600)[0] == 3
+    assert recipe.fit_to_budget(8, False, 100, 10, 1, 0)[0] == 8  # no budget
+
+
+class _Model:  # named parameters, as a PEFT model has them
+    def __init__(self):
+        import torch
+
+        self.w = torch.nn.Parameter(torch.zeros(2))
+        self.frozen = torch.nn.Parameter(torch.zeros(2), requires_grad=False)
+
+    def named_parameters(self):
+        return [("lora_w", self.w), ("base", self.frozen)]
+
+
+def test_selection_keeps_the_best_weights_breaks_ties_by_loss_and_stops_after_patience():
+    import torch
+
+    m, sel = _Model(), recipe.Selection(patience=2)
+    with torch.no_grad():
+        for step, (metric, loss) in enumerate([(0.5, 1.0), (0.8, 0.5), (0.8, 0.4), (0.7, 0.3), (0.8, 0.45)]):
+            m.w.fill_(step)
+            stop = sel.update(m, step, step / 2, metric, loss)
+            assert stop == (step == 4)  # two evaluations without a gain after step 2
+    assert sel.best["step"] == 2  # same metric as step 1, lower loss
+    assert sel.restore(m) and m.w.tolist() == [2.0, 2.0]
+    assert set(sel.best_weights) == {"lora_w"}  # frozen weights are not copied
+
+
+def _data_rows(run_dir):
+    return [json.loads(x) for x in (run_dir / "data" / "train.jsonl").read_text().splitlines()]
+
+
+def test_training_validates_keeps_the_best_checkpoint_and_stops_early(tmp_path, tiny_model_dir, monkeypatch):
+    """A validator that gets worse at every evaluation: the untrained adapter (step 0) must be what is saved."""
+    from safetensors import safe_open
+
+    resolved = models.resolve(str(tiny_model_dir))
+    write_run_basics(tmp_path, str(tiny_model_dir), resolved)
+    scores = iter([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    monkeypatch.setattr(recipe.Validator, "__call__", lambda self, model: next(scores))
+    res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), max_steps=12, batch_size=4,
+                                      validate_every_steps=2, early_stopping_patience=2, checkpoint_every_steps=100,
+                                      learning_rate=5e-3))
+    plan = res.log["recipe"]
+    assert [e["step"] for e in plan["evaluations"]] == [0, 2, 4]  # stopped after two worse validations
+    assert plan["stopped"].startswith("early stopping") and res.log["steps"] == 4
+    assert plan["best"]["step"] == 0 and plan["restored_best"]
+    with safe_open(f"{res.adapter_dir}/adapter_model.safetensors", "pt") as f:
+        lora_b = [f.get_tensor(k) for k in f.keys() if "lora_B" in k]
+    assert lora_b and all(float(t.abs().max()) == 0.0 for t in lora_b)  # LoRA B starts at zero: step 0 was saved
+    meta = json.loads((tmp_path / "adapters" / "default" / "kit_adapter.json").read_text())
+    val_ids = set(meta["validation_ids"])
+    assert len(val_ids) == res.log["validation_examples"] > 0
+    assert res.log["train_examples"] + len(val_ids) == len(_data_rows(tmp_path))
+    assert (tmp_path / "train" / "loss.png").stat().st_size > 10_000
+
+
+def test_real_validation_metric_and_time_budget_on_a_tiny_model(tmp_path, tiny_model_dir):
+    resolved = models.resolve(str(tiny_model_dir))
+    write_run_basics(tmp_path, str(tiny_model_dir), resolved)
+    res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), epochs=50, batch_size=4,
+                                      max_train_minutes=0.002, checkpoint_every_steps=100))
+    plan = res.log["recipe"]
+    assert plan["stopped"] == "time budget spent" and res.log["steps"] < 10
+    assert "stops at the budget" in plan["epochs_note"]  # epochs=50 was set: kept, and the user was told
+    assert plan["validation_metric"] == "accuracy"
+    assert all(0.0 <= e["metric"] <= 1.0 and e["loss"] > 0 for e in plan["evaluations"])
+    assert plan["choices"]["epochs"] == {"value": 50, "why": "set by you"}
+    assert plan["choices"]["lora_layers"]["why"] != "set by you"
+    assert "recipe: auto" in train.describe_plan(plan)
