@@ -7,8 +7,8 @@ evaluation's LoRA weights are kept, training stops when validation has not impro
 evaluations, and the saved adapter is the best one, not the last.
 
 `recipe='auto'` fills in every training parameter you left unset (`lora_layers=-1`, `epochs=0`,
-`learning_rate=0`) from the task kind, the data size and the machine, and plans the epochs to fit
-`max_train_minutes` at the speed this machine measured just before training. Parameters you set are used as given.
+`learning_rate=0`) from the task kind, the data size and the machine, and fits the run to `max_train_minutes` at
+the speed this machine shows in its first training steps (`pace_callback`). Parameters you set are used as given.
 What was chosen and why is recorded in `train/log.json` (`recipe`). `recipe='default'` fills them in with the
 values kit used before validation existed (two epochs as the demo trained, top third of the layers on CPU, 1e-3):
 the comparison line for `bench/recipe.py`.
@@ -102,23 +102,76 @@ def choose(recipe: str, kind: str, n_fit: int, device: str, n_layers: int, lora_
     return out
 
 
-def fit_to_budget(epochs: float, explicit: bool, epoch_s: float, validation_s: float, evals_per_epoch: float,
-                  budget_s: float) -> tuple[float, str]:
-    """Epochs that fit the time budget at the measured speed (auto epochs only; set ones are kept and warned)."""
+def steps_that_fit(done: int, total: int, elapsed_s: float, step_s: float, validation_s: float, eval_steps: int,
+                   budget_s: float) -> int:
+    """How many optimizer steps in all fit the time budget, at the measured seconds per step (validations included);
+    `total` when they all do or there is no budget."""
     if budget_s <= 0:
-        return epochs, "no time budget (max_train_minutes=0)"
-    per_epoch = epoch_s + validation_s * evals_per_epoch
-    need = epochs * per_epoch + validation_s
-    if need <= budget_s:
-        return epochs, f"{epochs:g} epochs take ~{need / 60:.1f} min at the measured speed, inside {budget_s / 60:g} min"
-    if explicit:
-        return epochs, (f"{epochs:g} epochs would take ~{need / 60:.1f} min at the measured speed, more than "
-                        f"max_train_minutes={budget_s / 60:g}: training stops at the budget (raise it, or set 0 to "
-                        "lift it)")
-    fit = max(0.25, (budget_s - validation_s) / per_epoch)
-    fit = int(fit * 4) / 4  # quarter epochs
-    return fit, (f"{epochs:g} epochs would take ~{need / 60:.1f} min at the measured speed; {fit:g} fit inside "
-                 f"max_train_minutes={budget_s / 60:g}")
+        return total
+    per_step = step_s + validation_s / max(eval_steps, 1)
+    return min(total, done + max(0, int((budget_s - elapsed_s) / per_step)))
+
+
+def pace_callback(trainer, started: float, budget_s: float, validation_s: float, eval_steps: int, total: int,
+                  shrink: bool, plan: dict):
+    """A TrainerCallback that times this machine's first steps and fits the run to the time budget.
+
+    The step time is measured on the real training steps (steps 3 to ~5% of the run, at least 6), not predicted:
+    a separate timing pass before training misjudged it several-fold (kernels are prepared per shape on first use).
+    When the planned steps would overrun `max_train_minutes` and the epochs were the recipe's choice, the run is
+    shortened to the steps that fit and the learning-rate schedule is rebuilt for that length, so it still decays
+    to its end; epochs you set are kept, and training stops at the budget with the reason recorded.
+    """
+    import warnings
+
+    from transformers import TrainerCallback, get_scheduler
+
+    warm, measure_at = 2, max(6, min(30, round(0.05 * total)))
+
+    class Pace(TrainerCallback):
+        stop_at = None
+        marks: dict = {}
+
+        def on_step_end(self, args, state, control, **kw):
+            step, now = state.global_step, time.time()
+            if step in (warm, measure_at):
+                self.marks[step] = (now, getattr(trainer, "kit_eval_s", 0.0))
+            if step == measure_at and warm in self.marks:
+                (t0, e0), (t1, e1) = self.marks[warm], self.marks[measure_at]
+                step_s = ((t1 - t0) - (e1 - e0)) / (measure_at - warm)
+                fit = steps_that_fit(step, total, now - started, step_s, validation_s, eval_steps, budget_s)
+                plan["measured_step_s"] = round(step_s, 3)
+                plan["projected_min"] = round((now - started + (total - step) * (step_s + validation_s / eval_steps))
+                                              / 60, 1)
+                if fit < total and shrink:
+                    self.stop_at = fit
+                    opt = trainer.lr_scheduler.optimizer
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # fast-forwarding a schedule warns about step order
+                        sched = get_scheduler(args.lr_scheduler_type, optimizer=opt,
+                                              num_warmup_steps=min(args.warmup_steps, fit), num_training_steps=fit)
+                        for _ in range(step):
+                            sched.step()
+                    trainer.lr_scheduler = sched
+                    plan["total_steps_planned"] = fit
+                    plan["epochs_note"] += (f"; at the measured {step_s:.2f} s per step the run would take "
+                                            f"~{plan['projected_min']:g} min, so it was shortened to the {fit} of "
+                                            f"{total} steps that fit max_train_minutes={budget_s / 60:g} (the "
+                                            "learning-rate schedule rebuilt for them)")
+                    print(f"time budget: shortened to {fit} of {total} steps ({plan['projected_min']:g} min "
+                          f"projected at {step_s:.2f} s per step, budget {budget_s / 60:g} min)")
+                elif fit < total:
+                    plan["epochs_note"] += (f"; at the measured {step_s:.2f} s per step the run would take "
+                                            f"~{plan['projected_min']:g} min, more than max_train_minutes="
+                                            f"{budget_s / 60:g}: it stops at the budget (raise it, or set 0 to lift "
+                                            "it)")
+                    print(f"time budget: {plan['projected_min']:g} min projected, budget {budget_s / 60:g} min; "
+                          "training will stop at the budget")
+            if self.stop_at is not None and step >= self.stop_at:
+                control.should_training_stop = True
+                control.should_evaluate = True  # validate the last step, so the schedule's end is a candidate
+
+    return Pace()
 
 
 class Validator:
@@ -202,28 +255,6 @@ class Selection:
                 if n in self.best_weights:
                     p.copy_(self.best_weights[n])
         return True
-
-
-def measure_speed(trainer, dataset, batch_size: int) -> float:
-    """Training tokens/s of this model on this machine: one forward and backward of a typical batch, timed after a
-    warm-up batch (the first call allocates and picks kernels). Gradients are cleared again, weights untouched."""
-    from kit.train import completion_loss
-
-    model = trainer.model
-    n = len(dataset)
-    picks = [list(range(i, min(n, i + batch_size))) for i in (0, n // 2)]
-    rate = 0.0
-    for k, idx in enumerate(picks):
-        batch = trainer._prepare_inputs(trainer.data_collator([dataset[i] for i in idx]))
-        tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
-        started = time.perf_counter()
-        loss, _ = completion_loss(model, batch)
-        loss.backward()
-        elapsed = time.perf_counter() - started
-        model.zero_grad(set_to_none=True)
-        if k == len(picks) - 1:
-            rate = tokens / max(elapsed, 1e-6)
-    return rate
 
 
 def record(choices: dict[str, Choice]) -> dict:

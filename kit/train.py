@@ -263,6 +263,10 @@ def _trainer_class():
                     loss, _ = completion_loss(model, batch)
                     total, count = total + float(loss) * k, count + k
             model.train(was_training)
+            if _distributed():  # each process saw its shard of the validation rows: pool them, so all decide alike
+                pooled = torch.tensor([total, float(count)], device=self.args.device)
+                torch.distributed.all_reduce(pooled)
+                total, count = float(pooled[0]), int(pooled[1])
             metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
             validator, selection = getattr(self, "kit_validation", (None, None))
             if validator is not None:
@@ -371,7 +375,7 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
 
         def on_step_end(self, args, state, control, **kw):
             if budget_s and time.time() - start > budget_s:
-                control.should_training_stop = Budget.hit = True
+                control.should_training_stop = control.should_evaluate = Budget.hit = True
 
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                                processing_class=tok, peft_config=lora, callbacks=[Recorder(), Budget()])
@@ -379,28 +383,22 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     selection = recipe_mod.Selection(cfg.early_stopping_patience)
     trainer.kit_validation = (validator, selection)
 
-    # Plan the run: the machine's speed on this model and data, and the untrained adapter's validation score.
+    # Plan the run: the untrained adapter's validation score (and what one validation costs); the machine's speed
+    # is measured on the first training steps (kit.recipe.pace_callback).
     start = time.time()
-    tokens_per_s = recipe_mod.measure_speed(trainer, train_ds, cfg.batch_size)
-    epoch_tokens = sum(len(x) for x in train_ds["input_ids"])
-    epoch_s = epoch_tokens / tokens_per_s * 1.15  # optimizer step, logging, length variation
     validation_s = 0.0
     if validator is not None:
-        t0 = time.time()
-        trainer.evaluate()  # step 0: the base model's validation score, and what one validation costs
-        validation_s = time.time() - t0
+        trainer.evaluate()  # step 0
+        validation_s = time.time() - start
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
     epochs = float(choices["epochs"].value)
     evals_per_epoch = 2 if epochs <= 2 else 1
     if cfg.max_steps > 0:
-        epochs_note = f"max_steps={cfg.max_steps} set by you"
-        total_steps = cfg.max_steps
+        epochs_note, total_steps = f"max_steps={cfg.max_steps} set by you", cfg.max_steps
     else:
-        epochs, epochs_note = recipe_mod.fit_to_budget(epochs, choices["epochs"].why == "set by you", epoch_s,
-                                                       validation_s if validator else 0.0, evals_per_epoch, budget_s)
-        total_steps = math.ceil(steps_per_epoch * epochs)
+        epochs_note, total_steps = f"{epochs:g} epochs ({choices['epochs'].why})", math.ceil(steps_per_epoch * epochs)
     eval_steps = cfg.validate_every_steps or max(1, math.ceil(steps_per_epoch / evals_per_epoch))
-    args.num_train_epochs = epochs if cfg.max_steps <= 0 else args.num_train_epochs
+    args.num_train_epochs = epochs
     args.max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
     args.warmup_steps = round(cfg.warmup_ratio * total_steps)
     args.logging_steps = max(1, total_steps // 20)
@@ -409,9 +407,11 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         "recipe": cfg.recipe, "choices": recipe_mod.record(choices), "validation": split_note,
         "validation_metric": validator.metric if validator else None, "epochs_planned": epochs,
         "epochs_note": epochs_note, "total_steps_planned": total_steps, "validate_every_steps": eval_steps,
-        "measured_tokens_per_s": round(tokens_per_s, 1), "estimated_epoch_s": round(epoch_s, 1),
         "validation_s": round(validation_s, 1), "max_train_minutes": cfg.max_train_minutes,
     }
+    shrink = cfg.max_steps <= 0 and choices["epochs"].why != "set by you"
+    pace = recipe_mod.pace_callback(trainer, start, budget_s, validation_s, eval_steps, total_steps, shrink, plan)
+    trainer.add_callback(pace)
     print(describe_plan(plan))
 
     resume_from = _latest_checkpoint(ckpt_dir) if cfg.resume else None
@@ -425,9 +425,12 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         return TrainResult(str(cfg.adapter_dir), {})  # under accelerate launch, one process writes the files
 
     restored = selection.restore(trainer.model)
-    stop = ("time budget spent" if Budget.hit else
-            "early stopping: no validation gain in "
-            f"{cfg.early_stopping_patience} evaluations" if trainer.kit_stopped_early else "planned steps done")
+    if Budget.hit:
+        stop = "time budget spent"
+    elif trainer.kit_stopped_early:
+        stop = f"early stopping: no validation gain in {cfg.early_stopping_patience} evaluations"
+    else:
+        stop = "planned steps done" + (" (shortened to fit the time budget)" if pace.stop_at else "")
     best = selection.best
     plan.update({"stopped": stop, "best": best, "restored_best": restored, "evaluations": selection.evaluations})
     out = cfg.adapter_dir
@@ -483,12 +486,13 @@ def describe_plan(plan: dict) -> str:
     lines = [f"recipe: {plan['recipe']}"]
     for name, c in plan["choices"].items():
         lines.append(f"  {name} = {c['value']:g}: {c['why']}")
-    lines.append(f"  epochs planned = {plan['epochs_planned']:g}: {plan['epochs_note']}")
+    lines.append(f"  planned: {plan['total_steps_planned']} steps; {plan['epochs_note']}")
     lines.append(f"  validation: {plan['validation']}"
                  + (f"; metric {plan['validation_metric']} every {plan['validate_every_steps']} steps"
                     if plan["validation_metric"] else ""))
-    lines.append(f"  measured {plan['measured_tokens_per_s']:.0f} training tokens/s: ~{plan['estimated_epoch_s']:.0f} s "
-                 f"per epoch, {plan['validation_s']:.0f} s per validation")
+    if "measured_step_s" in plan:
+        lines.append(f"  measured {plan['measured_step_s']:.2f} s per training step and {plan['validation_s']:.0f} s per "
+                     f"validation: ~{plan['projected_min']:g} min for the planned steps")
     if "stopped" in plan:
         best = plan["best"]
         lines.append(f"  stopped: {plan['stopped']}" + (

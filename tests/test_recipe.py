@@ -47,13 +47,45 @@ def test_auto_recipe_choices_follow_the_data_size_and_keep_what_you_set():
     assert recipe.choose("default", "classify", 150, "cpu", 18, -1, 0, 0)["epochs"].value == 2.0
 
 
-def test_time_budget_shortens_auto_epochs_and_warns_about_set_ones():
-    epochs, note = recipe.fit_to_budget(8, False, epoch_s=100, validation_s=10, evals_per_epoch=1, budget_s=600)
-    assert epochs == 5.25 and "fit inside" in note  # (600 - 10) / 110 = 5.36 -> quarter epochs
-    epochs, note = recipe.fit_to_budget(8, True, 100, 10, 1, 600)
-    assert epochs == 8 and "stops at the budget" in note
-    assert recipe.fit_to_budget(3, False, 100, 10, 1, 600)[0] == 3
-    assert recipe.fit_to_budget(8, False, 100, 10, 1, 0)[0] == 8  # no budget
+def test_steps_that_fit_the_budget_count_the_validations():
+    assert recipe.steps_that_fit(10, 100, elapsed_s=20, step_s=1.0, validation_s=0, eval_steps=10, budget_s=60) == 50
+    assert recipe.steps_that_fit(10, 100, 20, 1.0, validation_s=10, eval_steps=10, budget_s=60) == 30  # 2 s a step
+    assert recipe.steps_that_fit(10, 40, 20, 1.0, 0, 10, 600) == 40 and recipe.steps_that_fit(10, 40, 20, 9, 0, 1, 0) == 40
+
+
+@pytest.mark.parametrize("shrink", [True, False], ids=["auto epochs: shortened", "epochs set: kept"])
+def test_pace_measures_the_first_steps_and_rebuilds_the_schedule_for_the_steps_that_fit(monkeypatch, shrink):
+    """One second per step, a 20-second budget, 100 planned steps: 20 fit, and the learning rate reaches zero there."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import get_scheduler
+
+    clock = iter(range(10_000))
+    monkeypatch.setattr(recipe.time, "time", lambda: float(next(clock)))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    trainer = SimpleNamespace(lr_scheduler=get_scheduler("cosine", optimizer=opt, num_warmup_steps=5,
+                                                         num_training_steps=100), kit_eval_s=0.0)
+    plan = {"epochs_note": "8 epochs", "total_steps_planned": 100}
+    cb = recipe.pace_callback(trainer, started=-1.0, budget_s=20, validation_s=0.0, eval_steps=50, total=100,
+                              shrink=shrink, plan=plan)
+    args = SimpleNamespace(lr_scheduler_type="cosine", warmup_steps=5)
+    lrs, stopped_at = [], None
+    for step in range(1, 40):
+        opt.step()
+        trainer.lr_scheduler.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
+        cb.on_step_end(args, SimpleNamespace(global_step=step), control)
+        if control.should_training_stop:
+            stopped_at = step
+            break
+    assert plan["measured_step_s"] == pytest.approx(1.0) and plan["projected_min"] > 1.5
+    if shrink:
+        assert stopped_at == 20 and plan["total_steps_planned"] == 20 and "shortened" in plan["epochs_note"]
+        assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and lrs[10] > lrs[15] > lrs[18] > 0  # decays to the new end
+    else:
+        assert stopped_at is None and plan["total_steps_planned"] == 100 and "stops at the budget" in plan["epochs_note"]
 
 
 class _Model:  # named parameters, as a PEFT model has them
@@ -116,8 +148,7 @@ def test_real_validation_metric_and_time_budget_on_a_tiny_model(tmp_path, tiny_m
     res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), epochs=50, batch_size=4,
                                       max_train_minutes=0.002, checkpoint_every_steps=100))
     plan = res.log["recipe"]
-    assert plan["stopped"] == "time budget spent" and res.log["steps"] < 10
-    assert "stops at the budget" in plan["epochs_note"]  # epochs=50 was set: kept, and the user was told
+    assert plan["stopped"] == "time budget spent" and res.log["steps"] < 10  # epochs=50 was set: the hard stop
     assert plan["validation_metric"] == "accuracy"
     assert all(0.0 <= e["metric"] <= 1.0 and e["loss"] > 0 for e in plan["evaluations"])
     assert plan["choices"]["epochs"] == {"value": 50, "why": "set by you"}
