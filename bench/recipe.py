@@ -35,7 +35,7 @@ import yaml  # noqa: E402
 from kit import data, evaluate, hardware, licenses, models, train  # noqa: E402
 
 SETS = {"routing": "devdata-routing.yaml", "extraction": "devdata-extract.yaml", "demo": "demo.yaml"}
-RECIPE_KEYS = ("lora_layers", "epochs", "learning_rate", "max_steps")  # left to the recipe under test
+RECIPE_KEYS = ("recipe", "lora_layers", "epochs", "learning_rate", "max_steps")  # left to the recipe under test
 
 
 def _only(cls, params: dict) -> dict:

@@ -11,9 +11,9 @@ the task's metric at every evaluation, and the best checkpoint is the adapter sa
 Recipe. `quantization='auto'` means nf4 QLoRA on CUDA and LoRA on an unquantized base on CPU: on a CPU the 4-bit
 weights must be dequantized for every matmul, which costs more than the matmul itself (measured ~4x slower on
 Gemma 3 270M). Loss is taken on the completion only, and only the answer tokens go through Gemma's 262k-token output
-head; the instruction every prompt starts with is computed once per batch (`completion_loss`). On CPU, LoRA sits in
-a part of the layers only (the top two thirds with recipe='auto'), so backward stops there. bench/train.py measures
-the speed of the whole recipe against the seed one, bench/recipe.py its quality against TF-IDF and retrieval.
+head; the instruction every prompt starts with is computed once per batch (`completion_loss`). With LoRA in the top
+layers only (`lora_layers`), backward stops at the lowest of them. bench/train.py measures the speed of the recipe
+against the seed one, bench/recipe.py its quality against TF-IDF and retrieval on real data.
 """
 
 from __future__ import annotations
@@ -410,6 +410,7 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         "validation_s": round(validation_s, 1), "max_train_minutes": cfg.max_train_minutes,
     }
     shrink = cfg.max_steps <= 0 and choices["epochs"].why != "set by you"
+    selection.min_step = total_steps // 2
     pace = recipe_mod.pace_callback(trainer, start, budget_s, validation_s, eval_steps, total_steps, shrink, plan)
     trainer.add_callback(pace)
     print(describe_plan(plan))

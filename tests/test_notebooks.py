@@ -58,6 +58,12 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
     # The machine chose the dtype (bf16 where the CPU computes it fastest), training honoured it, evaluation agreed.
     assert log["dtype"] == log["dtype_choice"]["dtype"] in ("float32", "bfloat16") and log["dtype_choice"]["reason"]
     assert metrics["dtype"]["dtype"] == log["dtype"]
+    plan = log["recipe"]  # validated on rows of train.jsonl, never the holdout; the best evaluation was saved
+    assert plan["validation_metric"] == "accuracy" and len(plan["evaluations"]) >= 2 and plan["best"] in plan["evaluations"]
+    holdout_ids = {json.loads(x)["id"] for x in (run / "data" / "holdout.jsonl").read_text().splitlines()}
+    meta = json.loads((run / "adapters" / "default" / "kit_adapter.json").read_text())
+    assert meta["validation_ids"] and holdout_ids.isdisjoint(meta["validation_ids"])
+    assert metrics["verdict"]["baseline"] == metrics["best_baseline"] and metrics["verdict"]["sentence"]
     assert {"base_few_shot", "tfidf_logreg", "majority_class"} <= set(metrics["models"])
     assert 0.0 <= metrics["models"]["tuned"]["ece"] <= 1.0 and metrics["models"]["tuned"]["escalation"]["positives"] >= 0
     assert metrics["probes"]["canaries"] and all(1 <= c["rank"] <= 21 for c in metrics["probes"]["canaries"])
@@ -97,6 +103,7 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
     card = (run / "export" / "MODEL_CARD.md").read_text()
     for heading in ("## Intended use", "## Evaluation", "## NIST AI RMF mapping", "## Release notes"):
         assert heading in card
+    assert metrics["verdict"]["sentence"] in card
 
     from kit.export import verify
 

@@ -44,7 +44,9 @@ def test_auto_recipe_choices_follow_the_data_size_and_keep_what_you_set():
     mine = recipe.choose("auto", "extract", 150, "cpu", 18, 3, 1.5, 2e-4)
     assert {k: v.value for k, v in mine.items()} == {"lora_layers": 3, "epochs": 1.5, "learning_rate": 2e-4}
     assert all(v.why == "set by you" for v in mine.values())
-    assert recipe.choose("default", "classify", 150, "cpu", 18, -1, 0, 0)["epochs"].value == 2.0
+    default = recipe.choose("default", "classify", 150, "cpu", 18, -1, 0, 0)
+    assert (default["epochs"].value, default["learning_rate"].value, default["lora_layers"].value) == (2.0, 1e-3, 6)
+    assert small["learning_rate"].value == 5e-4
 
 
 def test_steps_that_fit_the_budget_count_the_validations():
@@ -65,7 +67,8 @@ def test_pace_measures_the_first_steps_and_rebuilds_the_schedule_for_the_steps_t
     monkeypatch.setattr(recipe.time, "time", lambda: float(next(clock)))
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     trainer = SimpleNamespace(lr_scheduler=get_scheduler("cosine", optimizer=opt, num_warmup_steps=5,
-                                                         num_training_steps=100), kit_eval_s=0.0)
+                                                         num_training_steps=100), kit_eval_s=0.0,
+                              kit_validation=(None, recipe.Selection(2, min_step=50)))
     plan = {"epochs_note": "8 epochs", "total_steps_planned": 100}
     cb = recipe.pace_callback(trainer, started=-1.0, budget_s=20, validation_s=0.0, eval_steps=50, total=100,
                               shrink=shrink, plan=plan)
@@ -83,6 +86,7 @@ def test_pace_measures_the_first_steps_and_rebuilds_the_schedule_for_the_steps_t
     assert plan["measured_step_s"] == pytest.approx(1.0) and plan["projected_min"] > 1.5
     if shrink:
         assert stopped_at == 20 and plan["total_steps_planned"] == 20 and "shortened" in plan["epochs_note"]
+        assert trainer.kit_validation[1].min_step == 10  # early stopping waits for half of the shortened run
         assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and lrs[10] > lrs[15] > lrs[18] > 0  # decays to the new end
     else:
         assert stopped_at is None and plan["total_steps_planned"] == 100 and "stops at the budget" in plan["epochs_note"]
@@ -109,6 +113,8 @@ def test_selection_keeps_the_best_weights_breaks_ties_by_loss_and_stops_after_pa
             stop = sel.update(m, step, step / 2, metric, loss)
             assert stop == (step == 4)  # two evaluations without a gain after step 2
     assert sel.best["step"] == 2  # same metric as step 1, lower loss
+    late = recipe.Selection(patience=1, min_step=3)
+    assert [late.update(m, s, 0, x, 1.0) for s, x in enumerate([0.9, 0.5, 0.5, 0.5])] == [False, False, False, True]
     assert sel.restore(m) and m.w.tolist() == [2.0, 2.0]
     assert set(sel.best_weights) == {"lora_w"}  # frozen weights are not copied
 
@@ -129,8 +135,9 @@ def test_training_validates_keeps_the_best_checkpoint_and_stops_early(tmp_path, 
                                       validate_every_steps=2, early_stopping_patience=2, checkpoint_every_steps=100,
                                       learning_rate=5e-3))
     plan = res.log["recipe"]
-    assert [e["step"] for e in plan["evaluations"]] == [0, 2, 4]  # stopped after two worse validations
-    assert plan["stopped"].startswith("early stopping") and res.log["steps"] == 4
+    # two worse validations by step 4, but early stopping waits for half the planned 12 steps
+    assert [e["step"] for e in plan["evaluations"]] == [0, 2, 4, 6]
+    assert plan["stopped"].startswith("early stopping") and res.log["steps"] == 6
     assert plan["best"]["step"] == 0 and plan["restored_best"]
     with safe_open(f"{res.adapter_dir}/adapter_model.safetensors", "pt") as f:
         lora_b = [f.get_tensor(k) for k in f.keys() if "lora_B" in k]
