@@ -163,6 +163,8 @@ def summary(run_dir: Path) -> str:
         if metrics.get("task") == "extract":
             f = m["tuned"]
             lines.append(f"{'tuned':>15} field accuracy: {f['field_accuracy']:.1%}, valid JSON {f['validity_rate']:.1%}")
+        if metrics.get("verdict"):
+            lines.append(metrics["verdict"]["sentence"])
     parity_path = run_dir / "export" / "parity.json"
     if parity_path.exists():
         par = read_json(parity_path)
