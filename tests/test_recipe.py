@@ -103,20 +103,24 @@ class _Model:  # named parameters, as a PEFT model has them
         return [("lora_w", self.w), ("base", self.frozen)]
 
 
-def test_selection_keeps_the_best_weights_breaks_ties_by_loss_and_stops_after_patience():
+def test_selection_keeps_the_best_trained_weights_and_stops_without_progress():
     import torch
 
     m, sel = _Model(), recipe.Selection(patience=2)
+    seq = [(0.95, 9.0), (0.8, 0.5), (0.8, 0.4), (0.7, 0.3), (0.8, 0.45), (0.6, 0.5)]
     with torch.no_grad():
-        for step, (metric, loss) in enumerate([(0.5, 1.0), (0.8, 0.5), (0.8, 0.4), (0.7, 0.3), (0.8, 0.45)]):
+        stops = []
+        for step, (metric, loss) in enumerate(seq):
             m.w.fill_(step)
-            stop = sel.update(m, step, step / 2, metric, loss)
-            assert stop == (step == 4)  # two evaluations without a gain after step 2
+            stops.append(sel.update(m, step, step / 2, metric, loss))
+    # step 0 (the base model) is a reference only, even with the best score; 3 is progress by loss (0.3 < 0.9 x 0.4);
+    # 4 and 5 are not: two evaluations without progress end training
+    assert stops == [False, False, False, False, False, True]
     assert sel.best["step"] == 2  # same metric as step 1, lower loss
-    late = recipe.Selection(patience=1, min_step=3)
-    assert [late.update(m, s, 0, x, 1.0) for s, x in enumerate([0.9, 0.5, 0.5, 0.5])] == [False, False, False, True]
     assert sel.restore(m) and m.w.tolist() == [2.0, 2.0]
     assert set(sel.best_weights) == {"lora_w"}  # frozen weights are not copied
+    late = recipe.Selection(patience=1, min_step=3)
+    assert [late.update(m, s, 0, x, 1.0) for s, x in enumerate([0.9, 0.5, 0.5, 0.5])] == [False, False, False, True]
 
 
 def _data_rows(run_dir):
@@ -124,24 +128,35 @@ def _data_rows(run_dir):
 
 
 def test_training_validates_keeps_the_best_checkpoint_and_stops_early(tmp_path, tiny_model_dir, monkeypatch):
-    """A validator that gets worse at every evaluation: the untrained adapter (step 0) must be what is saved."""
-    from safetensors import safe_open
+    """A validator that peaks at step 2 and then falls: training stops once half the run is done, and the adapter
+    saved holds the step-2 weights, not the last ones."""
+    from safetensors.torch import load_file
 
     resolved = models.resolve(str(tiny_model_dir))
     write_run_basics(tmp_path, str(tiny_model_dir), resolved)
-    scores = iter([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    scores = iter([0.1, 0.9, 0.5, 0.4, 0.3, 0.2, 0.1])
     monkeypatch.setattr(recipe.Validator, "__call__", lambda self, model: next(scores))
+    monkeypatch.setattr(recipe, "LOSS_PROGRESS", 0.0)  # only the metric counts as progress here
+    made = []
+
+    class Spy(recipe.Selection):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    monkeypatch.setattr(recipe, "Selection", Spy)
     res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), max_steps=12, batch_size=4,
-                                      validate_every_steps=2, early_stopping_patience=2, checkpoint_every_steps=100,
+                                      validate_every_steps=2, early_stopping_patience=2, checkpoint_every_steps=2,
                                       learning_rate=5e-3))
     plan = res.log["recipe"]
-    # two worse validations by step 4, but early stopping waits for half the planned 12 steps
-    assert [e["step"] for e in plan["evaluations"]] == [0, 2, 4, 6]
+    assert [e["step"] for e in plan["evaluations"]] == [0, 2, 4, 6]  # no gain at 4 and 6; 6 is half of 12
     assert plan["stopped"].startswith("early stopping") and res.log["steps"] == 6
-    assert plan["best"]["step"] == 0 and plan["restored_best"]
-    with safe_open(f"{res.adapter_dir}/adapter_model.safetensors", "pt") as f:
-        lora_b = [f.get_tensor(k) for k in f.keys() if "lora_B" in k]
-    assert lora_b and all(float(t.abs().max()) == 0.0 for t in lora_b)  # LoRA B starts at zero: step 0 was saved
+    assert plan["best"]["step"] == 2 and plan["restored_best"]
+    saved = load_file(f"{res.adapter_dir}/adapter_model.safetensors")
+    best = {k.replace(".default", ""): v for k, v in made[0].best_weights.items()}
+    assert saved and all(k in best and bool((saved[k] == best[k]).all()) for k in saved)
+    last = load_file(str(tmp_path / "train" / "checkpoints" / "default" / "checkpoint-6" / "adapter_model.safetensors"))
+    assert any(not bool((saved[k] == last[k]).all()) for k in saved)  # the last weights were not the ones kept
     meta = json.loads((tmp_path / "adapters" / "default" / "kit_adapter.json").read_text())
     val_ids = set(meta["validation_ids"])
     assert len(val_ids) == res.log["validation_examples"] > 0
