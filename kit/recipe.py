@@ -7,8 +7,8 @@ evaluation's LoRA weights are kept, training stops when validation has not impro
 evaluations, and the saved adapter is the best one, not the last.
 
 `recipe='auto'` fills in every training parameter you left unset (`lora_layers=-1`, `epochs=0`,
-`learning_rate=0`) from the task kind, the data size and the machine, and fits the run to `max_train_minutes` at
-the speed this machine shows in its first training steps (`pace_callback`). Parameters you set are used as given.
+`learning_rate=0`) from the data size and the device (the task kind sets the validation metric and size), and fits
+the run to `max_train_minutes` at the speed this machine shows in its first training steps (`pace_callback`). Parameters you set are used as given.
 What was chosen and why is recorded in `train/log.json` (`recipe`). `recipe='default'` fills them in with the
 values kit used before validation existed (two epochs as the demo trained, top third of the layers on CPU, 1e-3):
 the comparison line for `bench/recipe.py`.
@@ -70,7 +70,7 @@ class Choice:
     why: str
 
 
-def choose(recipe: str, kind: str, n_fit: int, device: str, n_layers: int, lora_layers: int, epochs: float,
+def choose(recipe: str, n_fit: int, device: str, n_layers: int, lora_layers: int, epochs: float,
            learning_rate: float) -> dict[str, Choice]:
     """LoRA layers, epochs (before the time budget) and learning rate; a value you set is kept as given."""
     out = {}

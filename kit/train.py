@@ -335,7 +335,7 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     model = models.load_model(resolved, dtype=dtype.dtype, quantization=quant)
     model.train()
     n_layers = model.config.get_text_config().num_hidden_layers
-    choices = recipe_mod.choose(cfg.recipe, task.kind, len(train_rows), device, n_layers, cfg.lora_layers,
+    choices = recipe_mod.choose(cfg.recipe, len(train_rows), device, n_layers, cfg.lora_layers,
                                 cfg.epochs, cfg.learning_rate)
     n_lora = int(choices["lora_layers"].value)
     layers = list(range(n_layers - n_lora, n_layers)) if 0 < n_lora < n_layers else None

@@ -37,14 +37,14 @@ def test_generative_validation_is_a_capped_random_sample_and_tiny_data_gets_none
 
 
 def test_auto_recipe_choices_follow_the_data_size_and_keep_what_you_set():
-    small = recipe.choose("auto", "classify", 150, "cpu", 18, -1, 0, 0)
-    large = recipe.choose("auto", "classify", 3000, "cpu", 18, -1, 0, 0)
+    small = recipe.choose("auto", 150, "cpu", 18, -1, 0, 0)
+    large = recipe.choose("auto", 3000, "cpu", 18, -1, 0, 0)
     assert small["epochs"].value == 8 and large["epochs"].value == 2  # small data gets more passes
     assert small["learning_rate"].value > 0 and "set by you" not in small["learning_rate"].why
-    mine = recipe.choose("auto", "extract", 150, "cpu", 18, 3, 1.5, 2e-4)
+    mine = recipe.choose("auto", 150, "cpu", 18, 3, 1.5, 2e-4)
     assert {k: v.value for k, v in mine.items()} == {"lora_layers": 3, "epochs": 1.5, "learning_rate": 2e-4}
     assert all(v.why == "set by you" for v in mine.values())
-    default = recipe.choose("default", "classify", 150, "cpu", 18, -1, 0, 0)
+    default = recipe.choose("default", 150, "cpu", 18, -1, 0, 0)
     assert (default["epochs"].value, default["learning_rate"].value, default["lora_layers"].value) == (2.0, 1e-3, 6)
     assert small["learning_rate"].value == 5e-4
 

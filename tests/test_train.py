@@ -259,7 +259,7 @@ def test_train_entry_point_runs_data_parallel_in_two_processes(tmp_path, tiny_ru
 def test_lora_layers_by_recipe_on_cpu_and_gpu_and_as_set():
     from kit import recipe
 
-    pick = lambda r, device, layers=-1: recipe.choose(r, "classify", 300, device, 18, layers, 0, 0)["lora_layers"]
+    pick = lambda r, device, layers=-1: recipe.choose(r, 300, device, 18, layers, 0, 0)["lora_layers"]
     assert pick("auto", "cpu").value == 18 and pick("default", "cpu").value == 6
     assert pick("auto", "cuda").value == 18  # every layer on a GPU
     assert pick("auto", "cpu", 4) == recipe.Choice(4, "set by you") and pick("auto", "cpu", 0).value == 18

@@ -360,8 +360,8 @@ never read here. At every evaluation the adapter is scored on it with the task's
 accuracy, ROUGE-L) beside the loss, the best evaluation's weights are kept, and training stops once validation has
 not improved for `early_stopping_patience` evaluations. The saved adapter is the best one, not the last.
 
-**`recipe="auto"`** chooses what you leave unset (`lora_layers=-1`, `epochs=0`, `learning_rate=0`) from the task,
-the number of rows and the machine, and fits the run into `max_train_minutes`: the first steps are timed, and if the
+**`recipe="auto"`** chooses what you leave unset (`lora_layers=-1`, `epochs=0`, `learning_rate=0`) from the
+number of rows and the machine, and fits the run into `max_train_minutes`: the first steps are timed, and if the
 planned epochs would overrun, the run is shortened and its learning-rate schedule rebuilt for the steps that fit.
 What it chose and why is printed below and kept in `train/log.json`. Any value you set is used as given.
 `bench/recipe.py` measures the recipe against the cheap baselines on real data sets.
@@ -403,7 +403,7 @@ lora_r: int = 16  # adapter rank: 8–64
 lora_alpha: int = 32  # scaling; usually 2 x lora_r
 lora_dropout: float = 0.0  # 0–0.1
 target_modules: str = "all-linear"  # all-linear, or e.g. "q_proj,v_proj"
-recipe: str = "auto"  # auto: chooses what you leave unset (-1 / 0) from the task, data size and machine | default
+recipe: str = "auto"  # auto: chooses what you leave unset (-1 / 0) from data size and machine | default
 lora_layers: int = -1  # LoRA on the last N layers only (faster backward); 0: all; -1: by recipe
 learning_rate: float = 0.0  # 0: by recipe; 1e-4 – 2e-3 for LoRA
 epochs: float = 0.0  # passes over the training rows; 0: by recipe (ignored when max_steps > 0)
