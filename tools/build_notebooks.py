@@ -414,6 +414,7 @@ max_length: int = 192  # tokens of prompt + answer; long tickets lose their end
 seed: int = 0  # training seed (and which rows are held out for validation)
 validation_fraction: float = 0.15  # of train.jsonl held out to choose the checkpoint; 0: none
 early_stopping_patience: int = 2  # stop after this many validations without a gain; 0: never early
+validate_every_steps: int = 0  # 0: once per epoch (twice for runs of 2 epochs or less)
 max_train_minutes: float = 10.0  # time budget; auto epochs are planned to fit it; 0: none
 checkpoint_every_steps: int = 25  # a checkpoint to resume from after a crash
 resume: bool = False  # continue from the last checkpoint in train/checkpoints
@@ -429,7 +430,8 @@ cfg = train.TrainConfig(run_dir=run_dir, model=model, adapter_name=adapter_name,
                         recipe=recipe, lora_layers=lora_layers, learning_rate=learning_rate, epochs=epochs,
                         max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
                         seed=seed, validation_fraction=validation_fraction,
-                        early_stopping_patience=early_stopping_patience, max_train_minutes=max_train_minutes,
+                        early_stopping_patience=early_stopping_patience, validate_every_steps=validate_every_steps,
+                        max_train_minutes=max_train_minutes,
                         checkpoint_every_steps=checkpoint_every_steps, resume=resume, usd_per_hour=usd_per_hour)
 cfg
 """),
