@@ -45,6 +45,11 @@ def field_scores(expected: dict, produced: dict | None) -> tuple[int, int, int, 
     return matched, len(exp.keys() | got.keys()), len(exp), len(got)
 
 
+def field_accuracy(scores: np.ndarray) -> float:
+    """Micro field accuracy: matching leaves over the union of leaves, pooled over rows of `field_scores`."""
+    return float(scores[:, 0].sum() / max(scores[:, 1].sum(), 1))
+
+
 def extract_report(expected: list[dict], texts: list[str], schema: dict | None = None, samples: int = 1000,
                    seed: int = 0) -> dict:
     """Validity, exact match, field accuracy (with intervals), field precision/recall and per-field accuracy; `rows`
@@ -55,7 +60,6 @@ def extract_report(expected: list[dict], texts: list[str], schema: dict | None =
     exact = [o == e for o, e in zip(objs, expected)]
     per_row = [field_scores(e, o) for e, o in zip(expected, objs)]
     scores = np.array(per_row, dtype=float).reshape(-1, 4)
-    ratio = lambda rows: rows[:, 0].sum() / max(rows[:, 1].sum(), 1)  # micro: leaves pooled over rows
     from kit.evaluate import bootstrap_ci
 
     per_field: dict[str, dict] = {}
@@ -76,8 +80,8 @@ def extract_report(expected: list[dict], texts: list[str], schema: dict | None =
         "n": n,
         "validity_rate": float(np.mean(valid)) if n else None, "validity_rate_ci95": _ci(valid, samples, seed),
         "exact_match": float(np.mean(exact)) if n else None, "exact_match_ci95": _ci(exact, samples, seed),
-        "field_accuracy": float(ratio(scores)) if n else None,
-        "field_accuracy_ci95": bootstrap_ci(scores, ratio, samples, seed),
+        "field_accuracy": field_accuracy(scores) if n else None,
+        "field_accuracy_ci95": bootstrap_ci(scores, field_accuracy, samples, seed),
         "field_precision": float(precision), "field_recall": float(recall),
         "field_f1": float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0,
         "per_field": dict(sorted(per_field.items(), key=lambda kv: -kv[1]["support"])),

@@ -696,7 +696,7 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
     base_prompts = [task.prompt(fmt, r["text"], tok, budget, system=base_system) for r in rows]
     tuned = HFScorer(model, tok, cfg.batch_size)
     base = HFScorer(model, tok, cfg.batch_size, adapter_off=True)
-    start = "{" if task.kind == "extract" else ""  # an answer that opens otherwise is invalid: stop it there
+    start = task.answer_start  # an answer that opens otherwise is invalid: stop it there
     texts = {"tuned": tuned.generate(prompts, fmt.stop, max_new, True, start),
              "base_zero_shot": base.generate(base_prompts, fmt.stop, max_new, True, start)}
     if cfg.few_shot_k:

@@ -117,15 +117,16 @@ def steps_that_fit(done: int, total: int, elapsed_s: float, step_s: float, valid
     return min(total, done + max(0, int((budget_s - elapsed_s) / per_step)))
 
 
-def pace_callback(trainer, started: float, budget_s: float, validation_s: float, eval_steps: int, total: int,
-                  shrink: bool, plan: dict):
-    """A TrainerCallback that times this machine's first steps and fits the run to the time budget.
+def pace_callback(trainer, selection, started: float, budget_s: float, validation_s: float, eval_steps: int,
+                  total: int, shrink: bool, plan: dict):
+    """A TrainerCallback that times this machine's first steps and keeps the run inside the time budget.
 
     The step time is measured on the real training steps (steps 3 to ~5% of the run, at least 6), not predicted:
     a separate timing pass before training misjudged it several-fold (kernels are prepared per shape on first use).
     When the planned steps would overrun `max_train_minutes` and the epochs were the recipe's choice, the run is
     shortened to the steps that fit and the learning-rate schedule is rebuilt for that length, so it still decays
-    to its end; epochs you set are kept, and training stops at the budget with the reason recorded.
+    to its end; epochs you set are kept, and training stops once the budget is spent (`budget_hit`), with the
+    last step validated so the best weights so far are what is kept.
     """
     import warnings
 
@@ -134,11 +135,13 @@ def pace_callback(trainer, started: float, budget_s: float, validation_s: float,
     warm, measure_at = 2, max(6, min(30, round(0.05 * total)))
 
     class Pace(TrainerCallback):
-        stop_at = None
-        marks: dict = {}
+        def __init__(self):
+            self.stop_at, self.budget_hit, self.marks = None, False, {}
 
         def on_step_end(self, args, state, control, **kw):
             step, now = state.global_step, time.time()
+            if budget_s and now - started > budget_s:
+                control.should_training_stop = control.should_evaluate = self.budget_hit = True
             if step in (warm, measure_at):
                 self.marks[step] = (now, getattr(trainer, "kit_eval_s", 0.0))
             if step == measure_at and warm in self.marks:
@@ -159,7 +162,7 @@ def pace_callback(trainer, started: float, budget_s: float, validation_s: float,
                             sched.step()
                     trainer.lr_scheduler = sched
                     plan["total_steps_planned"] = fit
-                    trainer.kit_validation[1].min_step = fit // 2
+                    selection.min_step = fit // 2
                     plan["epochs_note"] += (f"; at the measured {step_s:.2f} s per step the run would take "
                                             f"~{plan['projected_min']:g} min, so it was shortened to the {fit} of "
                                             f"{total} steps that fit max_train_minutes={budget_s / 60:g} (the "
@@ -198,30 +201,24 @@ class Validator:
         import json
 
         import numpy as np
-        import torch
 
         from kit import answer_metrics, evaluate
+        from kit.task import parse_object
 
+        scorer = evaluate.HFScorer(model, self.tok, self.batch_size, progress=False)
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
-                if self.task.kind == "classify":
-                    probs = evaluate.score_labels(model, self.tok, self.prompts, self.task.labels, self.batch_size,
-                                                  progress=False)
-                    pred = [self.task.labels[i] for i in probs.argmax(1)]
-                    return float(np.mean([p == ref for p, ref in zip(pred, self.references)]))
-                start = "{" if self.task.kind == "extract" else ""
-                texts = evaluate.generate_texts(model, self.tok, self.prompts, self.fmt.stop, self.max_new,
-                                                self.batch_size, must_start_with=start)
+            if self.task.kind == "classify":
+                preds = evaluate.predict(scorer, self.task, self.rows, self.prompts)
+                return float(np.mean([p["correct"] for p in preds]))
+            texts = scorer.generate(self.prompts, self.fmt.stop, self.max_new, must_start_with=self.task.answer_start)
         finally:
             model.train(was_training)
         if self.task.kind == "extract":
-            from kit.task import parse_object
-
-            scores = np.array([answer_metrics.field_scores(json.loads(ref), parse_object(t))
-                               for ref, t in zip(self.references, texts)], dtype=float)
-            return float(scores[:, 0].sum() / max(scores[:, 1].sum(), 1))
+            return answer_metrics.field_accuracy(np.array(
+                [answer_metrics.field_scores(json.loads(ref), parse_object(t))
+                 for ref, t in zip(self.references, texts)], dtype=float).reshape(-1, 4))
         rouge, _ = answer_metrics.reply_scores(self.references, texts)
         return float(np.mean(rouge))
 

@@ -91,6 +91,11 @@ class Task:
         """Answers are generated and parsed (extract, reply), not scored over a fixed label set (classify)."""
         return self.kind != "classify"
 
+    @property
+    def answer_start(self) -> str:
+        """What every valid answer opens with ("{" for extract), so generation can stop an answer that does not."""
+        return "{" if self.kind == "extract" else ""
+
     def answer(self, row: dict) -> str:
         """The answer text of a prepared row, as the model must write it."""
         return row["label"] if self.kind == "classify" else row["answer"]

@@ -369,16 +369,8 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
 
     budget_s = cfg.max_train_minutes * 60
 
-    class Budget(TrainerCallback):
-        """Stops training once the time budget is spent (the best validated weights so far are kept)."""
-        hit = False
-
-        def on_step_end(self, args, state, control, **kw):
-            if budget_s and time.time() - start > budget_s:
-                control.should_training_stop = control.should_evaluate = Budget.hit = True
-
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                               processing_class=tok, peft_config=lora, callbacks=[Recorder(), Budget()])
+                               processing_class=tok, peft_config=lora, callbacks=[Recorder()])
     validator = recipe_mod.Validator(val_rows, task, fmt, tok, prompt_tokens, answer_tokens) if val_rows else None
     selection = recipe_mod.Selection(cfg.early_stopping_patience)
     trainer.kit_validation = (validator, selection)
@@ -409,9 +401,10 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         "epochs_note": epochs_note, "total_steps_planned": total_steps, "validate_every_steps": eval_steps,
         "validation_s": round(validation_s, 1), "max_train_minutes": cfg.max_train_minutes,
     }
-    shrink = cfg.max_steps <= 0 and choices["epochs"].why != "set by you"
+    shrink = cfg.max_steps <= 0 and cfg.epochs <= 0  # only epochs the recipe chose are shortened to the budget
     selection.min_step = total_steps // 2
-    pace = recipe_mod.pace_callback(trainer, start, budget_s, validation_s, eval_steps, total_steps, shrink, plan)
+    pace = recipe_mod.pace_callback(trainer, selection, start, budget_s, validation_s, eval_steps, total_steps, shrink,
+                                    plan)
     trainer.add_callback(pace)
     print(describe_plan(plan))
 
@@ -426,7 +419,7 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         return TrainResult(str(cfg.adapter_dir), {})  # under accelerate launch, one process writes the files
 
     restored = selection.restore(trainer.model)
-    if Budget.hit:
+    if pace.budget_hit:
         stop = "time budget spent"
     elif trainer.kit_stopped_early:
         stop = f"early stopping: no validation gain in {cfg.early_stopping_patience} evaluations"

@@ -57,7 +57,8 @@ def test_steps_that_fit_the_budget_count_the_validations():
 
 @pytest.mark.parametrize("shrink", [True, False], ids=["auto epochs: shortened", "epochs set: kept"])
 def test_pace_measures_the_first_steps_and_rebuilds_the_schedule_for_the_steps_that_fit(monkeypatch, shrink):
-    """One second per step, a 20-second budget, 100 planned steps: 20 fit, and the learning rate reaches zero there."""
+    """One second per step, a 20-second budget, 100 planned steps: 20 fit, and the learning rate reaches zero there;
+    with epochs set, the plan is kept and the budget stops training when it is spent."""
     from types import SimpleNamespace
 
     import torch
@@ -67,10 +68,10 @@ def test_pace_measures_the_first_steps_and_rebuilds_the_schedule_for_the_steps_t
     monkeypatch.setattr(recipe.time, "time", lambda: float(next(clock)))
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     trainer = SimpleNamespace(lr_scheduler=get_scheduler("cosine", optimizer=opt, num_warmup_steps=5,
-                                                         num_training_steps=100), kit_eval_s=0.0,
-                              kit_validation=(None, recipe.Selection(2, min_step=50)))
+                                                         num_training_steps=100), kit_eval_s=0.0)
+    selection = recipe.Selection(2, min_step=50)
     plan = {"epochs_note": "8 epochs", "total_steps_planned": 100}
-    cb = recipe.pace_callback(trainer, started=-1.0, budget_s=20, validation_s=0.0, eval_steps=50, total=100,
+    cb = recipe.pace_callback(trainer, selection, started=-1.0, budget_s=20, validation_s=0.0, eval_steps=50, total=100,
                               shrink=shrink, plan=plan)
     args = SimpleNamespace(lr_scheduler_type="cosine", warmup_steps=5)
     lrs, stopped_at = [], None
@@ -86,10 +87,13 @@ def test_pace_measures_the_first_steps_and_rebuilds_the_schedule_for_the_steps_t
     assert plan["measured_step_s"] == pytest.approx(1.0) and plan["projected_min"] > 1.5
     if shrink:
         assert stopped_at == 20 and plan["total_steps_planned"] == 20 and "shortened" in plan["epochs_note"]
-        assert trainer.kit_validation[1].min_step == 10  # early stopping waits for half of the shortened run
+        assert selection.min_step == 10  # early stopping waits for half of the shortened run
         assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and lrs[10] > lrs[15] > lrs[18] > 0  # decays to the new end
     else:
-        assert stopped_at is None and plan["total_steps_planned"] == 100 and "stops at the budget" in plan["epochs_note"]
+        assert plan["total_steps_planned"] == 100 and "stops at the budget" in plan["epochs_note"]
+        assert stopped_at == 21 and cb.budget_hit  # kept, then stopped once the 20 s were spent
+    if shrink:
+        assert not cb.budget_hit
 
 
 class _Model:  # named parameters, as a PEFT model has them
