@@ -39,6 +39,10 @@ import phonenumbers
 from stdnum import iban, luhn
 
 from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
+from kit.ner import ENTITY as _NER_LABELS
+from kit.ner import EntityRecogniser
+
+NER_ENTITIES = tuple(sorted(set(_NER_LABELS.values())))
 
 Span = tuple[int, int, str]
 
@@ -240,10 +244,25 @@ def _secrets(text: str) -> Iterable[tuple[int, int]]:
             yield m.start(1), m.start(1) + len(value)
 
 
+URL_PIECE_RE = re.compile(r"[^/?&=#]+")
+
+
+def _words_joined(piece: str) -> bool:
+    """A link slug: words and short numbers joined by "_" or "-" ("nearcertain_fifpro_xi_for_2016")."""
+    parts = re.split(r"[_\-.]", piece)
+    return len(parts) >= 3 and all(p.isalpha() or p.isdigit() and len(p) <= 4 for p in parts if p)
+
+
 def _random_tokens(text: str) -> Iterable[tuple[int, int]]:
     for m in TOKEN_RE.finditer(text):
-        if looks_random(m.group()):
-            value = m.group().rstrip(".,;:!?")
+        value = m.group().rstrip(".,;:!?")
+        if "/" in value:
+            # A link or path: its pieces are judged one by one, so a key in "?token=…" or a path segment is still
+            # found, but "//www.example.org/2016/12/29/some-article-title/" is not taken for a key as a whole.
+            for p in URL_PIECE_RE.finditer(value):
+                if looks_random(p.group()) and not _words_joined(p.group()):
+                    yield m.start() + p.start(), m.start() + p.end()
+        elif looks_random(value):
             yield m.start(), m.start() + len(value)
     for m in PASSWORD_SHAPED_RE.finditer(text):
         yield m.start(), m.end()
@@ -350,16 +369,25 @@ class Redactor:
     """Runs detectors in order; overlapping spans of one type merge, and where spans of different types overlap the
     longest wins, ties to the earlier detector."""
 
-    def __init__(self, detectors: list[Detector]):
+    def __init__(self, detectors: list[Detector], recogniser: "EntityRecogniser | None" = None):
         self.detectors = detectors
+        self.recogniser = recogniser
 
     @property
     def entities(self) -> list[str]:
-        return sorted({d.entity for d in self.detectors} | {"PERSON"})
+        ner = set(NER_ENTITIES) if self.recogniser is not None else set()
+        return sorted({d.entity for d in self.detectors} | {"PERSON"} | ner)
+
+    def prefetch(self, texts: Iterable[str]) -> None:
+        """Run the entity recogniser over many texts at once (batched); later `find` calls on them are lookups."""
+        if self.recogniser is not None:
+            self.recogniser.prefetch(list(texts))
 
     @classmethod
-    def default(cls, id_patterns: dict[str, str] | None = None) -> "Redactor":
-        """All built-in detectors; `id_patterns` ({ENTITY: regex}) replaces the default business identifiers."""
+    def default(cls, id_patterns: dict[str, str] | None = None, ner: bool = True) -> "Redactor":
+        """All built-in detectors; `id_patterns` ({ENTITY: regex}) replaces the default business identifiers.
+        `ner=False` leaves out the entity recogniser (rules and gazetteer only: faster, and blind to most names and
+        places)."""
         patterns = DEFAULT_ID_PATTERNS if not id_patterns else id_patterns
         id_detectors = []
         for entity, pattern in patterns.items():
@@ -383,7 +411,7 @@ class Redactor:
             # Last, so that a long IBAN or card number keeps its own type when both match the same characters.
             Detector("random_token", "SECRET", _random_tokens),
         ]
-        return cls(detectors)
+        return cls(detectors, EntityRecogniser() if ner else None)
 
     def find(self, text: str, known: dict[str, list[str]] | None = None) -> list[Span]:
         """Spans to redact: known values first, then each detector; overlaps merged within a type, else resolved to
@@ -395,6 +423,10 @@ class Redactor:
                     spans.append((m.start(), m.end(), entity, -1))
         for rank, det in enumerate(self.detectors):
             spans.extend((s, e, det.entity, rank) for s, e in det.find(text) if e > s)
+        if self.recogniser is not None:
+            # Last in rank: where a checksum or pattern detector found the same characters, its type wins a tie.
+            rank = len(self.detectors)
+            spans.extend((s, e, ent, rank) for s, e, ent in self.recogniser.find(text) if e > s)
         # Overlapping spans of one type are one finding: when a sign-off name runs into a census name ("Kenji Petrov
         # Hannah" and "Petrov Hannah Brennan"), the longer span alone would leave "Kenji" behind.
         merged: list[tuple[int, int, str, int]] = []
@@ -418,6 +450,7 @@ class Redactor:
     def redact_many(self, texts: list[str], known: dict[str, list[str]] | None = None) -> list[RedactionResult]:
         """Redact several texts of one record (a ticket and its answer's values) with shared placeholder numbers:
         a name that is `<PERSON_2>` in the ticket is `<PERSON_2>` in the answer too, so the model learns to copy it."""
+        self.prefetch(texts)
         found = [self.find(t, known) for t in texts]
         joined, spans, offset = [], [], 0
         for t, fs in zip(texts, found):
