@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from kit import pii_corpus  # noqa: E402
+from kit import audit, pii_corpus  # noqa: E402
 from kit.redact import Redactor  # noqa: E402
 
 DEVDATA = ROOT.parent / "shared" / "devdata" / "pii"
@@ -143,10 +143,30 @@ def score(records: list[dict], predicted: list[list[tuple]]) -> dict:
             hit[0] += covered >= MASKED * length
             hit[1] += 1
     masked = sum(h for h, _ in per_type.values())
+    leaks = flagged = alarms = 0
+    for r, pred in zip(records, predicted):  # what the audit says about the redacted text of each record
+        mask = [False] * len(r["text"])
+        for s, e, *_ in pred:
+            mask[s:e] = [True] * (e - s)
+        leaked = any(sum(mask[s["start"]:s["end"]]) < MASKED * (s["end"] - s["start"]) for s in r.get("scored", r["spans"]))
+        hit = bool(set(audit._pattern_checks(audit.PLACEHOLDER.sub(" ", _redacted(r["text"], pred)))))
+        leaks += leaked
+        flagged += leaked and hit
+        alarms += hit and not leaked
     total = sum(n for _, n in per_type.values())
     return {"recall": masked / total if total else None, "spans": total,
             "char_precision": red_in_gold / red_chars if red_chars else None,
-            "by_type": {t: {"recall": h / n, "n": n} for t, (h, n) in sorted(per_type.items())}}
+            "by_type": {t: {"recall": h / n, "n": n} for t, (h, n) in sorted(per_type.items())},
+            "audit": {"texts_with_a_leak": leaks, "flagged": flagged, "false_alarms": alarms}}
+
+
+def _redacted(text: str, spans) -> str:
+    out, pos = [], 0
+    for s, e, *_ in sorted(spans):
+        if s >= pos:
+            out += [text[pos:s], "<X_1>"]
+            pos = e
+    return "".join(out) + text[pos:]
 
 
 def presidio_analyzer():
@@ -231,7 +251,10 @@ def main(argv=None) -> int:
             s["texts_per_s"] = len(texts) / best
             results.setdefault(set_name, {})[name] = s
             types = ", ".join(f"{t} {v['recall']:.2f} ({v['n']})" for t, v in s["by_type"].items())
+            a = s["audit"]
             print(f"  {name:24} {s['recall']:7.3f} {s['char_precision'] or 0:10.3f} {s['texts_per_s']:8.0f}   {types}")
+            print(f"  {'':24} audit of the redacted texts: flags {a['flagged']} of {a['texts_with_a_leak']} texts "
+                  f"with a leak left; {a['false_alarms']} false alarms")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     return 0

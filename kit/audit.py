@@ -14,6 +14,13 @@ capitalised words, so the person-name check restates the redactor's no-cue rule 
 capitalised word, or a capitalised word followed by a census surname) in its own code over the same gazetteer data
 (`kit.gazetteer`), on plain ASCII words only. The redactor replaces every pair this check matches, so redacted text
 does not trip it; a hit means a full name got past the redactor.
+
+The redactor's strongest evidence for names, places and addresses is a learned recogniser (`kit.ner`); checking its
+output with the same model, or the same model at a lower threshold, would repeat its blind spots. The audit has its
+own evidence instead, which the redactor never reads: a list of ~19,000 given names and ~19,000 surnames from every
+locale of Faker (`gazetteer.world_names`; a capitalised given name followed by a capitalised surname, or either one
+right after "my name is" in any case), and its own international street words and postcode shapes
+(`_STREET_LINE`, `_POSTCODE_PLACE`).
 """
 
 from __future__ import annotations
@@ -28,12 +35,14 @@ from typing import Iterable
 
 from stdnum import iban, luhn
 
-from kit.gazetteer import NOT_NAME_PARTS, census_names
+from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names, world_names
 from kit.io import read_jsonl
 
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
-NER_NOTE = ("no NER model installed: names are checked against the known names from structured columns, the "
-            "planted canary names, and census given names and surnames in pairs of capitalised words")
+NER_NOTE = ("names are checked against the known names from structured columns, the planted canary names, census "
+            "given names and surnames in pairs of capitalised words, and ~38,000 given names and surnames of 100+ "
+            "locales (Faker's lists; independent of the redactor's recogniser); addresses by street words of 20 "
+            "languages and postcode shapes next to a place name")
 
 _DIGIT_RUN = re.compile(r"\+?\d(?:[ ().\-/]{0,2}\d){8,}")  # 9+ digits, people's separators allowed
 _AT_SIGN = re.compile(r"\w@\w")
@@ -56,12 +65,51 @@ _NAME_WORD = re.compile(r"(?<![\w'’@.\-])[A-Z][a-z]+(?![\w'’@\-])")
 # capitalised, as in "4 Kingfisher Close".
 _STREET_LINE = re.compile(r"\b\d{1,5},? (?:[^\W\d_]+ ){1,3}(?:(?i:road|street|avenue|lane|drive|boulevard|rd|ave|blvd)|"
                           r"Close|Court|Way|Place|St|Dr)\b|\b\d{1,5},? (?i:rue|via|calle) \w+|"
-                          r"\b\d{1,5},? \w*(?i:strasse|straße|weg|gasse)\b")
+                          r"\b\d{1,5},? \w*(?i:strasse|straße|weg|gasse)\b|"
+                          # A street word of another language before the name, a house number after it ("Rua das
+                          # Flores 128", "aleja Okrężna 776", "Calle Mayor, 5"), or a suffix word ("Kossuth utca 54").
+                          r"(?i:\b(?:rua|avenida|av\.|travessa|praça|largo|rua|calle|carrera|paseo|plaza|camino|"
+                          r"ulica|ul\.|aleja|al\.|plac|osiedle|chemin|allée|impasse|boulevard|bd|quai|piazza|viale|"
+                          r"corso|vicolo|strada|stradă|bulevardul|str\.|jalan|jl\.|gang|gg\.|sokak|sokağı|caddesi|"
+                          r"cd\.|mahallesi|ngõ|đường|phố|ulice|utca|út|tér|straat|laan|plein|gracht|vej|gade|gatan|"
+                          r"vägen|gata|veien|katu|tie|iela|gatvė|cesta|ulica|trg|ulitsa) )(?:[^\W\d_]+[ ,]{1,2}){1,4}"
+                          r"(?:n[º°o]\.? ?)?\d{1,5}[a-z]?\b|"
+                          r"\b[^\W\d_]+(?:ova|eva|ská|ého)? (?i:utca|út|iela|gatvė|ulica|tie|katu|vej|gade|gatan|vägen|"
+                          r"straat|laan|sokak|caddesi|cesta) \d{1,5}\b")
+# A postcode in a national shape right before a capitalised place name ("4050-265 Porto", "00-950 Warszawa",
+# "SW1A 1AA London" and "London SW1A 1AA", "1012 AB Amsterdam", "H3Z 2Y7"), or after a comma ("…, 80331 München").
+_POSTCODE_PLACE = re.compile(r"\b\d{4}-\d{3} [A-ZÀ-Þ]|\b\d{2}-\d{3} [A-ZÀ-Þ]|\b\d{5}-\d{3}\b|"
+                             r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b|\b\d{4} ?[A-Z]{2} [A-ZÀ-Þ][a-zà-ÿ]|"
+                             r"\b[A-Z]\d[A-Z] ?\d[A-Z]\d\b|, \d{4,5} [A-ZÀ-Þ][a-zà-ÿ]{2,}")
 
 
 def _entropy(s: str) -> float:
     n = len(s)
     return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+# A capitalised word in any Latin alphabet ("Voldemārs", "Araújo", "Ó Rúnaidhe" by its second word).
+_WORLD_WORD = re.compile(r"(?<![\w'’@.\-])[A-ZÀ-ÖØ-ÞĀ-ſ][a-zß-öø-ÿĀ-ſ]+(?![\w'’@\-])")
+# Only cues that introduce a name; "I am"/"I'm" also introduce states ("I'm fed up", "I am Will-ing").
+_NAME_CUE = re.compile(r"\b(?:my name is|my name's|name is|call me|this is \w+ speaking)\W{1,3}([^\W\d_]{2,})",
+                       re.IGNORECASE)
+
+
+def _has_world_name(text: str) -> bool:
+    """A capitalised given name of any locale right before a capitalised surname of any locale, or either kind of
+    name in any case right after a self-introduction ("my name is sekaran")."""
+    names = world_names()
+    words = list(_WORLD_WORD.finditer(text))
+    for first, second in zip(words, words[1:]):
+        if second.start() == first.end() + 1 and census_key(first.group()) in names["given"] \
+                and census_key(second.group()) in names["surname"] \
+                and first.group().lower() not in NOT_NAME_PARTS and second.group().lower() not in NOT_NAME_PARTS:
+            return True
+    for m in _NAME_CUE.finditer(text):
+        key = census_key(m.group(1))
+        if m.group(1).lower() not in NOT_NAME_PARTS and (key in names["given"] or key in names["surname"]):
+            return True
+    return False
 
 
 def _has_census_name(text: str) -> bool:
@@ -108,7 +156,9 @@ def _pattern_checks(text: str) -> Iterable[str]:
             yield "date_of_birth"
     if _STREET_LINE.search(text):
         yield "street_address"
-    if _has_census_name(text):
+    if _POSTCODE_PLACE.search(text):
+        yield "postcode"
+    if _has_census_name(text) or _has_world_name(text):
         yield "person_name"
     if _SECRET_PREFIX.search(text):
         yield "secret"
@@ -189,7 +239,9 @@ def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] 
         "known_values_checked": {k: len(v) for k, v in (known_values or {}).items()},
         "canaries_checked": sum(len(v) for v in (canary_values or {}).values()),
         "checks": ["card_number (Luhn)", "long_digit_run (9+ digits)", "email", "iban (checksum)", "us_ssn",
-                   "ip_address", "street_address", "person_name (census given name or surname in a capitalised pair)",
+                   "ip_address", "street_address (street words of 20 languages)", "postcode (national shapes next to a place)",
+                   "person_name (census given name or surname in a capitalised pair; a given name and a surname of "
+                   "any locale in a capitalised pair; a name of any locale after a self-introduction)",
                    "date_of_birth (cue or birth-plausible year)", "secret (provider prefixes, "
                    "'password: …', random tokens)", "business_id:*", "known_value:*", "canary:*"],
         "ner_model": NER_NOTE,

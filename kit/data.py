@@ -660,6 +660,9 @@ def run(cfg: PrepareConfig) -> PrepareResult:
     schema = cfg.schema
     if cfg.task == "extract" and not schema and usable:
         schema = infer_schema([_as_object(r.fields[cfg.label_column]) for r in usable])
+    # The entity recogniser runs over every text of the file in batches first; the per-row redaction below looks
+    # its results up (one row at a time through spaCy would be several times slower).
+    redactor.prefetch(text for row in usable for text in _texts_to_redact(row, cfg))
     for row in usable:
         row.out = _redacted_row(row, cfg, redactor, schema)
     # Holdout-file rows go first, so a training row that repeats a golden holdout row is the one removed.
@@ -732,6 +735,19 @@ def plant_canaries(rows: list[_Row], cfg: PrepareConfig) -> list[tuple[canary_mo
     return list(zip(planted_values, chosen))
 
 
+def _answer(row: _Row, cfg: PrepareConfig):
+    if cfg.task == "extract":
+        return _as_object(row.fields[cfg.label_column])
+    if cfg.task == "reply":
+        return _str(row.fields.get(cfg.label_column)).strip()
+    return None
+
+
+def _texts_to_redact(row: _Row, cfg: PrepareConfig) -> list[str]:
+    return [task_text(row.fields, cfg.text_columns), *_string_leaves(_answer(row, cfg)),
+            *(_str(row.fields.get(col)) for col in cfg.field_allowlist)]
+
+
 def _redacted_row(row: _Row, cfg: PrepareConfig, redactor: Redactor, schema: dict | None = None) -> dict:
     f = row.fields
     known: dict[str, list[str]] = {}
@@ -741,11 +757,7 @@ def _redacted_row(row: _Row, cfg: PrepareConfig, redactor: Redactor, schema: dic
     out = {"id": _str(f.get(cfg.id_column)) or f"{row.source}:line{row.line}"}
     # The answer is training text too (extract, reply): redacted with the ticket, so a name keeps its placeholder in
     # both. A label (classify) is one of `labels`, not free text.
-    answer = None
-    if cfg.task == "extract":
-        answer = _as_object(f[cfg.label_column])
-    elif cfg.task == "reply":
-        answer = _str(f.get(cfg.label_column)).strip()
+    answer = _answer(row, cfg)
     red, *red_leaves = redactor.redact_many([task_text(f, cfg.text_columns), *_string_leaves(answer)], known)
     counts = Counter(red.counts())
     for r in red_leaves:

@@ -7,6 +7,10 @@ Out: `census_names()`, the given names and surnames common enough to count as ev
 
 Data only, no matching: `kit.redact` finds no-cue names with it and `kit.audit` re-checks the written files with it,
 each with its own code, and neither imports the other.
+
+`world_names()` is the audit's own evidence, which the redactor never reads: the given names and surnames of Faker's
+person providers for all its locales (MIT; about 30,000 of each, in Latin script), so the audit can recognise a
+"Voldemārs Skuja" or a "Noa Araújo" that the redactor's recogniser let through.
 """
 
 from __future__ import annotations
@@ -117,3 +121,26 @@ def census_names() -> dict[str, frozenset[str]]:
                     kept.add(name)
         out[kind] = frozenset(kept - everyday)
     return out
+
+
+@lru_cache(maxsize=1)
+def world_names() -> dict[str, frozenset[str]]:
+    """{"given": …, "surname": …} from every Faker locale's person provider, Latin-script names only, spelt as
+    `census_key` spells them, less NAME_WORDS and NOT_NAME_PARTS (a name list holds "Hope", "Park" and "Best")."""
+    import importlib
+
+    from faker.config import AVAILABLE_LOCALES
+
+    found: dict[str, set[str]] = {"given": set(), "surname": set()}
+    for locale in AVAILABLE_LOCALES:
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        except (ImportError, AttributeError):
+            continue
+        for attr, value in vars(provider).items():
+            kind = "given" if attr.startswith("first_names") else "surname" if attr.startswith("last_names") else None
+            if kind and isinstance(value, (tuple, list, dict, set, frozenset)):
+                found[kind].update(v for v in value if isinstance(v, str) and v.isalpha()
+                                   and all(ord(c) < 0x250 for c in v))
+    stop = {w.upper() for w in NAME_WORDS | NOT_NAME_PARTS}
+    return {k: frozenset({census_key(v) for v in vs if len(v) >= 2} - stop) for k, vs in found.items()}

@@ -12,6 +12,13 @@ def r():
     return Redactor.default()
 
 
+@pytest.fixture(scope="module")
+def rules():
+    """The checksum, pattern, cue and gazetteer detectors without the entity recogniser (tests/test_ner.py has the
+    recogniser's own tables)."""
+    return Redactor.default(ner=False)
+
+
 def _entities(r, text, known=None):
     return {e for _, _, e in r.find(text, known)}
 
@@ -73,8 +80,8 @@ def test_detector_finds_entity(r, text, entity):
     "received 2026-03-05T09:15:00Z",  # a timestamp is not a random token
     "I waited 10 days and no way forward",  # not a street
 ])
-def test_near_misses_are_not_redacted(r, text):
-    assert r.find(text) == []
+def test_near_misses_are_not_redacted(rules, text):
+    assert rules.find(text) == []
 
 
 @pytest.mark.parametrize("text", ["ref 000-12-3456", "ref 666-12-3456", "ref 923-12-3456", "ref 123-00-4567"])

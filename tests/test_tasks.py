@@ -27,8 +27,10 @@ def _prepare(tmp_path, src, **kw):
                                        text_columns=("text",), id_column="id", **{**NO_COLUMNS, **kw}))
 
 
-CITIES = ["Rome", "Lima", "Oslo", "Pune", "Kyiv", "Baku", "Doha", "Riga", "Bern", "Lyon", "Graz", "Nice", "Cork",
-          "Bath", "York", "Kiel", "Gent", "Brno", "Pisa", "Turin", "Porto", "Braga", "Malmo", "Aarhus"]
+# What makes the rows distinct must survive redaction (cities are places: redacted, and the rows would be duplicates).
+ITEMS = ["umbrella", "toaster", "bicycle", "kettle", "blender", "lantern", "backpack", "scooter", "printer", "camera",
+         "guitar", "mattress", "heater", "jacket", "monitor", "speaker", "tablet", "vacuum", "wardrobe", "drill",
+         "stroller", "projector", "sofa", "fridge"]
 
 
 def test_canonical_json_follows_the_schema_order_and_parse_takes_the_first_object():
@@ -72,12 +74,12 @@ def test_redact_many_shares_placeholders_between_ticket_and_answer():
 
 
 def test_extract_prepare_parses_checks_redacts_and_infers_the_schema(tmp_path):
-    rows = _rows(24, lambda i: {"id": f"r{i}", "text": f"Book a table in {CITIES[i]} for {i + 2} people",
-                                "target": {"intent": "Book", "fields": {"city": CITIES[i], "party": str(i + 2)}}})
+    rows = _rows(24, lambda i: {"id": f"r{i}", "text": f"Order a {ITEMS[i]} for {i + 2} people",
+                                "target": {"intent": "Book", "fields": {"item": ITEMS[i], "party": str(i + 2)}}})
     rows[3]["target"] = json.dumps(rows[3]["target"])  # CSV exports hold the object as JSON text: read too
-    rows[5]["target"] = "city=Rome"  # not an object: quarantined
-    rows[7]["target"] = {"intent": "Book", "fields": {"city": "Nice", "party": "2", "contact": "Maria Okafor"}}
-    rows[7]["text"] = "Book a table in Nice for 2, my name is Maria Okafor"
+    rows[5]["target"] = "item=sofa"  # not an object: quarantined
+    rows[7]["target"] = {"intent": "Book", "fields": {"item": "scooter", "party": "2", "contact": "Maria Okafor"}}
+    rows[7]["text"] = "Order a scooter for 2, my name is Maria Okafor"
     res = _prepare(tmp_path, _jsonl(tmp_path / "in.jsonl", rows), task="extract", label_column="target")
     assert res.quarantine_reasons == {"bad_answer": 1} and res.invariant_holds()
     task = Task.load(tmp_path / "run")
@@ -85,14 +87,14 @@ def test_extract_prepare_parses_checks_redacts_and_infers_the_schema(tmp_path):
     assert "intent, fields" in task.system
     written = {r["id"]: r for f in ("train", "holdout") for r in
                map(json.loads, (tmp_path / "run" / "data" / f"{f}.jsonl").read_text().splitlines())}
-    assert json.loads(written["r3"]["answer"]) == {"intent": "Book", "fields": {"city": "Pune", "party": "5"}}
+    assert json.loads(written["r3"]["answer"]) == {"intent": "Book", "fields": {"item": "kettle", "party": "5"}}
     # The answer is training text too: the name is a placeholder there, the same one as in the ticket.
     assert "Okafor" not in written["r7"]["answer"] and "<PERSON_1>" in written["r7"]["answer"]
     assert "<PERSON_1>" in written["r7"]["text"] and res.audit["passed"]
 
 
 def test_extract_with_a_schema_quarantines_answers_that_do_not_fit(tmp_path):
-    rows = _rows(20, lambda i: {"id": f"r{i}", "text": f"Rate the guide to {CITIES[i]} {i % 5} stars",
+    rows = _rows(20, lambda i: {"id": f"r{i}", "text": f"Rate the {ITEMS[i]} {i % 5} stars",
                                 "target": {"rating": str(i % 5), "unit": "stars"}})
     rows[2]["target"] = {"unit": "stars"}
     schema = {"type": "object", "required": ["rating"], "properties": {"rating": {"type": "string"},
@@ -110,8 +112,8 @@ def test_extract_with_a_schema_quarantines_answers_that_do_not_fit(tmp_path):
 
 
 def test_reply_prepare_redacts_the_reply_and_quarantines_empty_ones(tmp_path):
-    rows = _rows(20, lambda i: {"id": f"r{i}", "text": f"Where is my parcel number {i}? Regards, Aigerim",
-                                "reply": f"Hi Aigerim, parcel {i} arrives tomorrow. Customer Care"})
+    rows = _rows(20, lambda i: {"id": f"r{i}", "text": f"Where is my {ITEMS[i]}? Regards, Aigerim",
+                                "reply": f"Hi Aigerim, the {ITEMS[i]} arrives tomorrow. Customer Care"})
     rows[4]["reply"] = "  "
     rows[6]["reply"] = "Hi, we emailed maria.okafor@example.com yesterday."
     res = _prepare(tmp_path, _jsonl(tmp_path / "in.jsonl", rows), task="reply", label_column="reply")
@@ -145,7 +147,7 @@ def test_labels_are_taken_from_the_data_when_not_given(tmp_path):
 
 def _trl_rows(n):
     return [{"messages": [{"role": "system", "content": "Route the chat to {a queue}."},
-                          {"role": "user", "content": f"my card number {i} was stolen in {CITIES[i]}"},
+                          {"role": "user", "content": f"my {ITEMS[i]} was stolen"},
                           {"role": "assistant", "content": ["lost_card", "dispute"][i % 2]}]} for i in range(n)]
 
 
@@ -164,13 +166,13 @@ def test_chat_messages_rows_are_read_and_their_shared_system_message_becomes_the
     assert any("single-turn" in r for r in reasons)
     written = [json.loads(x) for f in ("train", "holdout")
                for x in (tmp_path / "run" / "data" / f"{f}.jsonl").read_text().splitlines()]
-    assert next(r for r in written if r["id"] == "input:line5")["text"].startswith("Be brief.\n\nmy card number 4")
+    assert next(r for r in written if r["id"] == "input:line5")["text"].startswith("Be brief.\n\nmy blender was stolen")
 
 
 @pytest.mark.parametrize("fmt", ["prompt_completion", "conversational_prompt_completion", "alpaca"])
 def test_prompt_completion_and_alpaca_rows_are_read(tmp_path, fmt):
     def row(i):
-        text, answer = f"Book a table in {CITIES[i]} for {i + 2}", {"city": CITIES[i], "party": str(i + 2)}
+        text, answer = f"Book a table for {i + 2} with a {ITEMS[i]}", {"item": ITEMS[i], "party": str(i + 2)}
         if fmt == "prompt_completion":
             return {"prompt": text, "completion": json.dumps(answer)}
         if fmt == "alpaca":
@@ -182,7 +184,7 @@ def test_prompt_completion_and_alpaca_rows_are_read(tmp_path, fmt):
                                       task="extract", canaries_per_kind=0))
     assert res.counts["train"] + res.counts["holdout"] == 20
     assert res.task["system"] == ("Fill in the booking." if fmt == "alpaca" else
-                                  "Extract the information in the text as a JSON object with the keys city, party. "
+                                  "Extract the information in the text as a JSON object with the keys item, party. "
                                   "Answer with the JSON object only.")
     first = json.loads((tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()[0])
     assert first["text"].startswith("Book a table in") and json.loads(first["answer"])["party"]

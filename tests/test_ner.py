@@ -1,0 +1,145 @@
+"""The entity recogniser in the redactor: international names, places and addresses; near-misses left alone; the
+audit's own evidence; the answer column redacted like the ticket."""
+
+import json
+
+import pytest
+
+from kit import audit, data, ner
+from kit.redact import Redactor
+
+
+@pytest.fixture(scope="module")
+def r():
+    return Redactor.default()
+
+
+def _masked(text, spans, value):
+    """Leak view: `value` counts as masked when >= 90% of its characters are inside redacted spans."""
+    start = text.index(value)
+    covered = sum(1 for i in range(start, start + len(value)) if any(s <= i < e for s, e, _ in spans))
+    return covered >= 0.9 * len(value)
+
+
+# Names, places and addresses from many countries, in the kinds of sentences customers write; none of these names
+# or streets is in the recogniser's training templates.
+@pytest.mark.parametrize("text, values", [
+    ("Aigerim Nurlanova called about her refund.", ["Aigerim Nurlanova"]),
+    ("Please send it to Rua das Flores 128, 4050-265 Porto.", ["Rua das Flores 128", "4050-265", "Porto"]),
+    ("My name is Chidi Nwosu and I live in Enugu.", ["Chidi Nwosu", "Enugu"]),
+    ("The parcel for Siobhán Ní Bhriain never reached Galway.", ["Siobhán Ní Bhriain", "Galway"]),
+    ("Deliver to ul. Marszałkowska 84/92, 00-514 Warszawa", ["ul. Marszałkowska 84/92", "00-514", "Warszawa"]),
+    ("Herr Jürgen Baumgärtner, Lindenstraße 12, 10969 Berlin", ["Jürgen Baumgärtner", "Lindenstraße 12", "10969",
+                                                                 "Berlin"]),
+    ("Nguyễn Thị Lan wrote from Đà Nẵng about the invoice.", ["Nguyễn Thị Lan", "Đà Nẵng"]),
+    ("Mehmet Yılmaz moved to Atatürk Caddesi No: 45, Kadıköy, İstanbul.", ["Mehmet Yılmaz", "Kadıköy", "İstanbul"]),
+    ("Thanks,\nOluwaseun Adeyemi\nLagos", ["Oluwaseun Adeyemi", "Lagos"]),
+    ("hi its priya ramasubramanian, my card is blocked", ["priya ramasubramanian"]),
+    ("Can Kwame Mensah pick up the order in Kumasi?", ["Kwame Mensah", "Kumasi"]),
+    ("Our office is at 221B Baker Street, London NW1 6XE.", ["221B Baker Street", "NW1 6XE"]),
+    ("I spoke with Ingrid Johansson from your Malmö branch.", ["Ingrid Johansson", "Malmö"]),
+    ("Send the forms to Avenida Paulista 1578, São Paulo.", ["Avenida Paulista 1578", "São Paulo"]),
+])
+def test_international_names_and_addresses_are_masked(r, text, values):
+    spans = r.find(text)
+    missed = [v for v in values if not _masked(text, spans, v)]
+    assert not missed, (missed, [(text[s:e], t) for s, e, t in spans])
+
+
+# Capitalised words that are not personal data: product and plan names, support vocabulary, weekdays, a customer
+# who names nobody. None of these may be redacted.
+@pytest.mark.parametrize("text", [
+    "The Premium Plan renews automatically every March.",
+    "Customer Support closed my ticket on Monday without an answer.",
+    "Why was I charged twice for the Family Bundle?",
+    "The Android App crashes when I open Order History.",
+    "Please cancel the subscription at the end of the month.",
+    "Your Help Center article on Two-Factor Authentication is wrong.",
+    "I waited 10 days and still no refund.",
+    "the call was at 10:30:45",
+    "Dear Team, this is Urgent.",
+    "I filed it 10 days ago, 14 times",
+    "I was charged $120.50 twice",
+    "see section 12 of the terms",
+    "my password reset did not work",
+    "received 2026-03-05T09:15:00Z",
+])
+def test_near_misses_are_left_alone(r, text):
+    assert r.find(text) == [], [(text[s:e], t) for s, e, t in r.find(text)]
+
+
+def test_the_recogniser_ships_with_its_provenance():
+    p = ner.provenance()
+    assert set(p["labels"]) == {"PERSON", "LOCATION", "ADDRESS", "ORG", "ID_NUMBER"}
+    assert p["inputs"]["wnut17_train"]["sha256"] and p["inputs"]["generated"]["faker_locales"]
+    assert (ner.MODEL_DIR / "meta.json").exists()
+
+
+def test_batched_and_single_recognition_agree(r):
+    texts = ["Aigerim Nurlanova called.", "Send it to Rua das Flores 128, 4050-265 Porto.", "No names here."]
+    fresh = ner.EntityRecogniser()
+    assert fresh.find_many(texts) == [ner.EntityRecogniser().find(t) for t in texts]
+
+
+def test_a_value_found_in_the_ticket_is_redacted_in_the_answer_too(r):
+    # The answer's bare "Porto" has no context for the recogniser; found in the ticket, it is a known value.
+    ticket, answer = r.redact_many(["What is the weather in Porto tomorrow?", "Porto"])
+    assert "Porto" not in ticket.text and "Porto" not in answer.text
+    assert answer.text in ticket.text  # the same placeholder in both
+
+
+@pytest.mark.parametrize("text", [
+    "Voldemārs Skuja rang about <POLICY_NUMBER_1>.",  # a Latvian given name and surname
+    "please ship to Rua das Flores 128 thanks",  # a Portuguese street line
+    "it goes to 4050-265 Porto",  # a Portuguese postcode before a place
+    "my name is araújo",  # a surname of a Faker locale after a self-introduction, lower case
+])
+def test_the_audit_has_its_own_evidence_for_international_names_and_addresses(text):
+    report = audit.audit_rows({"train.jsonl": [{"id": "r1", "text": text}]})
+    assert not report["passed"], report["by_check"]
+
+
+NO_COLUMNS = dict(tenant_column="", consent_column="", timestamp_column="", known_value_columns={},
+                  canaries_per_kind=0, purpose="tests", id_column="id", text_columns=("text",))
+TOPICS = ["invoice", "refund", "password", "delivery", "upgrade", "contract", "receipt", "voucher", "warranty",
+          "login", "parcel", "discount", "payment", "battery", "screen", "charger", "booking", "account", "address",
+          "statement"]
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows), encoding="utf-8")
+    return path
+
+
+def test_the_audit_catches_a_name_the_redactor_was_made_to_skip(tmp_path, monkeypatch):
+    # The recogniser is made blind to one text; the audit's own evidence must stop stage 02 (fail closed).
+    rows = [{"id": f"t{i}", "text": f"Question {i} about my {t}: nobody has answered for {i + 2} days.",
+             "label": "billing" if i % 2 else "technical"} for i, t in enumerate(TOPICS)]
+    rows[3]["text"] = "Voldemārs Skuja from your accounts team asked about my invoice."
+    src = _jsonl(tmp_path / "tickets.jsonl", rows)
+    real_find = ner.EntityRecogniser.find
+
+    def blind(self, text):
+        return [] if "Skuja" in text else real_find(self, text)
+
+    monkeypatch.setattr(ner.EntityRecogniser, "find", blind)
+    cfg = data.PrepareConfig(input_path=str(src), run_dir=str(tmp_path / "run"), label_column="label", **NO_COLUMNS)
+    with pytest.raises(data.PrivacyAuditError, match="person_name"):
+        data.run(cfg)
+    monkeypatch.undo()
+    assert data.run(cfg).audit["passed"]  # with the recogniser seeing the text, the same file passes
+
+
+def test_the_reply_column_is_redacted_and_audited_like_the_ticket(tmp_path):
+    rows = [{"id": f"r{i}", "text": f"Hello, this is Aigerim Nurlanova. My {t} sent from Kumasi is late.",
+             "reply": f"Dear Aigerim Nurlanova, sorry about the {t}; we send a new one from Kumasi today."}
+            for i, t in enumerate(TOPICS)]
+    src = _jsonl(tmp_path / "replies.jsonl", rows)
+    res = data.run(data.PrepareConfig(input_path=str(src), run_dir=str(tmp_path / "run"), label_column="reply",
+                                      task="reply", near_duplicate_threshold=0.95, **NO_COLUMNS))
+    assert res.audit["passed"] and res.counts["train"] > 10
+    written = (tmp_path / "run" / "data" / "train.jsonl").read_text(encoding="utf-8")
+    assert "Nurlanova" not in written and "Aigerim" not in written and "Kumasi" not in written
+    first = json.loads(written.splitlines()[0])
+    assert "<PERSON_1>" in first["text"] and "<PERSON_1>" in first["answer"]
+    assert res.redactions.get("PERSON", 0) >= 2 * res.counts["train"]
