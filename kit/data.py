@@ -621,6 +621,7 @@ class _Row:  # a usable row on its way through redaction, dedupe and split
     fields: dict
     out: dict | None = None
     canary: canary_mod.Canary | None = None
+    raw_text: str = ""  # the task text before redaction, for exact-duplicate detection only (never written)
 
 
 def run(cfg: PrepareConfig) -> PrepareResult:
@@ -665,6 +666,7 @@ def run(cfg: PrepareConfig) -> PrepareResult:
     redactor.prefetch(text for row in usable for text in _texts_to_redact(row, cfg))
     for row in usable:
         row.out = _redacted_row(row, cfg, redactor, schema)
+        row.raw_text = task_text(row.fields, cfg.text_columns)
     # Holdout-file rows go first, so a training row that repeats a golden holdout row is the one removed.
     usable.sort(key=lambda x: x.source != "holdout_file")
     kept, duplicates = dedupe(usable, cfg.near_duplicate_threshold)
@@ -828,8 +830,9 @@ def dedupe(rows: list[_Row], threshold: float) -> tuple[list[_Row], list[dict]]:
     hashes: dict[str, object] = {}
     kept, removed = [], []
     for i, row in enumerate(rows):
-        key = normalize(row.out["text"])
-        dup_of, kind, sim = seen.get(key), "exact", 1.0
+        # Exact: the redacted text, or the raw one (the recogniser may tag an upper-cased copy differently).
+        key, raw_key = normalize(row.out["text"]), "raw:" + normalize(row.raw_text)
+        dup_of, kind, sim = seen.get(key) or seen.get(raw_key), "exact", 1.0
         mh = None
         if dup_of is None and lsh is not None:
             mh = minhash(row.out["text"])
@@ -842,7 +845,7 @@ def dedupe(rows: list[_Row], threshold: float) -> tuple[list[_Row], list[dict]]:
                             "duplicate_of_source": dup_of.source,
                             "reason": f"{kind} duplicate of {dup_of.source} row {dup_of.out['id']}"})
             continue
-        seen[key] = row
+        seen[key] = seen[raw_key] = row
         if lsh is not None:
             hashes[str(len(kept))] = mh
             lsh.insert(str(len(kept)), mh)

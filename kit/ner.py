@@ -18,12 +18,20 @@ redactor after a batch call for the whole file (`prefetch`).
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
 MODEL_DIR = Path(__file__).resolve().parent / "ner_model"
 ENTITY = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ADDRESS": "ADDRESS", "ORG": "ORGANIZATION",
           "ID_NUMBER": "ID_NUMBER"}
+# Words that are never a whole name, place or organisation, beyond the gazetteer's NOT_NAME_PARTS (greetings,
+# weekdays, support vocabulary): acronyms and everyday words the model has been seen to tag in kit's test texts.
+NEVER_ALONE = frozenset("""
+iban api dob ssn pin id url faq pdf sms otp vat iot usb hdmi gps tv pc app apps wifi wi-fi ok okay lol omg
+wrong mine yours ours theirs key keys log logs server servers version box boxes minute minutes hour hours second
+seconds item items thing things stuff someone somebody anyone everyone nobody people person guy guys folks
+""".split())
 CACHE_MAX = 50_000  # texts; a stage-02 file of a few thousand tickets fits many times over
 
 Span = tuple[int, int, str]
@@ -49,6 +57,78 @@ def provenance(path: Path = MODEL_DIR) -> dict:
     return json.loads(f.read_text()) if f.exists() else {}
 
 
+# The rest of an address line after a street the model found: up to five words (town, state) and a postcode, with no
+# sentence break in between ("85 light house road" + " bridge town al 45289", "Joostpad 231" + ", 2006 Lobbes").
+_TAIL = re.compile(r"(?:,? [^\W\d_][\w'’\-.]*){0,5},? (?:\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})\b"
+                   r"(?:,? [A-ZÀ-Þ][^\W\d_]+(?: [A-ZÀ-Þ][^\W\d_]+)?)?")
+
+
+# In lower-case text the model has only context to go on, and it takes everyday words for names ("my blender was
+# stolen", "order a kettle for 5"). A single lower-case word is kept as a person or organisation only after a cue
+# ("my name is mani", "thanks anand") or when the census lists it as a name, and as a place only after a preposition.
+_NAME_CUE_BEFORE = re.compile(r"(?:name is|name's|i am|i'm|im|this is|it's|its|call me|dear|hi|hello|hey|thanks|"
+                              r"thank you|regards|mr|mrs|ms|miss|dr|with|to|and|by|from|for|ask|tell|my \w+)[\s,.:]*$")
+_PLACE_CUE_BEFORE = re.compile(r"(?:in|from|to|near|at|around|city is|destination is|live in|lives in)\s*$")
+
+
+def _lower_case_guess_holds(text: str, start: int, end: int, label: str) -> bool:
+    value = text[start:end]
+    if not value.islower() or " " in value.strip() or label not in ("PERSON", "ORG", "LOCATION"):
+        return True
+    before = text[max(0, start - 24):start].lower()
+    if label == "LOCATION":
+        return bool(_PLACE_CUE_BEFORE.search(before))
+    from kit.gazetteer import census_key, census_names
+
+    names = census_names()
+    key = census_key(value)
+    return bool(_NAME_CUE_BEFORE.search(before)) or key in names["given"] or key in names["surname"]
+
+
+_PARTICLES = frozenset("de del della di da do dos das du la le van von der den ten ter bin ibn al el".split())
+
+
+def _merge_adjacent(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Join pieces the model split one value into: "Blv" + ". San " + "Ferando del Valle", "Backer" + ", " +
+    "Janssens en De Wilde BV". Two spans merge when only punctuation and spaces, one particle or one capitalised word
+    stand between them, or "and"/"en"/"y"/"&" between two organisations; an address absorbs what it touches."""
+    out: list[tuple[int, int, str]] = []
+    for s, e, lab in spans:
+        if out:
+            ps, pe, plab = out[-1]
+            gap = text[pe:s]
+            word = gap.strip(" ,.-/#&")
+            joins = len(gap) <= 3 and not word or word.lower() in _PARTICLES \
+                or (word[:1].isupper() and word.isalpha() and " " not in word and len(gap) <= len(word) + 3) \
+                or (plab == lab == "ORG" and word.lower() in ("and", "en", "y", "und", "et", "e"))
+            if joins and "\n" not in gap:
+                longer = plab if pe - ps >= e - s else lab
+                out[-1] = (ps, e, "ADDRESS" if "ADDRESS" in (plab, lab) else longer)
+                continue
+        out.append((s, e, lab))
+    return out
+
+
+def address_tail(text: str, end: int) -> int:
+    m = _TAIL.match(text, end)
+    return m.end() if m else end
+
+
+def plausible(value: str, label: str) -> bool:
+    """Cheap checks on what the model tagged, where its guesses are known to go wrong: a name, place or organisation
+    has no digits ("version 2.4.1", "3 boxes") and is not made only of everyday words ("Urgent", "IBAN", "Customer
+    Service"); an id number has at least three digits ("lasted 14 minutes" is not one; "hkm 506" is)."""
+    from kit.gazetteer import NOT_NAME_PARTS
+
+    digits = sum(c.isdigit() for c in value)
+    if label == "ID_NUMBER":
+        return digits >= 3
+    if label in ("PERSON", "LOCATION", "ORG", "ORGANIZATION") and digits:
+        return False
+    words = [w.strip(".,;:!?'’\"()[]-").lower() for w in value.split()]
+    return not all(not w or w in NOT_NAME_PARTS or w in NEVER_ALONE for w in words)
+
+
 class EntityRecogniser:
     def __init__(self, path: str | Path = MODEL_DIR, batch_size: int = 128):
         self.path = str(path)
@@ -70,8 +150,11 @@ class EntityRecogniser:
         if len(self._cache) + len(todo) > CACHE_MAX:
             self._cache.clear()
         for text, doc in zip(todo, self.nlp.pipe(todo, batch_size=self.batch_size)):
-            self._cache[text] = [(e.start_char, e.end_char, ENTITY[e.label_]) for e in doc.ents
-                                 if e.label_ in ENTITY]
+            spans = [(e.start_char, e.end_char, e.label_) for e in doc.ents
+                     if e.label_ in ENTITY and plausible(e.text, e.label_)
+                     and _lower_case_guess_holds(text, e.start_char, e.end_char, e.label_)]
+            self._cache[text] = [(s, address_tail(text, e) if lab == "ADDRESS" else e, ENTITY[lab])
+                                 for s, e, lab in _merge_adjacent(text, spans)]
 
     def find(self, text: str) -> list[Span]:
         if text not in self._cache:

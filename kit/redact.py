@@ -42,7 +42,7 @@ from stdnum import iban, luhn
 
 from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
 from kit.ner import ENTITY as _NER_LABELS
-from kit.ner import EntityRecogniser
+from kit.ner import EntityRecogniser, address_tail, plausible
 
 NER_ENTITIES = tuple(sorted(set(_NER_LABELS.values())))
 
@@ -76,7 +76,14 @@ STREET_RE = re.compile(
     r"\b\d{1,5},? (?:(?:[A-Za-z]+ ){0,2}[A-Za-z]+ "
     r"(?:(?i:avenue|ave|road|rd|street|lane|ln|drive|strasse|straße|boulevard|blvd)|Close|Court|Way|Place|St|Dr)"
     r"|(?:[A-Za-z]+ )?[A-Za-z]+(?i:strasse|straße|weg|gasse)"
-    r"|(?i:rue|via|calle) (?:[A-Za-z]+ ){0,2}[A-Za-z]+)\b(?:,[^.\n!?]{1,40})?")
+    r"|(?:(?i:rue|calle)|Via) (?:[A-Za-z]+ ){0,2}[A-Za-z]+)\b(?:,[^.\n!?]{1,40})?")
+# Street lines written street-word first, house number last, as in much of Europe and Latin America ("Rua das Flores
+# 128", "avenue Lucas Badel 74", "ul. Marszałkowska 84/92", "Calle Mayor, 5", "Blv. San Fernando N° 921").
+STREET_FIRST_RE = re.compile(
+    r"(?<!\w)(?:(?i:avenue|av\.|avda\.|avenida|boulevard|blvd?\.|chemin|allée|impasse|rua|travessa|praça|ulica|ul\.|"
+    r"aleja|osiedle|calle|carrera|cra?\.|cl\.|piazza|viale|strada|jalan|jl\.|gg\.)"
+    # Words that are also everyday English or Spanish count only capitalised ("via phone 5", "plaza", "al.").
+    r"|Via|Corso|Plaza|Paseo|Camino|Largo|Plac|Quai|Gang)\s+(?:[^\W\d_][\w'’.\-]*,?\s+){1,6}(?:n[º°o]\.?\s?|#\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4})?\b")
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "AU", "IN")
 
 # Secrets typed in prose: "password: hunter2", "my PIN is 4821", "api key = abc…". The value is redacted.
@@ -406,6 +413,7 @@ class Redactor:
             Detector("date_of_birth", "DATE_OF_BIRTH", _dates_of_birth),
             Detector("phone", "PHONE", _phones),
             Detector("street_address", "ADDRESS", _regex(STREET_RE)),
+            Detector("street_address_first", "ADDRESS", _regex(STREET_FIRST_RE)),
             Detector("person_cue", "PERSON", _names),
             Detector("person_census", "PERSON", _census_names),  # no cue: census given name or surname
             # Last, so that a long IBAN or card number keeps its own type when both match the same characters.
@@ -423,15 +431,6 @@ class Redactor:
                     spans.append((m.start(), m.end(), entity, -1))
         for rank, det in enumerate(self.detectors):
             spans.extend((s, e, det.entity, rank) for s, e in det.find(text) if e > s)
-        if self.recogniser is not None:
-            # A checksum or pattern detector knows the type better: a recogniser span that is mostly covered by a
-            # rule's span of another type ("POL-123456 renewal" as ID_NUMBER over POLICY_NUMBER) gives way to it.
-            rules = [(s, e, ent) for s, e, ent, _ in spans]
-            rank = len(self.detectors)
-            for s, e, ent in self.recogniser.find(text):
-                if e > s and not any(ent != rent and min(e, re_) - max(s, rs) >= (e - s) / 2
-                                     for rs, re_, rent in rules):
-                    spans.append((s, e, ent, rank))
         # Overlapping spans of one type are one finding: when a sign-off name runs into a census name ("Kenji Petrov
         # Hannah" and "Petrov Hannah Brennan"), the longer span alone would leave "Kenji" behind.
         merged: list[tuple[int, int, str, int]] = []
@@ -446,7 +445,9 @@ class Redactor:
         for s, e, ent, _ in sorted(merged, key=lambda x: (-(x[1] - x[0]), x[3], x[0])):
             if all(e <= ks or s >= ke for ks, ke, _ in kept):
                 kept.append((s, e, ent))
-        return sorted(kept)
+        if self.recogniser is not None:
+            kept = _add_recognised(text, kept, self.recogniser.find(text))
+        return _with_address_tails(text, sorted(kept))
 
     def redact(self, text: str, known: dict[str, list[str]] | None = None) -> RedactionResult:
         return self.redact_many([text], known)[0]
@@ -479,6 +480,56 @@ class Redactor:
                 pos = e
             out.append(RedactionResult("".join(parts) + t[pos:], fs))
         return out
+
+
+def _with_address_tails(text: str, kept: list[Span]) -> list[Span]:
+    """An address line's town and postcode after the street ("Rua das Flores 128" + ", 4050-265 Porto"); a postcode
+    another detector took for a phone or an id number inside that tail becomes part of the address."""
+    out: list[Span] = []
+    i = 0
+    while i < len(kept):
+        s, e, ent = kept[i]
+        i += 1
+        if ent == "ADDRESS":
+            end = address_tail(text, e)
+            while i < len(kept) and kept[i][0] < end:
+                if kept[i][1] <= end and kept[i][2] in ("PHONE", "ID_NUMBER", "LOCATION", "ADDRESS"):
+                    i += 1  # absorbed
+                else:
+                    end = kept[i][0]
+                    break
+            e = max(e, end if text[e:end].strip(" ,") else e)
+        out.append((s, e, ent))
+    return out
+
+
+def _add_recognised(text: str, kept: list[Span], recognised: list[Span]) -> list[Span]:
+    """Add the recogniser's spans to the rules' spans. A checksum or pattern detector knows the type better: a
+    recognised span mostly covered by a rule's span of another type ("POL-123456 renewal" as ID_NUMBER over
+    POLICY_NUMBER) is dropped, and otherwise loses the characters a rule of another type holds (an ID_NUMBER run
+    "377 17 6930. Server logs show 2001" keeps its digits, the IPv6 address after it keeps its own type). A recognised
+    span overlapping a rule's span of its own type merges with it ("Kenji" after a cue and "Kenji Petrov")."""
+    kept = list(kept)
+    for s, e, ent in recognised:
+        if e <= s or any(ent != k and min(e, ke) - max(s, ks) >= (e - s) / 2 for ks, ke, k in kept):
+            continue
+        same = [k for k in kept if k[2] == ent and k[0] < e and s < k[1]]
+        for k in same:
+            kept.remove(k)
+            s, e = min(s, k[0]), max(e, k[1])
+        pieces, pos = [], s
+        for ks, ke, _ in sorted(k for k in kept if k[0] < e and s < k[1]):
+            pieces.append((pos, ks))
+            pos = max(pos, ke)
+        pieces.append((pos, e))
+        for ps, pe in pieces:
+            while ps < pe and not text[ps].isalnum():
+                ps += 1
+            while pe > ps and not text[pe - 1].isalnum():
+                pe -= 1
+            if pe - ps >= 2 and (len(pieces) == 1 or plausible(text[ps:pe], ent)):
+                kept.append((ps, pe, ent))
+    return kept
 
 
 def _placeholder_ids(text: str, spans: list[Span]) -> dict[tuple[str, str], int]:

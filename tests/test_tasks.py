@@ -187,4 +187,4 @@ def test_prompt_completion_and_alpaca_rows_are_read(tmp_path, fmt):
                                   "Extract the information in the text as a JSON object with the keys item, party. "
                                   "Answer with the JSON object only.")
     first = json.loads((tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()[0])
-    assert first["text"].startswith("Book a table in") and json.loads(first["answer"])["party"]
+    assert first["text"].startswith("Book a table for") and json.loads(first["answer"])["party"]

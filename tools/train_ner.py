@@ -159,6 +159,14 @@ Can {first} sign instead of me?
 Mrs {last} is away, her daughter {first} will answer.
 Give my regards to {first} {last} from {city}.
 The case was handled by {last}.
+{first} handled my complaint really well.
+Please let {first} know the payment went through.
+I was told by {first} that it would be fixed.
+{first} is my partner, {first} {last}, please add her.
+my mum {first} {last} lives in {city} and cannot use the app
+we stayed with {first} in {city} for a week
+Kindly pass this to {first} in accounts.
+The person I spoke to, {first}, was very patient.
 """.strip("\n").split("\n")
 OPENINGS = ("Hi,", "Hello,", "Hi team,", "Dear Sir or Madam,", "Good afternoon,", "Hey,", "To whom it may concern,",
             "Dear {company} team,", "Hello {first},", "Hi there,", "Good morning", "Good morning,", "Dear Support,",
@@ -340,9 +348,9 @@ def synthetic(n: int, seed: int, locales=TRAIN_LOCALES) -> list[dict]:
             template = f"{rng.choice(OPENINGS)}{rng.choice([' ', chr(10)])}{template}{chr(10)}{rng.choice(CLOSINGS)}"
         rec = fill(template.replace("\\n", "\n"), f, rng)
         r = rng.random()
-        if r < 0.15:  # chat typed in lower case
+        if r < 0.2:  # chat typed in lower case
             rec["text"] = rec["text"].lower()
-        elif r < 0.18:  # a shouted message
+        elif r < 0.23:  # a shouted message
             rec["text"] = rec["text"].upper()
         out.append(rec)
     return out
