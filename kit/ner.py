@@ -32,6 +32,13 @@ iban api dob ssn pin id url faq pdf sms otp vat iot usb hdmi gps tv pc app apps 
 wrong mine yours ours theirs key keys log logs server servers version box boxes minute minutes hour hours second
 seconds item items thing things stuff someone somebody anyone everyone nobody people person guy guys folks
 """.split())
+PLACE_WORDS = frozenset("""
+city town village county state district province region north south east west northern southern eastern western
+upper lower central greater great new old san santa los las el fort saint mount mt port puerto porto lake river bay
+beach island isle valley springs hills heights falls harbor harbour airport station street st road rd avenue ave lane
+drive boulevard close court way place square terrace crescent grove gardens plaza piazza strasse straße weg gasse rue
+calle via
+""".split())
 CACHE_MAX = 50_000  # texts; a stage-02 file of a few thousand tickets fits many times over
 
 Span = tuple[int, int, str]
@@ -63,9 +70,11 @@ _TAIL = re.compile(r"(?:,? [^\W\d_][\w'’\-.]*){0,5},? (?:\d{4,6}(?:-\d{3,4})?|
                    r"(?:,? [A-ZÀ-Þ][^\W\d_]+(?: [A-ZÀ-Þ][^\W\d_]+)?)?")
 
 
-# In lower-case text the model has only context to go on, and it takes everyday words for names ("my blender was
-# stolen", "order a kettle for 5"). A single lower-case word is kept as a person or organisation only after a cue
-# ("my name is mani", "thanks anand") or when the census lists it as a name, and as a place only after a preposition.
+# A single lower-case word in text that is otherwise capitalised as usual is rarely a name, but the model, trained on
+# lower-cased chat too, takes everyday words for names there ("Order a kettle for 5", "Be brief. my blender was
+# stolen"). Such a word is kept as a person or organisation only after a cue ("my name is mani") or when the census
+# lists it as a name, and as a place only after a preposition. In an all-lower-case message the model's guess stands
+# (not in a bare value such as an answer field, "kettle", where it has no context at all).
 _NAME_CUE_BEFORE = re.compile(r"(?:name is|name's|i am|i'm|im|this is|it's|its|call me|dear|hi|hello|hey|thanks|"
                               r"thank you|regards|mr|mrs|ms|miss|dr|with|to|and|by|from|for|ask|tell|my \w+)[\s,.:]*$")
 _PLACE_CUE_BEFORE = re.compile(r"(?:in|from|to|near|at|around|city is|destination is|live in|lives in)\s*$")
@@ -75,6 +84,8 @@ def _lower_case_guess_holds(text: str, start: int, end: int, label: str) -> bool
     value = text[start:end]
     if not value.islower() or " " in value.strip() or label not in ("PERSON", "ORG", "LOCATION"):
         return True
+    if text == text.lower() and len(text.split()) >= 4:
+        return True  # a chat typed all in lower case: casing says nothing, the model was trained for it
     before = text[max(0, start - 24):start].lower()
     if label == "LOCATION":
         return bool(_PLACE_CUE_BEFORE.search(before))
@@ -126,7 +137,9 @@ def plausible(value: str, label: str) -> bool:
     if label in ("PERSON", "LOCATION", "ORG", "ORGANIZATION") and digits:
         return False
     words = [w.strip(".,;:!?'’\"()[]-").lower() for w in value.split()]
-    return not all(not w or w in NOT_NAME_PARTS or w in NEVER_ALONE for w in words)
+    # Place words end a person's name in the gazetteer, but they are places: "Porto", "New York", "Lake Como".
+    everyday = NOT_NAME_PARTS - PLACE_WORDS if label in ("LOCATION", "ADDRESS") else NOT_NAME_PARTS
+    return not all(not w or w in everyday or w in NEVER_ALONE for w in words)
 
 
 class EntityRecogniser:
