@@ -70,30 +70,31 @@ _TAIL = re.compile(r"(?:,? [^\W\d_][\w'’\-.]*){0,5},? (?:\d{4,6}(?:-\d{3,4})?|
                    r"(?:,? [A-ZÀ-Þ][^\W\d_]+(?: [A-ZÀ-Þ][^\W\d_]+)?)?")
 
 
-# A single lower-case word in text that is otherwise capitalised as usual is rarely a name, but the model, trained on
-# lower-cased chat too, takes everyday words for names there ("Order a kettle for 5", "Be brief. my blender was
-# stolen"). Such a word is kept as a person or organisation only after a cue ("my name is mani") or when the census
-# lists it as a name, and as a place only after a preposition. In an all-lower-case message the model's guess stands
-# (not in a bare value such as an answer field, "kettle", where it has no context at all).
-_NAME_CUE_BEFORE = re.compile(r"(?:name is|name's|i am|i'm|im|this is|it's|its|call me|dear|hi|hello|hey|thanks|"
+# Trained on lower-cased chat too, the model takes everyday lower-case words for names ("Order a kettle for 5", "Be
+# brief. my blender was stolen"). In text that is otherwise capitalised as usual, and in bare values such as an answer
+# field, a lower-case guess is kept as a person or organisation only after a cue ("my name is mani") or when one of
+# its words is a census name, and as a place only after a preposition ("from zug").
+_NAME_CUE_BEFORE = re.compile(r"(?:name is|name's|i am|i'm|im|this is|it's|its|it is|call me|dear|hi|hello|hey|thanks|"
                               r"thank you|regards|mr|mrs|ms|miss|dr|with|to|and|by|from|for|ask|tell|my \w+)[\s,.:]*$")
 _PLACE_CUE_BEFORE = re.compile(r"(?:in|from|to|near|at|around|city is|destination is|live in|lives in)\s*$")
 
 
 def _lower_case_guess_holds(text: str, start: int, end: int, label: str) -> bool:
     value = text[start:end]
-    if not value.islower() or " " in value.strip() or label not in ("PERSON", "ORG", "LOCATION"):
+    if not value.islower() or label not in ("PERSON", "ORG", "LOCATION"):
         return True
     if text == text.lower() and len(text.split()) >= 4:
-        return True  # a chat typed all in lower case: casing says nothing, the model was trained for it
+        # A message typed all in lower case: casing says nothing and the model's guess stands. Privacy first: this
+        # keeps "yael zehnder" and also costs words such as "inquire" or "block" in lower-case chat (README).
+        return True
     before = text[max(0, start - 24):start].lower()
     if label == "LOCATION":
         return bool(_PLACE_CUE_BEFORE.search(before))
     from kit.gazetteer import census_key, census_names
 
     names = census_names()
-    key = census_key(value)
-    return bool(_NAME_CUE_BEFORE.search(before)) or key in names["given"] or key in names["surname"]
+    return bool(_NAME_CUE_BEFORE.search(before)) or any(
+        census_key(w) in names["given"] or census_key(w) in names["surname"] for w in value.split())
 
 
 _PARTICLES = frozenset("de del della di da do dos das du la le van von der den ten ter bin ibn al el".split())
