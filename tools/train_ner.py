@@ -1,7 +1,7 @@
 """Train kit's entity recogniser (`kit/ner_model/`): a small spaCy CNN pipeline for PERSON, LOCATION, ADDRESS, ORG and
 ID_NUMBER in business text, from real public NER text and generated multi-locale customer messages.
 
-    .venv/bin/python tools/train_ner.py [--out kit/ner_model] [--synthetic 12000] [--epochs 12] [--seed 7]
+    .venv/bin/python tools/train_ner.py [--out kit/ner_model] [--synthetic 24000] [--epochs 10] [--seed 7]
 
 Training data (nothing from any evaluation split):
 - `../shared/devdata/pii/train.jsonl`: WNUT-17 train, real social-media posts (CC BY 4.0); person, location and
@@ -13,8 +13,10 @@ Training data (nothing from any evaluation split):
   what the model was taught.
 
 Writes the pipeline and `kit/ner_model/provenance.json` (inputs with sha256, spaCy version, settings, the scores on
-a held-back tenth of the training mix). Takes a few minutes on 2 cores; the result is committed so that no run of
-the kit trains it.
+a held-back tenth of the training mix). Takes about 11 minutes on 2 cores (AMD EPYC); the result is committed so
+that no run of the kit trains it. Runs differ with the seed and the mix by a few points of benchmark recall (a
+variant with 30,000 messages and more lower-case text scored 0.86 instead of 0.89 on the unseen locales), so a new
+model replaces the committed one only after `bench/redaction.py` shows it is better.
 """
 
 from __future__ import annotations
@@ -159,14 +161,6 @@ Can {first} sign instead of me?
 Mrs {last} is away, her daughter {first} will answer.
 Give my regards to {first} {last} from {city}.
 The case was handled by {last}.
-{first} handled my complaint really well.
-Please let {first} know the payment went through.
-I was told by {first} that it would be fixed.
-{first} is my partner, {first} {last}, please add her.
-my mum {first} {last} lives in {city} and cannot use the app
-we stayed with {first} in {city} for a week
-Kindly pass this to {first} in accounts.
-The person I spoke to, {first}, was very patient.
 """.strip("\n").split("\n")
 OPENINGS = ("Hi,", "Hello,", "Hi team,", "Dear Sir or Madam,", "Good afternoon,", "Hey,", "To whom it may concern,",
             "Dear {company} team,", "Hello {first},", "Hi there,", "Good morning", "Good morning,", "Dear Support,",
@@ -348,9 +342,9 @@ def synthetic(n: int, seed: int, locales=TRAIN_LOCALES) -> list[dict]:
             template = f"{rng.choice(OPENINGS)}{rng.choice([' ', chr(10)])}{template}{chr(10)}{rng.choice(CLOSINGS)}"
         rec = fill(template.replace("\\n", "\n"), f, rng)
         r = rng.random()
-        if r < 0.2:  # chat typed in lower case
+        if r < 0.15:  # chat typed in lower case
             rec["text"] = rec["text"].lower()
-        elif r < 0.23:  # a shouted message
+        elif r < 0.18:  # a shouted message
             rec["text"] = rec["text"].upper()
         out.append(rec)
     return out
@@ -393,8 +387,8 @@ def to_docs(nlp, records):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(ROOT / "kit" / "ner_model"))
-    ap.add_argument("--synthetic", type=int, default=12000)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--synthetic", type=int, default=24000)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--norm-rows", type=int, default=10000)
