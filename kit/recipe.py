@@ -133,6 +133,7 @@ def pace_callback(trainer, selection, started: float, budget_s: float, validatio
     from transformers import TrainerCallback, get_scheduler
 
     warm, measure_at = 2, max(6, min(30, round(0.05 * total)))
+    validates = trainer.eval_dataset is not None  # validation_fraction=0 or too few rows: nothing to evaluate
 
     class Pace(TrainerCallback):
         def __init__(self):
@@ -141,7 +142,8 @@ def pace_callback(trainer, selection, started: float, budget_s: float, validatio
         def on_step_end(self, args, state, control, **kw):
             step, now = state.global_step, time.time()
             if budget_s and now - started > budget_s:
-                control.should_training_stop = control.should_evaluate = self.budget_hit = True
+                control.should_training_stop = self.budget_hit = True
+                control.should_evaluate = validates
             if step in (warm, measure_at):
                 self.marks[step] = (now, getattr(trainer, "kit_eval_s", 0.0))
             if step == measure_at and warm in self.marks:
@@ -176,11 +178,11 @@ def pace_callback(trainer, selection, started: float, budget_s: float, validatio
                                             "it)")
                     print(f"time budget: {plan['projected_min']:g} min projected, budget {budget_s / 60:g} min; "
                           "training will stop at the budget")
-            if step >= getattr(state, "max_steps", 0) > 0:
+            if step >= getattr(state, "max_steps", 0) > 0 and validates:
                 control.should_evaluate = True  # the last step is a candidate too: nothing saved goes unvalidated
             if self.stop_at is not None and step >= self.stop_at:
                 control.should_training_stop = True
-                control.should_evaluate = True  # validate the last step, so the schedule's end is a candidate
+                control.should_evaluate = validates  # validate the last step, so the schedule's end is a candidate
 
     return Pace()
 

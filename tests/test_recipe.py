@@ -180,3 +180,16 @@ def test_real_validation_metric_and_time_budget_on_a_tiny_model(tmp_path, tiny_m
     assert plan["choices"]["epochs"] == {"value": 50, "why": "set by you"}
     assert plan["choices"]["lora_layers"]["why"] != "set by you"
     assert "recipe: auto" in train.describe_plan(plan)
+
+
+def test_training_without_a_validation_set_runs_to_its_end_and_to_a_budget_stop(tmp_path, tiny_model_dir):
+    # validation_fraction=0 (or too few rows) leaves nothing to evaluate: the last step and a budget stop must not ask
+    # the trainer for an evaluation it cannot run.
+    resolved = models.resolve(str(tiny_model_dir))
+    write_run_basics(tmp_path, str(tiny_model_dir), resolved)
+    res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), max_steps=3, batch_size=4,
+                                      validation_fraction=0, checkpoint_every_steps=100))
+    assert res.log["steps"] == 3 and not res.log["recipe"].get("evaluations")
+    res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), epochs=50, batch_size=4,
+                                      validation_fraction=0, max_train_minutes=0.002, checkpoint_every_steps=100))
+    assert res.log["recipe"]["stopped"] == "time budget spent" and res.log["steps"] < 10
