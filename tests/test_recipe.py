@@ -68,7 +68,8 @@ def test_pace_measures_the_first_steps_and_rebuilds_the_schedule_for_the_steps_t
     monkeypatch.setattr(recipe.time, "time", lambda: float(next(clock)))
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     trainer = SimpleNamespace(lr_scheduler=get_scheduler("cosine", optimizer=opt, num_warmup_steps=5,
-                                                         num_training_steps=100), kit_eval_s=0.0)
+                                                         num_training_steps=100), kit_eval_s=0.0,
+                              eval_dataset=["a validation row"])
     selection = recipe.Selection(2, min_step=50)
     plan = {"epochs_note": "8 epochs", "total_steps_planned": 100}
     cb = recipe.pace_callback(trainer, selection, started=-1.0, budget_s=20, validation_s=0.0, eval_steps=50, total=100,
