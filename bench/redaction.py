@@ -117,11 +117,8 @@ def read_set(path: Path, scored=None) -> list[dict]:
 
 
 def corpus_set(n: int, seed: int) -> list[dict]:
-    out = []
-    for d in pii_corpus.make(n, seed):
-        spans = [{"start": s, "end": e, "label": t} for s, e, t in d.spans]
-        out.append({"id": d.id if hasattr(d, "id") else str(len(out)), "text": d.text, "spans": spans})
-    return out
+    return [{"id": f"corpus-{i}", "text": d.text, "spans": [{"start": s, "end": e, "label": t} for s, e, t in d.spans]}
+            for i, d in enumerate(pii_corpus.make(n, seed))]
 
 
 def score(records: list[dict], predicted: list[list[tuple]]) -> dict:
@@ -148,7 +145,8 @@ def score(records: list[dict], predicted: list[list[tuple]]) -> dict:
         mask = [False] * len(r["text"])
         for s, e, *_ in pred:
             mask[s:e] = [True] * (e - s)
-        leaked = any(sum(mask[s["start"]:s["end"]]) < MASKED * (s["end"] - s["start"]) for s in r.get("scored", r["spans"]))
+        leaked = any(sum(mask[s["start"]:s["end"]]) < MASKED * (s["end"] - s["start"])
+                     for s in r.get("scored", r["spans"]))
         hit = bool(set(audit._pattern_checks(audit.PLACEHOLDER.sub(" ", _redacted(r["text"], pred)))))
         leaks += leaked
         flagged += leaked and hit

@@ -68,11 +68,11 @@ _STREET_LINE = re.compile(r"\b\d{1,5},? (?:[^\W\d_]+ ){1,3}(?:(?i:road|street|av
                           r"\b\d{1,5},? \w*(?i:strasse|straße|weg|gasse)\b|"
                           # A street word of another language before the name, a house number after it ("Rua das
                           # Flores 128", "aleja Okrężna 776", "Calle Mayor, 5"), or a suffix word ("Kossuth utca 54").
-                          r"(?i:\b(?:rua|avenida|av\.|travessa|praça|largo|rua|calle|carrera|paseo|plaza|camino|"
+                          r"(?i:\b(?:rua|avenida|av\.|travessa|praça|largo|calle|carrera|paseo|plaza|camino|"
                           r"ulica|ul\.|aleja|al\.|plac|osiedle|chemin|allée|impasse|boulevard|bd|quai|piazza|viale|"
                           r"corso|vicolo|strada|stradă|bulevardul|str\.|jalan|jl\.|gang|gg\.|sokak|sokağı|caddesi|"
                           r"cd\.|mahallesi|ngõ|đường|phố|ulice|utca|út|tér|straat|laan|plein|gracht|vej|gade|gatan|"
-                          r"vägen|gata|veien|katu|tie|iela|gatvė|cesta|ulica|trg|ulitsa) )(?:[^\W\d_]+[ ,]{1,2}){1,4}"
+                          r"vägen|gata|veien|katu|tie|iela|gatvė|cesta|trg|ulitsa) )(?:[^\W\d_]+[ ,]{1,2}){1,4}"
                           r"(?:n[º°o]\.? ?)?\d{1,5}[a-z]?\b|"
                           r"\b[^\W\d_]+(?:ova|eva|ská|ého)? (?i:utca|út|iela|gatvė|ulica|tie|katu|vej|gade|gatan|vägen|"
                           r"straat|laan|sokak|caddesi|cesta) \d{1,5}\b")
@@ -101,13 +101,13 @@ def _has_world_name(text: str) -> bool:
     names = world_names()
     words = list(_WORLD_WORD.finditer(text))
     for first, second in zip(words, words[1:]):
+        # world_names() already leaves out the words that are never name parts.
         if second.start() == first.end() + 1 and census_key(first.group()) in names["given"] \
-                and census_key(second.group()) in names["surname"] \
-                and first.group().lower() not in NOT_NAME_PARTS and second.group().lower() not in NOT_NAME_PARTS:
+                and census_key(second.group()) in names["surname"]:
             return True
     for m in _NAME_CUE.finditer(text):
         key = census_key(m.group(1))
-        if m.group(1).lower() not in NOT_NAME_PARTS and (key in names["given"] or key in names["surname"]):
+        if key in names["given"] or key in names["surname"]:
             return True
     return False
 
@@ -239,7 +239,8 @@ def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] 
         "known_values_checked": {k: len(v) for k, v in (known_values or {}).items()},
         "canaries_checked": sum(len(v) for v in (canary_values or {}).values()),
         "checks": ["card_number (Luhn)", "long_digit_run (9+ digits)", "email", "iban (checksum)", "us_ssn",
-                   "ip_address", "street_address (street words of 20 languages)", "postcode (national shapes next to a place)",
+                   "ip_address", "street_address (street words of 20 languages)",
+                   "postcode (national shapes next to a place)",
                    "person_name (census given name or surname in a capitalised pair; a given name and a surname of "
                    "any locale in a capitalised pair; a name of any locale after a self-introduction)",
                    "date_of_birth (cue or birth-plausible year)", "secret (provider prefixes, "

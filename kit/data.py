@@ -621,7 +621,6 @@ class _Row:  # a usable row on its way through redaction, dedupe and split
     fields: dict
     out: dict | None = None
     canary: canary_mod.Canary | None = None
-    raw_text: str = ""  # the task text before redaction, for exact-duplicate detection only (never written)
 
 
 def run(cfg: PrepareConfig) -> PrepareResult:
@@ -666,10 +665,9 @@ def run(cfg: PrepareConfig) -> PrepareResult:
     redactor.prefetch(text for row in usable for text in _texts_to_redact(row, cfg))
     for row in usable:
         row.out = _redacted_row(row, cfg, redactor, schema)
-        row.raw_text = task_text(row.fields, cfg.text_columns)
     # Holdout-file rows go first, so a training row that repeats a golden holdout row is the one removed.
     usable.sort(key=lambda x: x.source != "holdout_file")
-    kept, duplicates = dedupe(usable, cfg.near_duplicate_threshold)
+    kept, duplicates = dedupe(usable, cfg.near_duplicate_threshold, cfg.text_columns)
     # Canaries go into rows that survived dedupe (a planted sentence must not hide a duplicate), then those rows
     # are redacted again from their raw text: the canary passes through redaction like any customer's value.
     planted = plant_canaries(kept, cfg)
@@ -817,7 +815,8 @@ def minhash(text: str):
     return m
 
 
-def dedupe(rows: list[_Row], threshold: float) -> tuple[list[_Row], list[dict]]:
+def dedupe(rows: list[_Row], threshold: float,
+           text_columns: tuple[str, ...] = ()) -> tuple[list[_Row], list[dict]]:
     """Drop exact (normalized) duplicates and near-duplicates (MinHash LSH over character 5-grams); keep the first.
 
     datasketch does the hashing and the candidate search; the candidate's estimated Jaccard similarity is checked
@@ -831,7 +830,7 @@ def dedupe(rows: list[_Row], threshold: float) -> tuple[list[_Row], list[dict]]:
     kept, removed = [], []
     for i, row in enumerate(rows):
         # Exact: the redacted text, or the raw one (the recogniser may tag an upper-cased copy differently).
-        key, raw_key = normalize(row.out["text"]), "raw:" + normalize(row.raw_text)
+        key, raw_key = normalize(row.out["text"]), "raw:" + normalize(task_text(row.fields, text_columns))
         dup_of, kind, sim = seen.get(key) or seen.get(raw_key), "exact", 1.0
         mh = None
         if dup_of is None and lsh is not None:

@@ -1,7 +1,7 @@
 """Entity recogniser: person names, places, street addresses and postcodes, organisations and typed-in id numbers.
 
 In: texts. Out: for each text, `(start, end, entity)` spans with entity PERSON, LOCATION, ADDRESS, ORGANIZATION or
-ID_NUMBER. The model is a small spaCy pipeline (CNN token vectors and a transition-based NER, ~5 MB) trained by
+ID_NUMBER. The model is a small spaCy pipeline (CNN token vectors and a transition-based NER, 8.8 MB) trained by
 `tools/train_ner.py` on real public NER text (WNUT-17 social-media posts, MultiDoGO customer-service chat) and on
 generated customer messages with names and addresses from 35 Faker locales; it ships inside the package
 (`kit/ner_model/`, with `provenance.json`), so nothing is downloaded. spaCy's published English models are not on
@@ -9,7 +9,7 @@ PyPI and model hubs are out of reach; a model trained here on data whose licence
 for. `bench/redaction.py` measures it on text and locales it was not trained on.
 
     from kit.ner import EntityRecogniser
-    EntityRecogniser.default().find_many(["Aigerim Nurlanova lives at Rua das Flores 128, 4050-265 Porto"])
+    EntityRecogniser().find_many(["Aigerim Nurlanova lives at Rua das Flores 128, 4050-265 Porto"])
 
 Texts go through `nlp.pipe` in batches; results are cached per text, so a record's text can be looked up again by the
 redactor after a batch call for the whole file (`prefetch`).
@@ -21,6 +21,8 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
+
+from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
 
 MODEL_DIR = Path(__file__).resolve().parent / "ner_model"
 ENTITY = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ADDRESS": "ADDRESS", "ORG": "ORGANIZATION",
@@ -54,8 +56,8 @@ def _load(path: str):
 
     p = Path(path)
     if not (p / "meta.json").exists():
-        raise NERUnavailable(f"the entity recogniser is missing at {p}: reinstall kit (`make install`), or retrain "
-                             "it with `python tools/train_ner.py`.")
+        raise NERUnavailable(f"the entity recogniser is missing at {p}: reinstall kit (`pip install -e .` in the "
+                             "repository, which ships kit/ner_model), or retrain it with `python tools/train_ner.py`.")
     return spacy.load(p)
 
 
@@ -90,8 +92,6 @@ def _lower_case_guess_holds(text: str, start: int, end: int, label: str) -> bool
     before = text[max(0, start - 24):start].lower()
     if label == "LOCATION":
         return bool(_PLACE_CUE_BEFORE.search(before))
-    from kit.gazetteer import census_key, census_names
-
     names = census_names()
     return bool(_NAME_CUE_BEFORE.search(before)) or any(
         census_key(w) in names["given"] or census_key(w) in names["surname"] for w in value.split())
@@ -130,8 +130,6 @@ def plausible(value: str, label: str) -> bool:
     """Cheap checks on what the model tagged, where its guesses are known to go wrong: a name, place or organisation
     has no digits ("version 2.4.1", "3 boxes") and is not made only of everyday words ("Urgent", "IBAN", "Customer
     Service"); an id number has at least three digits ("lasted 14 minutes" is not one; "hkm 506" is)."""
-    from kit.gazetteer import NOT_NAME_PARTS
-
     digits = sum(c.isdigit() for c in value)
     if label == "ID_NUMBER":
         return digits >= 3
@@ -148,11 +146,6 @@ class EntityRecogniser:
         self.path = str(path)
         self.batch_size = batch_size
         self._cache: dict[str, list[Span]] = {}
-
-    @classmethod
-    @lru_cache(maxsize=1)
-    def default(cls) -> "EntityRecogniser":
-        return cls()
 
     @property
     def nlp(self):

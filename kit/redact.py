@@ -83,7 +83,8 @@ STREET_FIRST_RE = re.compile(
     r"(?<!\w)(?:(?i:avenue|av\.|avda\.|avenida|boulevard|blvd?\.|chemin|allée|impasse|rua|travessa|praça|ulica|ul\.|"
     r"aleja|osiedle|calle|carrera|cra?\.|cl\.|piazza|viale|strada|jalan|jl\.|gg\.)"
     # Words that are also everyday English or Spanish count only capitalised ("via phone 5", "plaza", "al.").
-    r"|Via|Corso|Plaza|Paseo|Camino|Largo|Plac|Quai|Gang)\s+(?:[^\W\d_][\w'’.\-]*,?\s+){1,6}(?:n[º°o]\.?\s?|#\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4})?\b")
+    r"|Via|Corso|Plaza|Paseo|Camino|Largo|Plac|Quai|Gang)"
+    r"\s+(?:[^\W\d_][\w'’.\-]*,?\s+){1,6}(?:n[º°o]\.?\s?|#\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4})?\b")
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "AU", "IN")
 
 # Secrets typed in prose: "password: hunter2", "my PIN is 4821", "api key = abc…". The value is redacted.
@@ -458,7 +459,7 @@ class Redactor:
         a name that is `<PERSON_2>` in the ticket is `<PERSON_2>` in the answer too, so the model learns to copy it."""
         self.prefetch(texts)
         found = [self.find(t, known) for t in texts]
-        if len(texts) > 1:
+        if len(texts) > 1 and any(found):
             # What was found in one text of the record is a known value for the others: a city the recogniser saw
             # in the ticket ("weather in Porto") is redacted in the answer's bare "Porto" too.
             seen = {ent: list(vals) for ent, vals in (known or {}).items()}
