@@ -2,7 +2,8 @@
 
 `python -m kit run --config papermill_runs/demo.yaml [--set key=value ...] [--from 03]` runs the course;
 `python -m kit train --run-dir papermill_runs/demo [--set key=value ...]` runs stage 03 alone, also as
-`accelerate launch -m kit train …` on several GPUs; `python -m kit verify <export dir>` re-checks an export.
+`accelerate launch -m kit train …` on several GPUs; `python -m kit verify <export dir>` re-checks an export;
+`python -m kit chat-template <model> --family chatml` gives a base model without a chat template one, explicitly.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("params", help="list every notebook parameter with its default and help")
     ver_p = sub.add_parser("verify", help="re-check the sha256 of every file in a run's export/ directory")
     ver_p.add_argument("export_dir", help="e.g. papermill_runs/demo/export")
+    tmpl_p = sub.add_parser("chat-template", help="save a chat template beside a model that ships none (base models)")
+    tmpl_p.add_argument("model", help="model spec: a checkpoint directory, a .gguf file or an ollama: name")
+    tmpl_p.add_argument("--family", default="", help="use this family's kit default template (chatml, gemma)")
+    tmpl_p.add_argument("--from-file", default="", help="use this Jinja chat template file")
     args = parser.parse_args(argv)
 
     from kit import runs
@@ -39,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
 
             checked = verify(args.export_dir)
             print(f"verified {len(checked)} files in {args.export_dir}")
+            return 0
+        if args.command == "chat-template":
+            from kit import models
+
+            out = models.choose_chat_template(args.model, args.family, args.from_file)
+            print(f"chat template saved to {out} (family: {models.resolve(args.model).chat_format.name})")
             return 0
         if args.command == "train":
             return _train(args.run_dir, runs.parse_set(args.set))

@@ -96,7 +96,7 @@ def run(cfg: LicenseConfig, resolved) -> dict:
     conflicts = [u for u in cfg.intended_uses if entry["answers"].get(u) == "no"]
     needs_review = [u for u in cfg.intended_uses if entry["answers"].get(u) == "conditional"]
     note = {
-        "model": cfg.model, "model_path": resolved.path, "revision": cfg.revision or detect_revision(resolved),
+        "model": cfg.model, "model_path": resolved.path, "weights_source": resolved.source, "revision": cfg.revision or detect_revision(resolved),
         "weights_sha256": resolved.sha256, "date_obtained": cfg.date_obtained or str(date.today()),
         "license_id": lic_id, "license": entry["license"], "url": entry["url"],
         "answers": entry["answers"], "conditions": entry["conditions"], "notice": entry.get("notice", ""),
@@ -125,6 +125,7 @@ def detect_revision(resolved) -> str:
 def render_markdown(note: dict) -> str:
     lines = [f"# License note: {note['model']}", "",
              f"- License: [{note['license']}]({note['url']})", f"- Weights sha256: `{note['weights_sha256']}`",
+             f"- Weights from: {note.get('weights_source') or note['model_path']}",
              f"- Obtained: {note['date_obtained']}", f"- Intended uses: {', '.join(note['intended_uses'])}",
              f"- Approved: {note['approved']} by {note['approver'] or '(nobody yet)'} on {note['approval_date']}",
              "", "| question | answer |", "|---|---|"]

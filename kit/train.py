@@ -45,7 +45,7 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
-    target_modules: str = "all-linear"  # or a comma-separated list such as "q_proj,v_proj"
+    target_modules: str = "family"  # the family's projections (kit/families.py), "all-linear", or e.g. "q_proj,v_proj"
     lora_layers: int = -1  # LoRA on the last N decoder layers only (backward stops there); 0 = all; -1 = by recipe
     recipe: str = "auto"  # auto | default: how parameters left unset (-1 / 0) are chosen (kit.recipe)
     learning_rate: float = 0.0  # 0 = by recipe
@@ -100,11 +100,21 @@ def resolved_quantization(quantization: str, device: str) -> str:
     return quantization
 
 
-def lora_targets(model, target_modules: str, explicit: bool = False):
-    """PEFT target modules: "all-linear" or a comma-separated list. PEFT accepts "all-linear" only without a layer
-    restriction, so with `lora_layers` it is spelled out as the model's linear module names (the output head excluded)."""
+def lora_targets(model, target_modules: str, explicit: bool = False, family=None):
+    """PEFT target modules: "family" (the family entry's projections), "all-linear" or a comma-separated list. PEFT
+    accepts "all-linear" only without a layer restriction, so with `lora_layers` it is spelled out as the model's
+    linear module names (the output head excluded)."""
     import torch
 
+    if target_modules == "family" and family is not None:
+        present = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)}
+        targets = [t for t in family.target_modules if t in present]
+        if not targets:
+            raise TrainError(f"none of the {family.name} family's LoRA targets {list(family.target_modules)} is a "
+                             f"linear layer of this model (it has {sorted(present)}); set target_modules.")
+        return targets
+    if target_modules == "family":
+        target_modules = "all-linear"
     if target_modules != "all-linear":
         return [t.strip() for t in target_modules.split(",") if t.strip()]
     if not explicit:
@@ -339,7 +349,7 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
                                 cfg.epochs, cfg.learning_rate)
     n_lora = int(choices["lora_layers"].value)
     layers = list(range(n_layers - n_lora, n_layers)) if 0 < n_lora < n_layers else None
-    targets = lora_targets(model, cfg.target_modules, explicit=layers is not None)
+    targets = lora_targets(model, cfg.target_modules, explicit=layers is not None, family=fmt.family)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
     work_dir = run_dir / "train"

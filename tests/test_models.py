@@ -17,13 +17,13 @@ def test_local_checkpoint_resolves_with_a_content_hash(tiny_model_dir):
 
 
 def test_directory_without_config_explains_what_is_expected(tmp_path):
-    with pytest.raises(models.ModelError, match="holds no config.json"):
+    with pytest.raises(models.ModelError, match="neither a .gguf file nor a Hugging Face checkpoint directory"):
         models.resolve(str(tmp_path))
 
 
 def test_unknown_hub_id_offline_says_how_to_fix(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(models.ModelError, match="neither the embedded model, a local directory, nor a Hugging Face id"):
+    with pytest.raises(models.ModelError, match="neither the embedded model, a local directory or GGUF file, an `ollama:` model, nor a Hugging Face id"):
         models.resolve("no-such-org/no-such-model")
 
 
