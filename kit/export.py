@@ -77,6 +77,9 @@ def merge(resolved, adapter_dir: Path, out: Path, chat_template: str) -> Path:
     tok = models.load_tokenizer(resolved)
     tok.chat_template = chat_template
     tok.save_pretrained(tmp)
+    spm = Path(resolved.path) / "tokenizer.model"  # SentencePiece families: the converter reads token scores from it
+    if spm.exists():
+        shutil.copy(spm, tmp / "tokenizer.model")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
@@ -340,6 +343,19 @@ def parity_generations(gguf_path: str, prompts: list[str], stop: list[str], lora
     return out
 
 
+def gguf_token_ids(gguf_path: str, prompts: list[str]) -> list[list[int]]:
+    """How llama.cpp (and so Ollama) tokenizes each prompt: BOS as the GGUF says, special tokens parsed."""
+    llm = llamacpp.load(Path(gguf_path), vocab_only=True)
+    try:
+        return [llm.tokenize(p.encode(), add_bos=True, special=True) for p in prompts]
+    finally:
+        llm.close()
+
+
+def first_divergence_ids(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 def first_divergence(a: str, b: str) -> int:
     """Character position where two texts first differ (the shorter one's length when one extends the other)."""
     from os.path import commonprefix
@@ -361,7 +377,9 @@ def parity_table(parity: dict):
     score = {"extract": ["valid_json", "holdout_exact_match", "adapter_exact_match"],
              "reply": ["text_agreement", "holdout_rouge_l", "adapter_rouge_l"]}.get(
         parity.get("task", "classify"), ["holdout_accuracy"])
-    return pd.DataFrame(parity["types"]).T[["size_mb", "agreement", *score, "passed", "seconds"]]
+    cols = ["size_mb", "agreement", *score, "tokenization_agreement", "passed", "seconds"]
+    table = pd.DataFrame(parity["types"]).T
+    return table[[c for c in cols if c in table.columns]]
 
 
 def generative_parity(task: Task, gen: list[str], adapter_preds: list[dict]) -> dict:
@@ -460,9 +478,16 @@ def run(cfg: ExportConfig) -> ExportResult:
     budget = eval_metrics.get("prompt_tokens") or eval_metrics.get("max_length", 192) - 8
     prompts = [task.prompt(fmt, holdout[p["id"]]["text"], tok, budget) for p in adapter_preds]
     parity = {"n": len(adapter_preds), "threshold": cfg.parity_threshold, "task": task.kind, "types": {}}
+    expected_ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
     for gtype, path in variants.items():
         t = time.time()
         lora_path = str(lora) if gtype == "adapter" else None
+        # The GGUF must read a prompt as the trained model did: same tokens, BOS included. Checked before answers, as
+        # a different split of a word makes every answer a matter of luck.
+        got_ids = llamacpp.isolated(gguf_token_ids, str(path), prompts, what=f"tokenizing with {gtype}", gguf=path,
+                                    error=ExportError)
+        same = [g == e for g, e in zip(got_ids, expected_ids)]
+        token_agreement = float(np.mean(same)) if same else 1.0
         # In a child process: a native crash in llama.cpp becomes an ExportError here, not a dead notebook kernel.
         if task.generative:
             gen = llamacpp.isolated(parity_generations, str(path), prompts, list(fmt.stop), lora_path,
@@ -481,10 +506,18 @@ def run(cfg: ExportConfig) -> ExportResult:
         # the bar of its base's type.
         required = (cfg.modelfile_gguf if gtype == "adapter" else gtype) in ("f16", "q8_0")
         files = [path.name] + ([lora.name] if gtype == "adapter" else [])
+        row["tokenization_agreement"] = token_agreement
+        if token_agreement < 1:
+            i = same.index(False)
+            row["tokenization_note"] = (
+                f"llama.cpp splits {len(same) - sum(same)} of {len(same)} prompts into other tokens than transformers "
+                f"(first: holdout row {adapter_preds[i]['id']}, token {first_divergence_ids(got_ids[i], expected_ids[i])})."
+                " The GGUF's vocabulary differs from the checkpoint's: for SentencePiece models (Mistral, Phi-3, Gemma)"
+                " the checkpoint needs its tokenizer.model file.")
         parity["types"][gtype] = {
             "file": " + ".join(files), "size_mb": round(sum((out_dir / f).stat().st_size for f in files) / 2**20, 1),
-            "sha256": sha256_file(path), **row,
-            "required": required, "passed": row["agreement"] >= cfg.parity_threshold if required else None,
+            "sha256": sha256_file(path), **row, "required": required,
+            "passed": (row["agreement"] >= cfg.parity_threshold and token_agreement == 1) if required else None,
             "seconds": round(time.time() - t, 1)}
     verified = all(v["passed"] for v in parity["types"].values() if v["required"])
     parity["verified"] = verified

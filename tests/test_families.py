@@ -1,0 +1,168 @@
+"""Every model family through kit's path, on a tiny random model with the family's real tokenizer and template.
+
+For each family: the chat format comes from the model's own template; kit prepares, trains a few steps, evaluates,
+merges and exports a GGUF; llama.cpp loads the GGUF and tokenizes the rendered prompts exactly as transformers does;
+the Modelfile's TEMPLATE, rendered by Go (Ollama's engine), equals the Python-rendered prompt and answer byte for
+byte. Tokenizers and templates come from llama.cpp's own test files (tests/families.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import families
+from conftest import REPO, read_jsonl
+from kit import chat, data, evaluate, export, licenses, llamacpp, models, train
+from kit.families import FAMILIES
+from kit.task import Task
+
+EXPECTED_FAMILY = {"llama3": "llama3", "qwen2": "chatml", "mistral": "mistral", "phi3": "phi3", "gemma2": "gemma"}
+LICENSE_ID = {"llama3": "llama3", "qwen2": "qwen2.5", "mistral": "mistral-7b", "phi3": "phi3", "gemma2": "gemma"}
+BOS_EOS = {"llama3.1": ("<|begin_of_text|>", "<|eot_id|>", True), "qwen3": ("", "<|im_end|>", False),
+           "smollm3": ("", "<|im_end|>", False)}
+# Gemma 2's GGUF converter reads a SentencePiece tokenizer.model, which Google's checkpoints ship and a tokenizer
+# rebuilt from a GGUF has not: Gemma 2 is trained and evaluated here, its export is proven on Gemma 3 (the course).
+EXPORTED = ("llama3", "mistral", "phi3", "qwen2")
+TEXTS = ["Where is my claim CLM-2024-1234? It's been 10 days.",
+         "Hi,\n\nI was charged twice — please refund.\n\nThanks, <PERSON_1>",
+         'Ünïcode, "quotes", {braces} and [brackets]']
+
+
+@pytest.fixture(scope="session")
+def family_dir(tmp_path_factory, tokenizer):
+    built = {}
+
+    def get(family: str):
+        if family not in built:
+            out = families.tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}"), tokenizer)
+            (out / "LICENSE").write_text(f"License text of the {family} test checkpoint.\n")
+            built[family] = out
+        return built[family]
+
+    return get
+
+
+def _format_of_template(name: str) -> chat.ChatFormat:
+    text = families.template(families.TEMPLATE_ONLY[name])
+    bos, eos, adds = BOS_EOS[name]
+    return chat.ChatFormat(chat.detect(text), text, bos, eos, adds)
+
+
+@pytest.mark.parametrize("name", sorted(families.SPECS) + sorted(families.TEMPLATE_ONLY))
+@pytest.mark.parametrize("system", ["Route the email to one lane.", ""])
+def test_ollama_template_renders_in_go_exactly_as_the_official_template(render, family_dir, name, system):
+    if name in families.TEMPLATE_ONLY:
+        fmt = _format_of_template(name)
+    else:
+        fmt = models.resolve(str(family_dir(name))).chat_format
+        assert fmt.name == EXPECTED_FAMILY[name]
+    template = fmt.go_template()
+    for text in TEXTS:
+        assert render(template, text, system) == fmt.prompt(text, system)
+        full = render(template, text, system, response="billing_dispute", cut=False)
+        assert full == fmt.prompt(text, system) + fmt.completion("billing_dispute")
+
+
+def test_llama3_prompt_carries_a_fixed_date_never_the_clock():
+    fmt = _format_of_template("llama3.1")
+    assert "Today Date: 26 Jul 2024" in fmt.prompt("hi") and fmt.go_template().count("26 Jul 2024") == 2
+
+
+@pytest.mark.parametrize("name", ["qwen3", "smollm3"])
+def test_reasoning_templates_are_rendered_with_thinking_off(name):
+    fmt = _format_of_template(name)
+    assert fmt.prompt("hi").endswith("<think>\n\n</think>\n\n" if name == "qwen3" else "<think>\n\n</think>\n")
+
+
+@pytest.mark.parametrize("family", sorted(families.SPECS))
+def test_family_targets_are_linear_layers_of_the_architecture(family_dir, family):
+    from transformers import AutoModelForCausalLM
+
+    resolved = models.resolve(str(family_dir(family)))
+    model = AutoModelForCausalLM.from_pretrained(resolved.path)
+    targets = train.lora_targets(model, "family", family=resolved.chat_format.family)
+    assert targets == list(resolved.chat_format.family.target_modules)
+
+
+@pytest.fixture(scope="session")
+def family_course(tmp_path_factory, family_dir):
+    """prepare → license → train → evaluate → export for one family, once per session."""
+    done = {}
+
+    def run(family: str):
+        if family in done:
+            return done[family]
+        model_dir = str(family_dir(family))
+        run_dir = tmp_path_factory.mktemp(f"course-{family}")
+        resolved = models.resolve(model_dir)
+        data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
+                                    purpose="family test", max_rows=80, labels=data.DEFAULT_LABELS))
+        licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=model_dir, approved=True, approver="tester",
+                                            license_id=LICENSE_ID[family]), resolved)
+        train.run(train.TrainConfig(run_dir=str(run_dir), model=model_dir, max_steps=3, batch_size=4,
+                                    validation_fraction=0, checkpoint_every_steps=10, max_length=160))
+        evaluate.run(evaluate.EvalConfig(run_dir=str(run_dir), model=model_dir, max_examples=8, batch_size=4,
+                                         bootstrap_samples=100, few_shot_k=0, canary_candidates=10,
+                                         probe_control_steps=0, max_length=160))
+        if family not in EXPORTED:
+            done[family] = (run_dir, resolved, None)
+            return done[family]
+        result = export.run(export.ExportConfig(run_dir=str(run_dir), model=model_dir, gguf_types=("f16",),
+                                                modelfile_gguf="f16", adapter_variant=False, parity_threshold=0.0))
+        done[family] = (run_dir, resolved, result)
+        return done[family]
+
+    return run
+
+
+def _tokenize_in_llama_cpp(gguf: str, prompts: list[str]) -> list[list[int]]:
+    llm = llamacpp.load(gguf, vocab_only=True)
+    try:
+        return [llm.tokenize(p.encode(), add_bos=True, special=True) for p in prompts]
+    finally:
+        llm.close()
+
+
+def test_gemma2_trains_and_evaluates_with_its_own_template(family_course):
+    run_dir, resolved, _ = family_course("gemma2")
+    meta = json.loads((run_dir / "adapters" / "default" / "kit_adapter.json").read_text())
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert meta["chat_format"] == "gemma" and metrics["models"]["tuned"]["n"] == 8
+
+
+@pytest.mark.parametrize("family", EXPORTED)
+def test_family_goes_through_the_course_and_llama_cpp_reads_its_prompts_as_transformers(family_course, render, family):
+    run_dir, resolved, result = family_course(family)
+    fmt, task = resolved.chat_format, Task.load(run_dir)
+    meta = json.loads((run_dir / "adapters" / "default" / "kit_adapter.json").read_text())
+    assert meta["chat_format"] == EXPECTED_FAMILY[family]
+    # The GGUF carries the model's own template and llama.cpp loads it.
+    gguf = result.paths["gguf_f16"]
+    assert export.gguf_metadata(gguf)["tokenizer.chat_template"] == fmt.jinja_template()
+    assert result.parity["n"] == 8 and result.parity["types"]["f16"]["tokenization_agreement"] == 1.0
+    # Prompts (system + ticket, as training and parity render them) tokenize identically in both engines.
+    tok = models.load_tokenizer(resolved)
+    rows = read_jsonl(run_dir / "data" / "holdout.jsonl")[:8]
+    prompts = [task.prompt(fmt, r["text"]) for r in rows]
+    hf = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    assert _tokenize_in_llama_cpp(gguf, prompts) == hf
+    assert all(ids.count(tok.bos_token_id) == (1 if fmt.adds_bos else 0) for ids in hf)
+    # The Modelfile's TEMPLATE, rendered by Go with the Modelfile's SYSTEM, is the training prompt byte for byte.
+    mf = export.parse_modelfile((run_dir / "export" / "Modelfile").read_text())
+    assert mf["PARAMETER"]["stop"] == fmt.stop
+    for r, p in zip(rows[:3], prompts):
+        assert render(mf["TEMPLATE"], r["text"], mf.get("SYSTEM", "")) == p
+    # Completion-only loss: exactly the answer tokens are supervised, and they end with the family's end of turn.
+    ds = train.build_dataset(read_jsonl(run_dir / "data" / "train.jsonl")[:4], task, fmt, tok, max_length=160)
+    for ex, r in zip(ds, read_jsonl(run_dir / "data" / "train.jsonl")[:4]):
+        answer = tok(task.completion(fmt, task.answer(r)), add_special_tokens=False)["input_ids"]
+        assert sum(ex["completion_mask"]) == len(answer) and ex["input_ids"][-len(answer):] == answer
+        assert tok.decode(answer).endswith(fmt.family.stop[0])
+
+
+def test_every_registered_family_is_covered_here():
+    covered = set(EXPECTED_FAMILY.values()) | {chat.detect(families.template(t)).name
+                                                for t in families.TEMPLATE_ONLY.values()}
+    assert covered == set(FAMILIES)
