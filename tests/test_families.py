@@ -22,9 +22,7 @@ EXPECTED_FAMILY = {"llama3": "llama3", "qwen2": "chatml", "mistral": "mistral", 
 LICENSE_ID = {"llama3": "llama3", "qwen2": "qwen2.5", "mistral": "mistral-7b", "phi3": "phi3", "gemma2": "gemma"}
 BOS_EOS = {"llama3.1": ("<|begin_of_text|>", "<|eot_id|>", True), "qwen3": ("", "<|im_end|>", False),
            "smollm3": ("", "<|im_end|>", False)}
-# Gemma 2's GGUF converter reads a SentencePiece tokenizer.model, which Google's checkpoints ship and a tokenizer
-# rebuilt from a GGUF has not: Gemma 2 is trained and evaluated here, its export is proven on Gemma 3 (the course).
-EXPORTED = ("llama3", "mistral", "phi3", "qwen2")
+EXPORTED = ("gemma2", "llama3", "mistral", "phi3", "qwen2")  # Gemma 3: the embedded model's own course tests
 TEXTS = ["Where is my claim CLM-2024-1234? It's been 10 days.",
          "Hi,\n\nI was charged twice — please refund.\n\nThanks, <PERSON_1>",
          'Ünïcode, "quotes", {braces} and [brackets]']
@@ -106,9 +104,6 @@ def family_course(tmp_path_factory, family_dir):
         evaluate.run(evaluate.EvalConfig(run_dir=str(run_dir), model=model_dir, max_examples=8, batch_size=4,
                                          bootstrap_samples=100, few_shot_k=0, canary_candidates=10,
                                          probe_control_steps=0, max_length=160))
-        if family not in EXPORTED:
-            done[family] = (run_dir, resolved, None)
-            return done[family]
         result = export.run(export.ExportConfig(run_dir=str(run_dir), model=model_dir, gguf_types=("f16",),
                                                 modelfile_gguf="f16", adapter_variant=False, parity_threshold=0.0))
         done[family] = (run_dir, resolved, result)
@@ -123,13 +118,6 @@ def _tokenize_in_llama_cpp(gguf: str, prompts: list[str]) -> list[list[int]]:
         return [llm.tokenize(p.encode(), add_bos=True, special=True) for p in prompts]
     finally:
         llm.close()
-
-
-def test_gemma2_trains_and_evaluates_with_its_own_template(family_course):
-    run_dir, resolved, _ = family_course("gemma2")
-    meta = json.loads((run_dir / "adapters" / "default" / "kit_adapter.json").read_text())
-    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
-    assert meta["chat_format"] == "gemma" and metrics["models"]["tuned"]["n"] == 8
 
 
 @pytest.mark.parametrize("family", EXPORTED)
