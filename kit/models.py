@@ -270,6 +270,8 @@ def resolve(spec: str = EMBEDDED_SPEC) -> ResolvedModel:
             raise ModelError(f"Ollama's blob {found['gguf']} does not match the sha256 its manifest names: the file "
                              f"is damaged. Run `ollama rm {name}` and `ollama pull {name}`.")
         out = _from_gguf(found["gguf"], sha)
+        if found["license_text"] and not (out / "LICENSE").exists():  # Ollama's license layer, for the Modelfile
+            (out / "LICENSE").write_text(found["license_text"], encoding="utf-8")
         return ResolvedModel(spec, str(out), sha, _model_type(out), _gguf_license_id(found["gguf"]),
                              f"Ollama model '{name}' (manifest {found['manifest']}, blob sha256:{sha})")
     path = Path(spec).expanduser()

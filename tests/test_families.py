@@ -9,6 +9,8 @@ byte. Tokenizers and templates come from llama.cpp's own test files (tests/famil
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +156,108 @@ def test_every_registered_family_is_covered_here():
     covered = set(EXPECTED_FAMILY.values()) | {chat.detect(families.template(t)).name
                                                 for t in families.TEMPLATE_ONLY.values()}
     assert covered == set(FAMILIES)
+
+
+def _course(run_dir, spec, resolved, license_id, license_file=""):
+    data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
+                                purpose="gguf test", max_rows=60, labels=data.DEFAULT_LABELS))
+    licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=spec, approved=True, approver="tester",
+                                        license_id=license_id), resolved)
+    train.run(train.TrainConfig(run_dir=str(run_dir), model=spec, max_steps=2, batch_size=4, validation_fraction=0,
+                                checkpoint_every_steps=10, max_length=160))
+    evaluate.run(evaluate.EvalConfig(run_dir=str(run_dir), model=spec, max_examples=6, batch_size=3,
+                                     bootstrap_samples=100, few_shot_k=0, canary_candidates=10, probe_control_steps=0,
+                                     max_length=160))
+    return export.run(export.ExportConfig(run_dir=str(run_dir), model=spec, gguf_types=("f16",), modelfile_gguf="f16",
+                                          adapter_variant=False, parity_threshold=0.0, license_file=license_file))
+
+
+def _fake_ollama(models_dir, name, tag, gguf, license_text):
+    """An Ollama models directory as `ollama pull` lays it out: a manifest naming content-addressed blobs."""
+    import hashlib
+    import os
+
+    blobs = models_dir / "blobs"
+    blobs.mkdir(parents=True)
+    layers = []
+    for media, path in (("application/vnd.ollama.image.model", gguf), ("application/vnd.ollama.image.license", None)):
+        content = path.read_bytes() if path else license_text.encode()
+        digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        target = blobs / digest.replace(":", "-")
+        os.link(path, target) if path else target.write_bytes(content)
+        layers.append({"mediaType": media, "digest": digest, "size": len(content)})
+    manifest = models_dir / "manifests" / "registry.ollama.ai" / "library" / name / tag
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": layers,
+                                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json"}}))
+
+
+def test_a_gguf_file_and_an_ollama_model_go_through_the_course(family_course, tmp_path, monkeypatch, render):
+    _, _, exported = family_course("phi3")  # a GGUF llama.cpp wrote for a tiny Phi-3, its template inside
+    gguf = tmp_path / "tiny-phi3-f16.gguf"
+    shutil.copy(exported.paths["gguf_f16"], gguf)
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
+    resolved = models.resolve(str(gguf))
+    assert resolved.chat_format.name == "phi3" and resolved.sha256 == export.sha256_file(gguf)
+    assert "GGUF file" in resolved.source and (Path(resolved.path) / "tokenizer.model").exists()
+    (tmp_path / "PHI3_LICENSE").write_text("MIT License (the team's copy)")
+    result = _course(tmp_path / "run-gguf", str(gguf), resolved, "phi3", str(tmp_path / "PHI3_LICENSE"))
+    assert result.parity["types"]["f16"]["tokenization_agreement"] == 1.0
+    note = json.loads((tmp_path / "run-gguf" / "license_note.json").read_text())
+    assert note["weights_sha256"] == resolved.sha256 and "GGUF file" in note["weights_source"]
+
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
+    _fake_ollama(tmp_path / "ollama", "tiny-phi3", "mini", gguf, "MIT License (test copy)")
+    pulled = models.resolve("ollama:tiny-phi3:mini")
+    assert pulled.path == resolved.path and pulled.sha256 == resolved.sha256  # converted once, found by its digest
+    assert "manifest" in pulled.source
+    result = _course(tmp_path / "run-ollama", "ollama:tiny-phi3:mini", pulled, "phi3")
+    mf = export.parse_modelfile((tmp_path / "run-ollama" / "export" / "Modelfile").read_text())
+    assert "MIT License (test copy)" in mf["LICENSE"]
+    assert render(mf["TEMPLATE"], "Where is my claim?", mf.get("SYSTEM", "")) == pulled.chat_format.prompt(
+        "Where is my claim?", Task.load(tmp_path / "run-ollama").system)
+
+
+def test_ollama_names_map_to_manifests_as_ollama_stores_them(tmp_path):
+    root = tmp_path
+    assert models.ollama_manifest_path("qwen2.5:0.5b", root) == root / "manifests/registry.ollama.ai/library/qwen2.5/0.5b"
+    assert models.ollama_manifest_path("me/router", root) == root / "manifests/registry.ollama.ai/me/router/latest"
+    assert models.ollama_manifest_path("host:5000/ns/m:v1".replace(":5000", ""), root) == root / "manifests/host/ns/m/v1"
+    with pytest.raises(models.ModelError, match="not an Ollama model name"):
+        models.ollama_manifest_path("../../etc:x", root)
+    with pytest.raises(models.ModelError, match="`ollama pull qwen2.5:0.5b`"):
+        models.ollama_blobs("qwen2.5:0.5b", root)
+
+
+def test_a_damaged_ollama_blob_is_refused(tmp_path, monkeypatch):
+    gguf = tmp_path / "x.gguf"
+    gguf.write_bytes(b"GGUF not really")
+    _fake_ollama(tmp_path / "ollama", "broken", "latest", gguf, "license")
+    blob = next((tmp_path / "ollama" / "blobs").glob("sha256-*"))
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
+    gguf.write_bytes(b"GGUF changed after the pull")  # hard link: the blob changes with it
+    assert blob.read_bytes() == b"GGUF changed after the pull"
+    with pytest.raises(models.ModelError, match="damaged"):
+        models.resolve("ollama:broken")
+
+
+def test_the_embedded_gguf_as_a_file_needs_its_template_chosen_explicitly(embedded, tmp_path, monkeypatch):
+    import os
+
+    from kit.__main__ import main
+
+    # The embedded GGUF carries no chat template. Its cached conversion is linked into a fresh cache, file by file.
+    cache = tmp_path / "cache" / "models" / Path(embedded.path).name
+    cache.mkdir(parents=True)
+    for f in Path(embedded.path).iterdir():
+        os.link(f, cache / f.name)
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
+    spec = str(models.embedded_gguf_path())
+    resolved = models.resolve(spec)
+    assert resolved.sha256 == embedded.sha256 and resolved.path == str(cache) and resolved.license_id == "gemma"
+    with pytest.raises(chat.ChatFormatError, match="ships no chat template"):
+        resolved.chat_format
+    assert main(["chat-template", spec, "--family", "gemma"]) == 0
+    assert models.resolve(spec).chat_format.prompt("hi", "sys") == chat.GEMMA.prompt("hi", "sys")
+    assert not (Path(embedded.path) / "chat_template.jinja").exists()  # the real cache is untouched
