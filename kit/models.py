@@ -233,13 +233,12 @@ def ollama_blobs(name: str, models_dir: Path | None = None) -> dict:
 
 def _gguf_license_id(gguf: Path) -> str | None:
     """The GGUF's `general.license` when the license registry knows it (e.g. 'gemma', 'apache-2.0')."""
-    from gguf import GGUFReader
+    from kit import licenses, llamacpp
 
-    from kit import licenses
-
-    try:
-        field = GGUFReader(gguf).fields.get("general.license")
-        value = field.contents() if field is not None else ""
+    try:  # llama.cpp reads the metadata in C; the pure-Python reader parses the whole vocabulary first
+        llm = llamacpp.load(gguf, vocab_only=True)
+        value = llm.metadata.get("general.license", "")
+        llm.close()
     except Exception:
         return None
     found = licenses.lookup(str(value)) if value else None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,9 @@ EXPECTED_FAMILY = {"llama3": "llama3", "qwen2": "chatml", "mistral": "mistral", 
 LICENSE_ID = {"llama3": "llama3", "qwen2": "qwen2.5", "mistral": "mistral-7b", "phi3": "phi3", "gemma2": "gemma"}
 BOS_EOS = {"llama3.1": ("<|begin_of_text|>", "<|eot_id|>", True), "qwen3": ("", "<|im_end|>", False),
            "smollm3": ("", "<|im_end|>", False)}
-EXPORTED = ("gemma2", "llama3", "mistral", "phi3", "qwen2")  # Gemma 3: the embedded model's own course tests
+# The whole course per family. Gemma 3 runs it on the real embedded model (test_notebooks); Gemma 2 is checked in
+# templates and LoRA targets here (its course passes too, but its 262k vocabulary makes it the slowest: ~100 s).
+EXPORTED = ("llama3", "mistral", "phi3", "qwen2")
 TEXTS = ["Where is my claim CLM-2024-1234? It's been 10 days.",
          "Hi,\n\nI was charged twice — please refund.\n\nThanks, <PERSON_1>",
          'Ünïcode, "quotes", {braces} and [brackets]']
@@ -86,29 +90,30 @@ def test_family_targets_are_linear_layers_of_the_architecture(family_dir, family
     assert targets == list(resolved.chat_format.family.target_modules)
 
 
+# The smoke course (papermill_runs/smoke.yaml) with a tiny random model: few rows and steps, one f16 GGUF, and no
+# quality bars (a random model has no accuracy to defend; tokenization and templates are what is checked).
+TINY_COURSE = {"max_rows": 80, "max_steps": 3, "validation_fraction": 0, "max_examples": 8, "few_shot_k": 0,
+               "canary_candidates": 10, "probe_control_steps": 0, "gguf_types": "[f16]", "modelfile_gguf": "f16",
+               "adapter_variant": "false", "parity_threshold": 0.0, "max_length": 160, "require_gain": "false"}
+
+
 @pytest.fixture(scope="session")
 def family_course(tmp_path_factory, family_dir):
-    """prepare → license → train → evaluate → export for one family, once per session."""
+    """The whole course, headless (`kit run --set model=<dir>`), for one family, once per session."""
     done = {}
 
     def run(family: str):
         if family in done:
             return done[family]
         model_dir = str(family_dir(family))
-        run_dir = tmp_path_factory.mktemp(f"course-{family}")
-        resolved = models.resolve(model_dir)
-        data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
-                                    purpose="family test", max_rows=80, labels=data.DEFAULT_LABELS))
-        licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=model_dir, approved=True, approver="tester",
-                                            license_id=LICENSE_ID[family]), resolved)
-        train.run(train.TrainConfig(run_dir=str(run_dir), model=model_dir, max_steps=3, batch_size=4,
-                                    validation_fraction=0, checkpoint_every_steps=10, max_length=160))
-        evaluate.run(evaluate.EvalConfig(run_dir=str(run_dir), model=model_dir, max_examples=8, batch_size=4,
-                                         bootstrap_samples=100, few_shot_k=0, canary_candidates=10,
-                                         probe_control_steps=0, max_length=160))
-        result = export.run(export.ExportConfig(run_dir=str(run_dir), model=model_dir, gguf_types=("f16",),
-                                                modelfile_gguf="f16", adapter_variant=False, parity_threshold=0.0))
-        done[family] = (run_dir, resolved, result)
+        runs_dir = tmp_path_factory.mktemp(f"course-{family}")
+        sets = {**TINY_COURSE, "model": model_dir, "license_id": LICENSE_ID[family]}
+        cmd = [sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / "smoke.yaml"),
+               "--runs-dir", str(runs_dir)] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        run_dir = runs_dir / "smoke"
+        done[family] = (run_dir, models.resolve(model_dir), json.loads((run_dir / "export" / "parity.json").read_text()))
         return done[family]
 
     return run
@@ -124,14 +129,16 @@ def _tokenize_in_llama_cpp(gguf: str, prompts: list[str]) -> list[list[int]]:
 
 @pytest.mark.parametrize("family", EXPORTED)
 def test_family_goes_through_the_course_and_llama_cpp_reads_its_prompts_as_transformers(family_course, render, family):
-    run_dir, resolved, result = family_course(family)
+    run_dir, resolved, parity = family_course(family)
     fmt, task = resolved.chat_format, Task.load(run_dir)
+    for stage in ("00_scope", "01_license", "02_prepare", "03_train", "04_evaluate", "05_export"):
+        assert (run_dir / f"{stage}.ipynb").exists()
     meta = json.loads((run_dir / "adapters" / "default" / "kit_adapter.json").read_text())
     assert meta["chat_format"] == EXPECTED_FAMILY[family]
     # The GGUF carries the model's own template and llama.cpp loads it.
-    gguf = result.paths["gguf_f16"]
+    gguf = str(run_dir / "export" / "model-f16.gguf")
     assert export.gguf_metadata(gguf)["tokenizer.chat_template"] == fmt.jinja_template()
-    assert result.parity["n"] == 8 and result.parity["types"]["f16"]["tokenization_agreement"] == 1.0
+    assert parity["n"] == 8 and parity["types"]["f16"]["tokenization_agreement"] == 1.0 and parity["verified"]
     # Prompts (system + ticket, as training and parity render them) tokenize identically in both engines.
     tok = models.load_tokenizer(resolved)
     rows = read_jsonl(run_dir / "data" / "holdout.jsonl")[:8]
@@ -193,9 +200,9 @@ def _fake_ollama(models_dir, name, tag, gguf, license_text):
 
 
 def test_a_gguf_file_and_an_ollama_model_go_through_the_course(family_course, tmp_path, monkeypatch, render):
-    _, _, exported = family_course("phi3")  # a GGUF llama.cpp wrote for a tiny Phi-3, its template inside
+    run_dir, _, _ = family_course("phi3")  # a GGUF llama.cpp wrote for a tiny Phi-3, its template inside
     gguf = tmp_path / "tiny-phi3-f16.gguf"
-    shutil.copy(exported.paths["gguf_f16"], gguf)
+    shutil.copy(run_dir / "export" / "model-f16.gguf", gguf)
     monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
     resolved = models.resolve(str(gguf))
     assert resolved.chat_format.name == "phi3" and resolved.sha256 == export.sha256_file(gguf)
