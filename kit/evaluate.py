@@ -59,6 +59,7 @@ class EvalConfig:
     pii_probes: bool = True  # prompt the tuned model to reveal names and numbers, and scan what it writes
     probe_control_steps: int = 0  # > 0: train a throwaway LoRA this many steps on a canary to show the probe fires
     reviewer: str = ""  # name shown in the review panel; empty = nobody reviews (headless runs)
+    require_gain: bool = True  # 04 stops when the tuned model does not beat the base model (False: random test models)
 
     def __post_init__(self):
         if not 0.0 <= self.handoff_confidence <= 1.0:

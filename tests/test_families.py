@@ -99,22 +99,33 @@ TINY_COURSE = {"max_rows": 80, "max_steps": 3, "validation_fraction": 0, "max_ex
 
 @pytest.fixture(scope="session")
 def family_course(tmp_path_factory, family_dir):
-    """The whole course, headless (`kit run --set model=<dir>`), for one family, once per session."""
+    """The whole course, headless (`kit run --set model=<dir>`), for every exported family, two at a time.
+
+    Each course spends most of its minute starting notebook kernels and importing torch, one core each, so running
+    two side by side on a 2-core machine takes about as long as one.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     done = {}
 
-    def run(family: str):
-        if family in done:
-            return done[family]
+    def course(family: str):
         model_dir = str(family_dir(family))
         runs_dir = tmp_path_factory.mktemp(f"course-{family}")
         sets = {**TINY_COURSE, "model": model_dir, "license_id": LICENSE_ID[family]}
         cmd = [sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / "smoke.yaml"),
                "--runs-dir", str(runs_dir)] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        return runs_dir / "smoke", subprocess.run(cmd, capture_output=True, text=True)
+
+    def run(family: str):
+        if not done:
+            for f in EXPORTED:
+                family_dir(f)  # build the models first, one at a time (they share the tokenizer cache)
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                done.update(zip(EXPORTED, pool.map(course, EXPORTED)))
+        run_dir, proc = done[family]
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        run_dir = runs_dir / "smoke"
-        done[family] = (run_dir, models.resolve(model_dir), json.loads((run_dir / "export" / "parity.json").read_text()))
-        return done[family]
+        resolved = models.resolve(str(family_dir(family)))
+        return run_dir, resolved, json.loads((run_dir / "export" / "parity.json").read_text())
 
     return run
 
@@ -127,6 +138,7 @@ def _tokenize_in_llama_cpp(gguf: str, prompts: list[str]) -> list[list[int]]:
         llm.close()
 
 
+@pytest.mark.notebooks
 @pytest.mark.parametrize("family", EXPORTED)
 def test_family_goes_through_the_course_and_llama_cpp_reads_its_prompts_as_transformers(family_course, render, family):
     run_dir, resolved, parity = family_course(family)
@@ -199,6 +211,7 @@ def _fake_ollama(models_dir, name, tag, gguf, license_text):
                                     "config": {"mediaType": "application/vnd.docker.container.image.v1+json"}}))
 
 
+@pytest.mark.notebooks
 def test_a_gguf_file_and_an_ollama_model_go_through_the_course(family_course, tmp_path, monkeypatch, render):
     run_dir, _, _ = family_course("phi3")  # a GGUF llama.cpp wrote for a tiny Phi-3, its template inside
     gguf = tmp_path / "tiny-phi3-f16.gguf"
