@@ -18,7 +18,7 @@ import pytest
 
 import families
 from conftest import REPO, read_jsonl
-from kit import chat, data, evaluate, export, licenses, llamacpp, models, train
+from kit import chat, export, licenses, models, train
 from kit.families import FAMILIES
 from kit.task import Task
 
@@ -97,6 +97,13 @@ TINY_COURSE = {"max_rows": 80, "max_steps": 3, "validation_fraction": 0, "max_ex
                "adapter_variant": "false", "parity_threshold": 0.0, "max_length": 160, "require_gain": "false"}
 
 
+def kit_run(runs_dir, sets: dict):
+    """`python -m kit run` of the tiny course with these parameters; (run directory, finished process)."""
+    cmd = [sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / "smoke.yaml"),
+           "--runs-dir", str(runs_dir)] + [a for k, v in {**TINY_COURSE, **sets}.items() for a in ("--set", f"{k}={v}")]
+    return runs_dir / "smoke", subprocess.run(cmd, capture_output=True, text=True)
+
+
 @pytest.fixture(scope="session")
 def family_course(tmp_path_factory, family_dir):
     """The whole course, headless (`kit run --set model=<dir>`), for every exported family, two at a time.
@@ -109,12 +116,8 @@ def family_course(tmp_path_factory, family_dir):
     done = {}
 
     def course(family: str):
-        model_dir = str(family_dir(family))
-        runs_dir = tmp_path_factory.mktemp(f"course-{family}")
-        sets = {**TINY_COURSE, "model": model_dir, "license_id": LICENSE_ID[family]}
-        cmd = [sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / "smoke.yaml"),
-               "--runs-dir", str(runs_dir)] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-        return runs_dir / "smoke", subprocess.run(cmd, capture_output=True, text=True)
+        return kit_run(tmp_path_factory.mktemp(f"course-{family}"),
+                       {"model": str(family_dir(family)), "license_id": LICENSE_ID[family]})
 
     def run(family: str):
         if not done:
@@ -128,14 +131,6 @@ def family_course(tmp_path_factory, family_dir):
         return run_dir, resolved, json.loads((run_dir / "export" / "parity.json").read_text())
 
     return run
-
-
-def _tokenize_in_llama_cpp(gguf: str, prompts: list[str]) -> list[list[int]]:
-    llm = llamacpp.load(gguf, vocab_only=True)
-    try:
-        return [llm.tokenize(p.encode(), add_bos=True, special=True) for p in prompts]
-    finally:
-        llm.close()
 
 
 @pytest.mark.notebooks
@@ -156,7 +151,7 @@ def test_family_goes_through_the_course_and_llama_cpp_reads_its_prompts_as_trans
     rows = read_jsonl(run_dir / "data" / "holdout.jsonl")[:8]
     prompts = [task.prompt(fmt, r["text"]) for r in rows]
     hf = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    assert _tokenize_in_llama_cpp(gguf, prompts) == hf
+    assert export.gguf_token_ids(gguf, prompts) == hf
     assert all(ids.count(tok.bos_token_id) == (1 if fmt.adds_bos else 0) for ids in hf)
     # The Modelfile's TEMPLATE, rendered by Go with the Modelfile's SYSTEM, is the training prompt byte for byte.
     mf = export.parse_modelfile((run_dir / "export" / "Modelfile").read_text())
@@ -175,20 +170,6 @@ def test_every_registered_family_is_covered_here():
     covered = set(EXPECTED_FAMILY.values()) | {chat.detect(families.template(t)).name
                                                 for t in families.TEMPLATE_ONLY.values()}
     assert covered == set(FAMILIES)
-
-
-def _course(run_dir, spec, resolved, license_id, license_file=""):
-    data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
-                                purpose="gguf test", max_rows=60, labels=data.DEFAULT_LABELS))
-    licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=spec, approved=True, approver="tester",
-                                        license_id=license_id), resolved)
-    train.run(train.TrainConfig(run_dir=str(run_dir), model=spec, max_steps=2, batch_size=4, validation_fraction=0,
-                                checkpoint_every_steps=10, max_length=160))
-    evaluate.run(evaluate.EvalConfig(run_dir=str(run_dir), model=spec, max_examples=6, batch_size=3,
-                                     bootstrap_samples=100, few_shot_k=0, canary_candidates=10, probe_control_steps=0,
-                                     max_length=160))
-    return export.run(export.ExportConfig(run_dir=str(run_dir), model=spec, gguf_types=("f16",), modelfile_gguf="f16",
-                                          adapter_variant=False, parity_threshold=0.0, license_file=license_file))
 
 
 def _fake_ollama(models_dir, name, tag, gguf, license_text):
@@ -216,26 +197,30 @@ def test_a_gguf_file_and_an_ollama_model_go_through_the_course(family_course, tm
     run_dir, _, _ = family_course("phi3")  # a GGUF llama.cpp wrote for a tiny Phi-3, its template inside
     gguf = tmp_path / "tiny-phi3-f16.gguf"
     shutil.copy(run_dir / "export" / "model-f16.gguf", gguf)
-    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))  # the courses below inherit both variables
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
     resolved = models.resolve(str(gguf))
     assert resolved.chat_format.name == "phi3" and resolved.sha256 == export.sha256_file(gguf)
     assert "GGUF file" in resolved.source and (Path(resolved.path) / "tokenizer.model").exists()
-    (tmp_path / "PHI3_LICENSE").write_text("MIT License (the team's copy)")
-    result = _course(tmp_path / "run-gguf", str(gguf), resolved, "phi3", str(tmp_path / "PHI3_LICENSE"))
-    assert result.parity["types"]["f16"]["tokenization_agreement"] == 1.0
-    note = json.loads((tmp_path / "run-gguf" / "license_note.json").read_text())
-    assert note["weights_sha256"] == resolved.sha256 and "GGUF file" in note["weights_source"]
-
-    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
     _fake_ollama(tmp_path / "ollama", "tiny-phi3", "mini", gguf, "MIT License (test copy)")
     pulled = models.resolve("ollama:tiny-phi3:mini")
     assert pulled.path == resolved.path and pulled.sha256 == resolved.sha256  # converted once, found by its digest
     assert "manifest" in pulled.source
-    result = _course(tmp_path / "run-ollama", "ollama:tiny-phi3:mini", pulled, "phi3")
-    mf = export.parse_modelfile((tmp_path / "run-ollama" / "export" / "Modelfile").read_text())
-    assert "MIT License (test copy)" in mf["LICENSE"]
-    assert render(mf["TEMPLATE"], "Where is my claim?", mf.get("SYSTEM", "")) == pulled.chat_format.prompt(
-        "Where is my claim?", Task.load(tmp_path / "run-ollama").system)
+    # The GGUF file's license note records the file; its course is the ollama one's from here on: both specs resolve
+    # to this same converted checkpoint (asserted above), which the stages read.
+    note = licenses.run(licenses.LicenseConfig(run_dir=str(tmp_path / "gguf"), model=str(gguf), approved=True,
+                                               approver="tester", license_id="phi3"), resolved)
+    assert note["weights_sha256"] == resolved.sha256 and "GGUF file" in note["weights_source"]
+    run, proc = kit_run(tmp_path / "ollama-run", {"model": "ollama:tiny-phi3:mini", "license_id": "phi3"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parity = json.loads((run / "export" / "parity.json").read_text())
+    assert parity["types"]["f16"]["tokenization_agreement"] == 1.0 and parity["verified"]
+    note = json.loads((run / "license_note.json").read_text())
+    assert note["weights_sha256"] == resolved.sha256 and "Ollama model 'tiny-phi3:mini'" in note["weights_source"]
+    mf = export.parse_modelfile((run / "export" / "Modelfile").read_text())
+    assert "MIT License (test copy)" in mf["LICENSE"]  # Ollama's license layer
+    assert render(mf["TEMPLATE"], "Where is my claim?", mf.get("SYSTEM", "")) == resolved.chat_format.prompt(
+        "Where is my claim?", Task.load(run).system)
 
 
 def test_ollama_names_map_to_manifests_as_ollama_stores_them(tmp_path):
