@@ -64,20 +64,13 @@ def cut(tokenizer, text: str, max_tokens: int) -> str:
 
 def few_shot_prompt(task, fmt, tokenizer, examples: list[dict], text: str, example_tokens: int,
                     max_ticket_tokens: int, system: str | None = None) -> str:
-    """Earlier user/model turns holding solved examples, then the ticket; the system text opens the first turn.
-
-    Rendered with the same ChatFormat pieces as the zero-shot prompt, so it is the multi-turn conversation the
-    tokenizer's chat template would produce.
-    """
+    """Earlier user/model turns holding solved examples, then the ticket, as one conversation rendered by the model's
+    chat template (`ChatFormat.conversation`); the system text goes where the template puts it, once."""
     system = task.system if system is None else system
-    parts = []
-    for i, ex in enumerate(examples):
-        parts.append(fmt.prompt(cut(tokenizer, ex["text"], example_tokens), system if i == 0 else ""))
-        parts.append(fmt.completion(ex["label"]) + "\n")
+    turns = [(cut(tokenizer, ex["text"], example_tokens), ex["label"]) for ex in examples]
     # The ticket gets the same token budget as in the zero-shot prompt, so both see the same text.
     room = max(max_ticket_tokens - _overhead(tokenizer, fmt, system), 8)
-    parts.append(fmt.prompt(cut(tokenizer, text, room), "" if examples else system))
-    return "".join(parts)
+    return fmt.conversation(turns, cut(tokenizer, text, room), system)
 
 
 def _overhead(tokenizer, fmt, system: str) -> int:

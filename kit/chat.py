@@ -82,6 +82,18 @@ class ChatFormat:
         """Text up to the point where the model starts its answer."""
         return self._render(self._messages(user, system), True)
 
+    def conversation(self, turns: list[tuple[str, str]], user: str, system: str = "") -> str:
+        """Earlier (user, answer) turns, then `user`, rendered by the template as one conversation (few-shot prompts).
+
+        With no turns this is `prompt(user, system)`. The template decides what each turn looks like, so a family
+        that repeats a header or adds a default system text per conversation does so once, as the model expects.
+        """
+        users = [u for u, _ in turns] + [user]
+        msgs = self._messages(users[0], system)
+        for (_, answer), nxt in zip(turns, users[1:]):
+            msgs += [(("role", "assistant"), ("content", answer)), (("role", "user"), ("content", nxt))]
+        return self._render(msgs, True)
+
     def completion(self, answer: str) -> str:
         """The answer as the model must produce it, ending with the end-of-turn marker so the model learns to stop."""
         return f"{self._before_answer}{answer}{self._after_answer}"

@@ -266,3 +266,24 @@ def test_the_embedded_gguf_as_a_file_needs_its_template_chosen_explicitly(embedd
     assert main(["chat-template", spec, "--family", "gemma"]) == 0
     assert models.resolve(spec).chat_format.prompt("hi", "sys") == chat.GEMMA.prompt("hi", "sys")
     assert not (Path(embedded.path) / "chat_template.jinja").exists()  # the real cache is untouched
+
+
+@pytest.mark.parametrize("family", ["llama3", "qwen2", "mistral", "phi3"])
+def test_few_shot_prompt_is_one_conversation_as_the_template_renders_it(family_dir, tokenizer, family):
+    """The few-shot baseline's turns come from the template: Llama 3's system header and Qwen's default system text
+    appear once, not once per example."""
+    resolved = models.resolve(str(family_dir(family)))
+    fmt, tok = resolved.chat_format, models.load_tokenizer(resolved)
+    turns = [("My claim was refused", "claim_status"), ("I was charged twice", "billing_dispute")]
+    system = "Route the email to one lane."
+    got = fmt.conversation(turns, "Where is my form?", system)
+    user0 = f"{system}\n\n{turns[0][0]}" if fmt.family.system_in_user else turns[0][0]
+    msgs = ([] if fmt.family.system_in_user else [{"role": "system", "content": system}]) + [
+        {"role": "user", "content": user0}, {"role": "assistant", "content": "claim_status"},
+        {"role": "user", "content": turns[1][0]}, {"role": "assistant", "content": "billing_dispute"},
+        {"role": "user", "content": "Where is my form?"}]
+    expected = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **fmt.family.template_vars)
+    if fmt.adds_bos:
+        expected = expected.removeprefix(tok.bos_token)
+    assert got == expected and got.count(system) == 1
+    assert fmt.conversation([], "Where is my form?", system) == fmt.prompt("Where is my form?", system)
