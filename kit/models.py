@@ -160,15 +160,19 @@ def sentencepiece_model(gguf: Path) -> bytes | None:
     return proto.SerializeToString()
 
 
-def _from_gguf(gguf: Path, sha: str) -> Path:
-    """The cached checkpoint converted from a GGUF with this sha256 (converted now if there is none)."""
+def _cached_conversion(sha: str) -> Path | None:
+    """The checkpoint already converted from a GGUF with this sha256, if any."""
     root = cache_dir() / "models"
     found = sorted(root.glob(f"*-{sha[:16]}")) if root.exists() else []
-    for d in found:
-        if (d / "config.json").exists():
-            return d
-    out = root / f"{gguf.stem.lower()[:48]}-{sha[:16]}"
-    _convert_gguf(gguf, out, sha)
+    return next((d for d in found if (d / "config.json").exists()), None)
+
+
+def _from_gguf(gguf: Path, sha: str) -> Path:
+    """The cached checkpoint converted from a GGUF with this sha256 (converted now if there is none)."""
+    out = _cached_conversion(sha)
+    if out is None:
+        out = cache_dir() / "models" / f"{gguf.stem.lower()[:48]}-{sha[:16]}"
+        _convert_gguf(gguf, out, sha)
     return out
 
 
@@ -264,8 +268,7 @@ def resolve(spec: str = EMBEDDED_SPEC) -> ResolvedModel:
         name = spec[len(OLLAMA_PREFIX):]
         found = ollama_blobs(name)
         sha = found["sha256"]
-        cached = sorted((cache_dir() / "models").glob(f"*-{sha[:16]}"))
-        if not any((d / "config.json").exists() for d in cached) and sha256_file(found["gguf"]) != sha:
+        if _cached_conversion(sha) is None and sha256_file(found["gguf"]) != sha:
             raise ModelError(f"Ollama's blob {found['gguf']} does not match the sha256 its manifest names: the file "
                              f"is damaged. Run `ollama rm {name}` and `ollama pull {name}`.")
         out = _from_gguf(found["gguf"], sha)
