@@ -214,7 +214,8 @@ def _json_strings(value: str) -> str:
 
 def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] | None = None,
                canary_values: dict[str, list[str]] | None = None, id_patterns: dict[str, str] | None = None,
-               skip_fields: tuple[str, ...] = ("id", "label", "source_line", "source", "redactions")) -> dict:
+               skip_fields: tuple[str, ...] = ("id", "label", "source_line", "source", "redactions"),
+               max_findings: int = 100) -> dict:
     """Scan every string field of every row; return the audit report (no matched text in it)."""
     known = {k: _value_pattern(v) for k, v in (known_values or {}).items()}
     canary = {k: _value_pattern(v) for k, v in (canary_values or {}).items()}
@@ -234,7 +235,7 @@ def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] 
                     findings.append({"file": fname, "row": i, "id": row.get("id"), "field": fld, "check": check})
     by_check = dict(Counter(f["check"] for f in findings))
     return {
-        "passed": not findings, "hits": len(findings), "by_check": by_check, "findings": findings[:100],
+        "passed": not findings, "hits": len(findings), "by_check": by_check, "findings": findings[:max_findings],
         "rows_scanned": {f: len(r) for f, r in files.items()},
         "known_values_checked": {k: len(v) for k, v in (known_values or {}).items()},
         "canaries_checked": sum(len(v) for v in (canary_values or {}).values()),

@@ -48,6 +48,9 @@ class ExportConfig:
     adapter_variant: bool = True  # also write the adapter-only variant (base GGUF + GGUF LoRA adapter) and check it
     license_file: str = ""  # base model license text, when neither the embedded package nor the checkpoint has one
     previous_run_dir: str = ""  # a previous run directory: release notes compare with it
+    promote: bool = True  # a verified export becomes the tenant's live version in the adapter registry
+    tenant: str = "default"  # the registry entry (kit.adapters): one live adapter version per tenant
+    registry_dir: str = ""  # "" = registry/ beside the run directories
 
     def __post_init__(self):
         bad = [t for t in self.gguf_types if t not in GGUF_TYPES]
@@ -304,8 +307,12 @@ class LlamaCppScorer:
 
     def predict(self, prompt: str) -> tuple[str, float]:
         tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        self.llm.reset()
-        self.llm.eval(tokens)
+        # Prompts share their opening (instruction, chat frame): keep the cached key/values of the tokens this prompt
+        # has in common with the last one evaluated and run only the rest (eval() drops the cache beyond n_tokens).
+        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        common = min(first_divergence_ids(cached, tokens), len(tokens) - 1)
+        self.llm.n_tokens = common
+        self.llm.eval(tokens[common:])
         last = self._last_logits()
         if self.firsts is not None:
             scores = last[self.firsts]
@@ -414,6 +421,7 @@ class ExportResult:
     parity: dict
     paths: dict
     verified: bool
+    promoted: dict | None = None  # the registry's version record when this export went live
 
 
 def run(cfg: ExportConfig) -> ExportResult:
@@ -532,7 +540,15 @@ def run(cfg: ExportConfig) -> ExportResult:
              "release_notes": str(out_dir / "RELEASE_NOTES.md")}
     if lora is not None:
         paths.update(modelfile_adapter=str(out_dir / "Modelfile.adapter"), adapter_gguf=str(lora))
-    return ExportResult(parity, paths, verified)
+    promoted = None
+    if cfg.promote and verified:
+        from kit import adapters
+
+        registry = Path(cfg.registry_dir) if cfg.registry_dir else adapters.default_dir(run_dir)
+        promoted = adapters.promote(registry, cfg.tenant, run_dir, cfg.adapter_name,
+                                    reason=f"export of run '{run_dir.resolve().name}' verified (parity)")
+        paths["registry_modelfile"] = str(registry / cfg.tenant / "Modelfile")
+    return ExportResult(parity, paths, verified, promoted)
 
 
 def _optional_json(path: Path) -> dict:

