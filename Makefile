@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## run the whole course on the embedded model into papermill_runs/demo/ (~30 min on 2 CPU cores)
+demo: $(STAMP)  ## the previous release, then the whole course 00-06 into papermill_runs/demo/ (~15 min on 2 CPU cores)
+	$(PY) -m kit run --config papermill_runs/demo-previous.yaml
 	$(PY) -m kit run --config papermill_runs/demo.yaml
 
 test: $(STAMP)  ## unit tests (tiny model) + the course end to end with smoke.yaml (real model)

@@ -3,7 +3,8 @@
 `python -m kit run --config papermill_runs/demo.yaml [--set key=value ...] [--from 03]` runs the course;
 `python -m kit train --run-dir papermill_runs/demo [--set key=value ...]` runs stage 03 alone, also as
 `accelerate launch -m kit train …` on several GPUs; `python -m kit verify <export dir>` re-checks an export;
-`python -m kit chat-template <model> --family chatml` gives a base model without a chat template one, explicitly.
+`python -m kit chat-template <model> --family chatml` gives a base model without a chat template one, explicitly;
+`python -m kit registry <tenant> [--rollback REASON | --erase REASON]` shows or changes a tenant's live adapter.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from kit import KitError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit", description="Run the fine-tuning course headlessly.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="execute notebooks 00→05 with papermill into papermill_runs/<run_name>/")
+    run_p = sub.add_parser("run", help="execute notebooks 00→06 with papermill into papermill_runs/<run_name>/")
     run_p.add_argument("--config", required=True, help="run config YAML, e.g. papermill_runs/demo.yaml")
     run_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter")
-    run_p.add_argument("--from", dest="start", help="resume from a stage (00…05) using the run directory's files")
+    run_p.add_argument("--from", dest="start", help="resume from a stage (00…06) using the run directory's files")
     run_p.add_argument("--runs-dir", help="where run directories go (default: papermill_runs/)")
     train_p = sub.add_parser("train", help="train an adapter in an existing run directory (stages 01-02 done); "
                                           "works under `accelerate launch -m kit train`")
@@ -34,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     tmpl_p.add_argument("model", help="model spec: a checkpoint directory, a .gguf file or an ollama: name")
     tmpl_p.add_argument("--family", default="", help="use this family's kit default template (chatml, gemma)")
     tmpl_p.add_argument("--from-file", default="", help="use this Jinja chat template file")
+    reg_p = sub.add_parser("registry", help="a tenant's adapter versions; roll back or erase them")
+    reg_p.add_argument("tenant", help="registry entry, e.g. default or acme-insure")
+    reg_p.add_argument("--registry-dir", default="papermill_runs/registry", help="default: papermill_runs/registry")
+    act = reg_p.add_mutually_exclusive_group()
+    act.add_argument("--rollback", metavar="REASON", help="make the version live before the current one live again")
+    act.add_argument("--erase", metavar="REASON", help="delete every adapter file of this tenant (recorded)")
     args = parser.parse_args(argv)
 
     from kit import runs
@@ -51,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             out = models.choose_chat_template(args.model, args.family, args.from_file)
             print(f"chat template saved to {out} (family: {models.resolve(args.model).chat_format.name})")
             return 0
+        if args.command == "registry":
+            return _registry(args)
         if args.command == "train":
             return _train(args.run_dir, runs.parse_set(args.set))
         if args.command == "params":
@@ -68,6 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _registry(args) -> int:
+    from kit import adapters
+
+    if args.rollback:
+        v = adapters.rollback(args.registry_dir, args.tenant, args.rollback)
+        print(f"tenant '{args.tenant}': {v['version']} (run {v['run']}) is live again")
+    elif args.erase:
+        adapters.erase(args.registry_dir, args.tenant, args.erase)
+        print(f"tenant '{args.tenant}': every adapter file erased; no version is live")
+    print(adapters.table(args.registry_dir, args.tenant).to_string(index=False))
+    return 0
 
 
 def _train(run_dir: str, overrides: dict) -> int:

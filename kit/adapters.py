@@ -4,7 +4,7 @@ Versions are kept like schema migrations: `<registry>/<tenant>/v1`, `v2`, … ea
 files + `kit_adapter.json`) with `release.json` (the run it came from, its metrics, the exported GGUF it was verified
 in and that file's sha256). `<registry>/<tenant>/registry.json` names the live version and keeps every change
 (promote, roll back, erase) with its time and reason; nothing changes the live version silently.
-`<registry>/<tenant>/Modelfile` is the live version's Modelfile, its FROM pointing at that version's GGUF, so
+`<registry>/<tenant>/Modelfile` is a copy of the live version's Modelfile (FROM: that version's GGUF), so
 `ollama create <name> -f <registry>/<tenant>/Modelfile` always serves what the registry says is live.
 
 Tenants are separate directories: one tenant's rollback or erasure never touches another's.
@@ -55,10 +55,10 @@ def load(registry_dir: str | Path, tenant: str) -> dict:
 def _save(registry_dir: str | Path, reg: dict) -> None:
     tdir = _tenant_dir(registry_dir, reg["tenant"])
     write_json(tdir / "registry.json", reg)
-    live = version(reg, reg["live"]) if reg["live"] else None
     mf = tdir / "Modelfile"
-    if live and live.get("modelfile"):
-        write_text_atomic(mf, live["modelfile"])
+    source = tdir / reg["live"] / "Modelfile" if reg["live"] else None
+    if source is not None and source.exists():
+        write_text_atomic(mf, source.read_text(encoding="utf-8"))
     else:
         mf.unlink(missing_ok=True)
 
@@ -132,9 +132,9 @@ def promote(registry_dir: str | Path, tenant: str, run_dir: str | Path, adapter_
                   "adapter_sha256": sha, "created_at": _now(), "task": metrics.get("task", "classify"),
                   "holdout": {k: tuned[k] for k in ("accuracy", "accuracy_ci95", "field_accuracy") if k in tuned},
                   "gguf": str(gguf), "gguf_sha256": parity.get("types", {}).get(_gguf_type(gguf), {}).get("sha256")
-                  or sha256_file(gguf), "parity_verified": bool(parity.get("verified")),
-                  "modelfile": _served_modelfile(export_dir, gguf)}
-        write_json(vdir / "release.json", {k: v for k, v in record.items() if k != "modelfile"})
+                  or sha256_file(gguf), "parity_verified": bool(parity.get("verified"))}
+        write_text_atomic(vdir / "Modelfile", _served_modelfile(export_dir, gguf))
+        write_json(vdir / "release.json", record)
         reg["versions"].append(record)
     record.pop("rolled_back_at", None)  # promoted again on purpose: a candidate for later rollbacks again
     previous = reg["live"]
@@ -200,7 +200,6 @@ def erase(registry_dir: str | Path, tenant: str, reason: str) -> dict:
     for v in reg["versions"]:
         shutil.rmtree(tdir / v["version"], ignore_errors=True)
         v["erased"] = True
-        v["modelfile"] = ""
     reg["history"].append({"at": _now(), "action": "erase", "version": None, "from": reg["live"], "reason": reason})
     reg["live"] = None
     _save(registry_dir, reg)

@@ -290,9 +290,11 @@ class LlamaCppScorer:
     """Label scoring in llama.cpp, by the evaluate stage's rule: each label's first token when they all differ, else
     each whole label (the sum of its tokens' log-probabilities after the prompt)."""
 
-    def __init__(self, gguf_path: Path, labels, n_ctx: int = 1024, lora_path: Path | None = None):
-        self.llm = llamacpp.load(gguf_path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=False, n_threads=os.cpu_count(),
-                                 lora_path=str(lora_path) if lora_path else None)
+    def __init__(self, gguf_path: Path, labels, n_ctx: int = 1024, lora_path: Path | None = None,
+                 n_threads: int = 0):
+        n_threads = n_threads or os.cpu_count()
+        self.llm = llamacpp.load(gguf_path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=False, n_threads=n_threads,
+                                 n_threads_batch=n_threads, lora_path=str(lora_path) if lora_path else None)
         self.labels = list(labels)
         self.label_ids = [self.llm.tokenize(lab.encode(), add_bos=False, special=False) for lab in self.labels]
         firsts = [ids[0] for ids in self.label_ids]
@@ -368,6 +370,12 @@ def first_divergence(a: str, b: str) -> int:
     from os.path import commonprefix
 
     return len(commonprefix([a, b]))
+
+
+def gguf_labels(gguf_path: str, labels: list[str], prompts: list[str], n_threads: int = 0) -> list[tuple[str, float]]:
+    """llama.cpp's label and confidence for every prompt (the evaluate stage's rule, see LlamaCppScorer)."""
+    scorer = LlamaCppScorer(Path(gguf_path), labels, n_threads=n_threads)
+    return [scorer.predict(p) for p in prompts]
 
 
 def parity_answers(gguf_path: str, labels: list[str], prompts: list[str], stop: list[str], lora_path: str | None,

@@ -28,6 +28,8 @@ repair target without a quality drop → retrain (with the feedback rows); nothi
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import time
 from collections import Counter
@@ -57,14 +59,14 @@ class Thresholds:
     new_term_min_rows: int = 5
     oov_increase: float = 0.02  # batch out-of-vocabulary rate above the holdout's by this much (absolute)
     length_ks: float = 0.15  # KS statistic on text lengths (words)
-    population_auc: float = 0.7  # a classifier tells batch from training texts this well (0.5 = alike)
+    population_auc: float = 0.6  # a classifier tells batch from training texts this well (0.5 = alike)
     label_psi: float = 0.25  # population stability index of the predicted label mix (0.25 = a major shift)
     confidence_ks: float = 0.2  # KS statistic of the confidences
     p_value: float = 0.01  # a test's statistic alerts only when its p-value is also below this
     quality_drop: float = 0.05  # reviewed accuracy this far below the holdout's, with the interval's top below it
     min_reviewed: int = 20  # fewer reviewed rows: quality is reported, not judged
-    override_rate: float = 0.3  # a predicted label overridden this often (with ≥ override_min rows) needs repair
-    override_min: int = 3
+    override_rate: float = 0.3  # a predicted label overridden this often (with ≥ override_min rows) needs repair …
+    override_min: int = 3  # … when that many overrides are also unlikely at the holdout's error rate (p < p_value)
 
 
 @dataclass(frozen=True)
@@ -348,15 +350,20 @@ def served_gguf(cfg: MonitorConfig, run_dir: Path) -> tuple[Path, dict | None]:
 
 def _prompts(run_dir: Path, task: Task, texts: list[str]):
     """Prompts cut as evaluation and export cut them (the adapter's budget)."""
-    from kit import models
-
     meta = read_json(_adapter_meta_path(run_dir))
-    resolved = models.resolve(meta["base_model"])
-    tok = models.load_tokenizer(resolved)
+    resolved, tok = _model_and_tokenizer(meta["base_model"])
     metrics = read_json(run_dir / "eval" / "metrics.json")
     budget = metrics.get("prompt_tokens") or metrics.get("max_length", 192) - 8
     fmt = resolved.chat_format
     return [task.prompt(fmt, t, tok, budget) for t in texts], fmt, metrics
+
+
+@functools.lru_cache(maxsize=2)
+def _model_and_tokenizer(spec: str):
+    from kit import models
+
+    resolved = models.resolve(spec)
+    return resolved, models.load_tokenizer(resolved)
 
 
 def _adapter_meta_path(run_dir: Path) -> Path:
@@ -367,14 +374,27 @@ def _adapter_meta_path(run_dir: Path) -> Path:
 
 
 def predict_rows(gguf: Path, task: Task, prompts: list[str], fmt, metrics: dict) -> list[dict]:
-    from kit.export import parity_answers, parity_generations
+    """The served GGUF's answer to every prompt, in llama.cpp child processes.
+
+    Labels are scored by two workers of one thread each on a 2-core machine: one llama.cpp context per core scored
+    ~12% more tokens per second than one context on both (514 + 514 vs 915 tokens/s, q8_0 270M, AMD EPYC, 2 cores),
+    as the small matrices of a 270M model keep two threads of one context waiting on each other.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kit.export import gguf_labels, parity_generations
 
     if not prompts:
         return []
     if task.kind == "classify":
-        got, _ = llamacpp.isolated(parity_answers, str(gguf), list(task.labels), prompts, list(fmt.stop), None, 0,
-                                   what="scoring the batch", gguf=gguf, error=MonitorError)
-        return [{"prediction": p, "confidence": c} for p, c in got]
+        cores = os.cpu_count() or 1
+        workers = max(1, min(cores, 4, len(prompts) // 50))
+        chunks = [c.tolist() for c in np.array_split(np.arange(len(prompts)), workers)]
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda idx: llamacpp.isolated(
+                gguf_labels, str(gguf), list(task.labels), [prompts[i] for i in idx], max(1, cores // workers),
+                what="scoring the batch", gguf=gguf, error=MonitorError), chunks))
+        return [{"prediction": p, "confidence": c} for part in parts for p, c in part]
     gen = llamacpp.isolated(parity_generations, str(gguf), prompts, list(fmt.stop), None,
                             int(metrics.get("max_new_tokens", 64)), what="answering the batch", gguf=gguf,
                             error=MonitorError)
@@ -591,12 +611,20 @@ def quality_checks(task: Task, base: dict, rows: list[dict], th: Thresholds) -> 
             by_label[lab] = {"reviewed": len(rs), "overridden": len(over),
                              "rate": round(len(over) / len(rs), 4) if rs else 0.0,
                              "corrected_to": dict(Counter(r["review"] for r in over))}
-        targets = [lab for lab, v in by_label.items()
-                   if v["overridden"] >= th.override_min and v["rate"] >= th.override_rate]
+        # The served model errs on the holdout too: a lane is a repair target only when its overrides are both
+        # frequent and improbable at that error rate (one-sided binomial test).
+        from scipy.stats import binomtest
+
+        error = max(1.0 - (ref if ref is not None else 1.0), 0.02)
+        for v in by_label.values():
+            v["p_value"] = float(binomtest(v["overridden"], v["reviewed"], error, alternative="greater").pvalue) \
+                if v["reviewed"] else 1.0
+        targets = [lab for lab, v in by_label.items() if v["overridden"] >= th.override_min
+                   and v["rate"] >= th.override_rate and v["p_value"] < th.p_value]
         out["overrides_by_label"] = by_label
         out["checks"].append(_check(
-            "overrides", "predicted labels reviewers override often (repair targets)", len(targets), 0, bool(targets),
-            targets=targets, message="reviewers override " + ", ".join(
+            "overrides", "predicted labels reviewers override often, and more than the holdout's error rate explains "
+            "(repair targets)", len(targets), 0, bool(targets), targets=targets, holdout_error_rate=error, message="reviewers override " + ", ".join(
                 f"{lab} {by_label[lab]['rate']:.0%} of the time (mostly to "
                 f"{max(by_label[lab]['corrected_to'], key=by_label[lab]['corrected_to'].get)})" for lab in targets)))
     return out

@@ -102,8 +102,22 @@ def test_quality_drop_alerts_and_names_the_repair_target():
     assert quality["ci95"][1] < BASE["accuracy"]
     assert q["reviewed"] == {"n": 40, "share": 0.8}
     assert overrides["verdict"] == "alert" and overrides["targets"] == ["billing_dispute"]
-    assert q["overrides_by_label"]["billing_dispute"] == {"reviewed": 40, "overridden": 12, "rate": 0.3,
-                                                        "corrected_to": {"agent_escalation": 12}}
+    row = q["overrides_by_label"]["billing_dispute"]
+    assert {k: row[k] for k in ("reviewed", "overridden", "rate", "corrected_to")} == \
+        {"reviewed": 40, "overridden": 12, "rate": 0.3, "corrected_to": {"agent_escalation": 12}}
+    # 12 of 40 at the holdout's 5% error rate: P(X ≥ 12) for X ~ Binomial(40, 0.05)
+    expected = sum(math.comb(40, k) * 0.05 ** k * 0.95 ** (40 - k) for k in range(12, 41))
+    assert row["p_value"] == pytest.approx(expected)
+
+
+def test_overrides_at_the_holdouts_own_error_rate_are_not_a_repair_target():
+    # a weaker model (holdout 84%) overridden 3 times in 9: frequent, but what its error rate predicts
+    weak = {"accuracy": 0.84, "accuracy_ci95": [0.7, 0.93]}
+    q = monitor.quality_checks(TASK, weak, _rows(6, 3), TH)
+    assert q["overrides_by_label"]["billing_dispute"]["rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert q["checks"][1]["verdict"] == "ok"
+    # 7 of 10 is not
+    assert monitor.quality_checks(TASK, weak, _rows(3, 7), TH)["checks"][1]["verdict"] == "alert"
 
 
 def test_quality_within_reach_of_the_holdout_does_not_alert():

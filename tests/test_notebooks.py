@@ -34,6 +34,18 @@ def test_notebook_has_one_parameters_cell_no_outputs_and_no_pip(stage):
             assert not c.outputs and "pip install" not in c.source and "def " not in c.source
 
 
+@pytest.mark.parametrize("stage", runs.STAGES)
+def test_papermill_reads_every_parameter_line(stage):
+    """papermill skips (with a log line only) a parameter whose comment it cannot parse, e.g. one holding '='; such a
+    parameter would silently ignore what a run config sets."""
+    import re
+
+    nb = nbformat.read(REPO / "notebooks" / f"{stage}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    declared = [m.group(1) for m in re.finditer(r"(?m)^(\w+)\s*:", cell.source)]
+    assert sorted(runs.notebook_parameters(stage)) == sorted(declared)
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
@@ -115,6 +127,63 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
     for rel, digest in manifest["artifacts"].items():
         assert sha256_file(run / rel) == digest, rel
     assert manifest["versions"]["transformers"]
+
+
+@pytest.mark.notebooks
+def test_monitor_keeps_on_quiet_traffic_and_rolls_back_after_the_launch(smoke_run):
+    """Stage 06 of the smoke course: the batch like the training data gives no alert and `keep`; the batch after the
+    DriveSafe launch shows the new term, the moved texts and the quality drop on reviewed rows, and `roll back`."""
+    run = smoke_run
+    quiet = json.loads((run / "monitor" / "week1" / "report.json").read_text())
+    launch = json.loads((run / "monitor" / "week2_launch" / "report.json").read_text())
+    assert quiet["decision"] == "keep" and quiet["alerts"] == [], quiet["alerts"]
+    assert quiet["rows"]["monitored"] == 160 and quiet["reviewed"]["n"] >= 20
+    assert launch["decision"] == "roll back", launch["alerts"]
+    verdicts = {c["check"]: c["verdict"] for c in launch["checks"]}
+    assert verdicts["quality"] == verdicts["new_terms"] == verdicts["oov_rate"] == verdicts["overrides"] == "alert"
+    stat = lambda report, name: next(c["statistic"] for c in report["checks"] if c["check"] == name)  # noqa: E731
+    assert stat(launch, "population") > stat(quiet, "population") + 0.1
+    assert "drivesafe" in [t["term"] for t in next(c for c in launch["checks"] if c["check"] == "new_terms")["terms"]]
+    # one version in the smoke registry: the decision stands, the rollback says why it could not be done
+    assert launch["rollback"]["done"] is False and "no version before" in launch["rollback"]["why"]
+    assert launch["served"]["version"] == "v1" and launch["served"]["gguf"].endswith("model-q8_0.gguf")
+    # production text is written redacted: no customer name of the batch reaches the monitor's files
+    names = {json.loads(x)["customer_name"] for x in (REPO / "data_samples" / "production" / "week2_launch.jsonl")
+             .read_text().splitlines()[:160]}
+    written = (run / "monitor" / "week2_launch" / "batch.jsonl").read_text()
+    written += (run / "monitor" / "week2_launch" / "feedback.jsonl").read_text()
+    assert not [n for n in names if n in written]
+    feedback = [json.loads(x) for x in (run / "monitor" / "week2_launch" / "feedback.jsonl").read_text().splitlines()]
+    assert feedback and all(f["outcome"] == "overridden" and f["label"] != f["served_prediction"] for f in feedback)
+    withheld = launch["privacy"]["audit"]["n_withheld"]  # rows the audit flagged stay out of every file
+    assert launch["outcomes"]["overridden"] - withheld <= len(feedback) <= launch["outcomes"]["overridden"]
+    history = [json.loads(x) for x in (run / "monitor" / "history.jsonl").read_text().splitlines()]
+    assert [h["decision"] for h in history] == ["keep", "roll back"]
+    assert (run / "monitor" / "drift.png").stat().st_size > 0
+
+
+@pytest.mark.notebooks
+def test_monitor_rolls_the_registry_back_to_the_version_before(smoke_run, tmp_path):
+    """The smoke run's export live as v2 over an earlier release (files laid out as 05 leaves them): monitoring the
+    launch batch through the real GGUF rolls the registry back to v1 and re-points its Modelfile."""
+    from test_monitor import fake_release
+
+    from kit import adapters, monitor
+
+    registry = tmp_path / "registry"
+    earlier = fake_release(tmp_path, "earlier", b"an earlier adapter")
+    adapters.promote(registry, "acme", earlier, "default", "the earlier release")
+    adapters.promote(registry, "acme", smoke_run, "default", "the smoke release")
+    report = monitor.run(monitor.MonitorConfig(
+        run_dir=str(smoke_run), batch_path=str(REPO / "data_samples" / "production" / "week2_launch.jsonl"),
+        batch_name="launch-acme", review_column="reviewed_label", registry_dir=str(registry), tenant="acme",
+        max_rows=160))
+    assert report["decision"] == "roll back" and report["served"]["version"] == "v2"
+    assert report["rollback"]["done"] and (report["rollback"]["from"], report["rollback"]["to"]) == ("v2", "v1")
+    assert adapters.live(registry, "acme")["version"] == "v1"
+    assert (registry / "acme" / "Modelfile").read_text().startswith(f"FROM {earlier / 'export' / 'model-q8_0.gguf'}")
+    last = adapters.load(registry, "acme")["history"][-1]
+    assert last["action"] == "roll back" and "quality" in last["reason"]
 
 
 def _course(tmp_path_factory, config: str):

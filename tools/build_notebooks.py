@@ -759,7 +759,7 @@ license_file: str = ""  # text file with the base model's license, when kit cann
 previous_run_dir: str = ""  # run directory of the last release; the release notes compare with it
 promote: bool = True  # a verified export becomes the tenant's live adapter version (the registry, used by 06)
 tenant: str = "default"  # registry entry: one live version per tenant
-registry_dir: str = ""  # "" = registry/ beside the run directories (papermill_runs/registry)
+registry_dir: str = ""  # empty: registry/ beside the run directories (papermill_runs/registry)
 """),
     code("""
 from pathlib import Path
@@ -882,14 +882,14 @@ only redacted text is written. The model's answers come from the live GGUF in ll
     params("""
 run_dir: str = "../papermill_runs/lab"  # the run whose model serves the traffic
 batch_paths: list = []  # production batches, oldest first (CSV / JSONL / JSON / Parquet with the run's text columns)
-review_column: str = ""  # the reviewer's answer per row (label, JSON object or reply); empty cells = not reviewed
-prediction_column: str = ""  # what the service answered, if the batch logs it; "" = kit asks the live model
+review_column: str = ""  # the reviewer's answer per row (label, JSON object or reply); an empty cell: not reviewed
+prediction_column: str = ""  # what the service answered, if the batch logs it; empty: kit asks the live model
 confidence_column: str = ""  # the logged confidence beside prediction_column
 tenant: str = "default"  # registry entry whose live version serves this traffic
-registry_dir: str = ""  # "" = registry/ beside the run directories (papermill_runs/registry)
+registry_dir: str = ""  # empty: registry/ beside the run directories (papermill_runs/registry)
 auto_rollback: bool = True  # a roll-back decision makes the previous version live (recorded with the reasons)
 monitor_thresholds: dict = {}  # overrides of kit.monitor.Thresholds, e.g. {"population_auc": 0.75}
-max_batch_rows: int = 0  # monitor the first N rows of each batch (0 = all)
+max_batch_rows: int = 0  # monitor the first N rows of each batch (0: all)
 """),
     code("""
 from pathlib import Path
