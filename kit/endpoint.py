@@ -133,6 +133,31 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
            "--port", str(port), "--n_ctx", str(n_ctx), "--logits_all", "true"]
     if threads:
         cmd += ["--n_threads", str(threads)]
+    with _serve(cmd, port, gguf_path, startup_timeout_s) as url:
+        yield url
+
+
+@contextmanager
+def serve_tenants(base_gguf: str | Path, adapters: dict[str, str | Path | None], n_ctx: int = 1024,
+                  startup_timeout_s: float = 120):
+    """One base GGUF with a GGUF LoRA adapter per tenant (None: the base alone) behind one /v1/completions on
+    127.0.0.1 (`kit.tenants`); each request's `model` names the tenant. Yields the /v1 URL."""
+    base_gguf = Path(base_gguf)
+    missing = [str(p) for p in [base_gguf, *(a for a in adapters.values() if a)] if not Path(p).exists()]
+    if missing:
+        raise EndpointError(f"no file {', '.join(missing)}; 05_export writes base-<type>.gguf and "
+                            "adapter-<name>-f16.gguf with adapter_variant=True.")
+    port = free_port()
+    cmd = [sys.executable, "-m", "kit.tenants", "--base", str(base_gguf), "--port", str(port), "--n_ctx", str(n_ctx)]
+    for tenant, path in adapters.items():
+        cmd += ["--adapter", f"{tenant}={path or ''}"]
+    with _serve(cmd, port, base_gguf, startup_timeout_s) as url:
+        yield url
+
+
+@contextmanager
+def _serve(cmd: list[str], port: int, gguf_path: Path, startup_timeout_s: float):
+    """Start a server command (our child process), wait until /v1/models answers, yield its /v1 URL, stop it after."""
     log_path = gguf_path.with_name(f".{gguf_path.stem}.server-{port}.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

@@ -102,6 +102,40 @@ class MonitorConfig:
         return self.batch_name or Path(self.batch_path).stem
 
 
+@dataclass(frozen=True)
+class StageConfig:
+    """Notebook 06's parameters: several batches, oldest first, each monitored with `MonitorConfig`."""
+    run_dir: str
+    batch_paths: tuple[str, ...] = ()
+    review_column: str = ""
+    prediction_column: str = ""
+    confidence_column: str = ""
+    tenant: str = "default"
+    registry_dir: str = ""
+    auto_rollback: bool = True
+    monitor_thresholds: dict = field(default_factory=dict)
+    max_batch_rows: int = 0
+
+    def batches(self) -> list[MonitorConfig]:
+        return [MonitorConfig(run_dir=self.run_dir, batch_path=str(p), review_column=self.review_column,
+                              prediction_column=self.prediction_column, confidence_column=self.confidence_column,
+                              registry_dir=self.registry_dir, tenant=self.tenant, auto_rollback=self.auto_rollback,
+                              thresholds=dict(self.monitor_thresholds), max_rows=self.max_batch_rows)
+                for p in self.batch_paths]
+
+
+def run_stage(cfg: StageConfig, log=print) -> list[dict]:
+    """Monitor each batch in order (a rollback after one batch means the next is judged against the version live
+    then); returns the reports."""
+    reports = []
+    for batch in cfg.batches():
+        r = run(batch)
+        log(f"{r['batch']}: {r['rows']['monitored']} rows, {r['reviewed']['n']} reviewed, {len(r['alerts'])} "
+            f"alert(s) -> {r['decision']}  ({r['timings']['total_s']:.0f} s)")
+        reports.append(r)
+    return reports
+
+
 # ---------------------------------------------------------------- statistics (each small, tested by hand)
 
 def words(text: str) -> list[str]:

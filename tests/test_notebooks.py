@@ -186,6 +186,44 @@ def test_monitor_rolls_the_registry_back_to_the_version_before(smoke_run, tmp_pa
     assert last["action"] == "roll back" and "quality" in last["reason"]
 
 
+def tenant_predictions(run, tenants: dict, order: list[str]) -> dict:
+    """Holdout labels from one kit.tenants server (base GGUF + a LoRA per tenant), asked tenant by tenant in `order`."""
+    from kit import endpoint, models
+    from kit.io import read_jsonl
+    from kit.task import Task
+
+    task = Task.load(run)
+    resolved = models.resolve("embedded:gemma3-270m")
+    tok = models.load_tokenizer(resolved)
+    holdout = {r["id"]: r for r in read_jsonl(run / "data" / "holdout.jsonl")}
+    tuned = [p for p in read_jsonl(run / "eval" / "predictions.jsonl") if p["model"] == "tuned"]
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    budget = metrics.get("prompt_tokens") or metrics["max_length"] - 8
+    prompts = [task.prompt(resolved.chat_format, holdout[p["id"]]["text"], tok, budget) for p in tuned]
+    out = {"tuned": [p["prediction"] for p in tuned]}
+    with endpoint.serve_tenants(run / "export" / "base-q8_0.gguf", tenants) as url:
+        for i, tenant in enumerate(order):
+            scorer = endpoint.EndpointScorer.for_tokenizer(url, tok, task.labels, model=tenant)
+            probs = scorer.score(prompts, task.labels)
+            out[f"{i}:{tenant}"] = [task.labels[k] for k in probs.argmax(axis=1)]
+        with pytest.raises(endpoint.EndpointError, match="unknown tenant 'nobody'"):
+            endpoint.EndpointScorer.for_tokenizer(url, tok, task.labels, model="nobody").score(prompts[:1], task.labels)
+    return out
+
+
+@pytest.mark.notebooks
+def test_one_server_serves_each_tenants_adapter_over_one_base(smoke_run):
+    """Multi-tenant serving: the smoke adapter as tenant 'acme' and the bare base as 'plain', one server, the tenant
+    named per request. acme answers like the evaluated adapter; plain like the base; switching back and forth
+    changes nothing (the cache is dropped with the adapter)."""
+    got = tenant_predictions(smoke_run, {"acme": smoke_run / "export" / "adapter-default-f16.gguf", "plain": None},
+                             ["acme", "plain", "acme"])
+    agree = lambda a, b: sum(x == y for x, y in zip(a, b)) / len(a)  # noqa: E731
+    assert agree(got["0:acme"], got["tuned"]) >= 0.9
+    assert got["2:acme"] == got["0:acme"]
+    assert agree(got["1:plain"], got["tuned"]) < agree(got["0:acme"], got["tuned"])
+
+
 def _course(tmp_path_factory, config: str):
     runs_dir = tmp_path_factory.mktemp("runs")
     proc = subprocess.run([sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / config),

@@ -4,10 +4,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from kit import data, evaluate, export, licenses, runs, scope, train
+from kit import data, evaluate, export, licenses, monitor, runs, scope, train
 
 CONFIGS = {"00_scope": scope.ScopeConfig, "01_license": licenses.LicenseConfig, "02_prepare": data.PrepareConfig,
-           "03_train": train.TrainConfig, "04_evaluate": evaluate.EvalConfig, "05_export": export.ExportConfig}
+           "03_train": train.TrainConfig, "04_evaluate": evaluate.EvalConfig, "05_export": export.ExportConfig,
+           "06_monitor": monitor.StageConfig}
 
 
 @pytest.mark.parametrize("stage", runs.STAGES)
@@ -42,7 +43,7 @@ def test_bad_set_syntax_says_the_form():
 @pytest.mark.parametrize("start, first", [("03", "03_train"), ("05_export", "05_export"), ("evaluate", "04_evaluate")])
 def test_from_selects_the_remaining_stages(start, first):
     p = runs.plan(REPO / "papermill_runs" / "smoke.yaml", start=start)
-    assert p.stages[0] == first and p.stages[-1] == "05_export"
+    assert p.stages[0] == first and p.stages[-1] == "06_monitor"
 
 
 def test_from_unknown_stage_lists_stages():

@@ -899,16 +899,11 @@ from kit import adapters, monitor
 
 registry = Path(registry_dir) if registry_dir else adapters.default_dir(run_dir)
 print("live before monitoring:", (adapters.live(registry, tenant) or {}).get("version", "none"))
-reports = []
-for path in batch_paths:
-    cfg = monitor.MonitorConfig(run_dir=run_dir, batch_path=path, review_column=review_column,
-                                prediction_column=prediction_column, confidence_column=confidence_column,
-                                tenant=tenant, registry_dir=registry_dir, auto_rollback=auto_rollback,
-                                thresholds=monitor_thresholds, max_rows=max_batch_rows)
-    reports.append(monitor.run(cfg))
-    r = reports[-1]
-    print(f"{r['batch']}: {r['rows']['monitored']} rows, {r['reviewed']['n']} reviewed, {len(r['alerts'])} alert(s) "
-          f"-> {r['decision']}  ({r['timings']['total_s']:.0f} s)")
+cfg = monitor.StageConfig(run_dir=run_dir, batch_paths=tuple(batch_paths), review_column=review_column,
+                          prediction_column=prediction_column, confidence_column=confidence_column, tenant=tenant,
+                          registry_dir=registry_dir, auto_rollback=auto_rollback,
+                          monitor_thresholds=monitor_thresholds, max_batch_rows=max_batch_rows)
+reports = monitor.run_stage(cfg)
 if not batch_paths:
     print("no batch given: set batch_paths to one or more files of production tickets")
 """),
