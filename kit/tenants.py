@@ -31,7 +31,7 @@ class TenantModel:
     def __init__(self, base_gguf: str | Path, adapters: dict[str, str | None], n_ctx: int = 1024):
         import llama_cpp
 
-        self.llm = llamacpp.load(base_gguf, n_ctx=n_ctx, n_batch=n_ctx, logits_all=True)
+        self.llm = llamacpp.load(base_gguf, n_ctx=n_ctx, n_batch=n_ctx, logits_all=False)
         self.adapters = {}
         for tenant, path in adapters.items():
             if not path:
@@ -66,19 +66,46 @@ class TenantModel:
         tenant = body.get("model", "")
         if tenant not in self.adapters:
             raise KeyError(f"unknown tenant {tenant!r}; this server has {', '.join(sorted(self.adapters))}")
+        prompt, k = body.get("prompt", ""), body.get("logprobs")
         with self.lock:
             self._select(tenant)
-            out = self.llm(body.get("prompt", ""), max_tokens=int(body.get("max_tokens", 16)),
-                           temperature=float(body.get("temperature", 0.0)), top_k=1, stop=body.get("stop") or [],
-                           logprobs=body.get("logprobs"))
+            if k:
+                out = self._next_token_logprobs(prompt, int(k))
+            else:
+                out = self.llm(prompt, max_tokens=int(body.get("max_tokens", 16)),
+                               temperature=float(body.get("temperature", 0.0)), top_k=1, stop=body.get("stop") or [])
         out["model"] = tenant
         return out
+
+    def _next_token_logprobs(self, prompt: str, k: int) -> dict:
+        """The k most likely next tokens with their log-probabilities, as the completions API returns them for
+        `max_tokens=1, logprobs=k`. Computed from the last position's logits, so the context keeps no logits for
+        every position (llama-cpp-python's own logprobs need `logits_all`, ~1 GB for this vocabulary)."""
+        import llama_cpp
+        import numpy as np
+
+        from kit.export import first_divergence_ids
+
+        tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
+        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        common = min(first_divergence_ids(cached, tokens), len(tokens) - 1)
+        self.llm.n_tokens = common
+        self.llm.eval(tokens[common:])
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1),
+                                       shape=(self.llm.n_vocab(),)).astype(np.float64)
+        logp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        top = np.argsort(-logp)[:k]
+        text = lambda t: self.llm.detokenize([int(t)]).decode("utf-8", errors="ignore")  # noqa: E731
+        return {"object": "text_completion", "choices": [{
+            "index": 0, "text": text(top[0]), "finish_reason": "length",
+            "logprobs": {"tokens": [text(top[0])], "token_logprobs": [float(logp[top[0]])],
+                         "top_logprobs": [{text(t): float(logp[t]) for t in top}], "text_offset": [0]}}]}
 
 
 def make_handler(model: TenantModel):
     class Handler(BaseHTTPRequestHandler):
         def _send(self, code: int, obj: dict) -> None:
-            data = json.dumps(obj).encode()
+            data = json.dumps(obj, default=float).encode()  # llama-cpp-python's logprobs are numpy floats
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
