@@ -3,8 +3,8 @@
 In: a batch file (the formats stage 02 reads; optionally with each row's reviewer answer, and with the prediction
 the service logged), the run directory, the adapter registry. Out: `monitor/<batch>/report.json` (every check with
 its statistic, threshold and verdict; alerts; the decision keep / retrain / roll back), `monitor/<batch>/batch.jsonl`
-(the batch redacted, with predictions and outcomes), `monitor/<batch>/feedback.jsonl` (overridden and edited rows for
-the next training cycle), `monitor/report.json` (the latest batch's report), `monitor/history.jsonl` and
+(the batch redacted, with predictions and outcomes), `monitor/<batch>/feedback.jsonl` (overridden and edited rows in
+the run's own input columns, to append to the next training export), `monitor/report.json` (the latest batch's report), `monitor/history.jsonl` and
 `monitor/drift.png` (every batch so far).
 
 Production text never lands on disk unredacted: the batch goes through the run's own redactor and columns first, and
@@ -521,7 +521,7 @@ def run(cfg: MonitorConfig) -> dict:
             why += " There is no earlier version to go back to: retrain on the feedback rows."
 
     out_dir = run_dir / "monitor" / cfg.name
-    feedback = feedback_rows(cfg, task, rows)
+    feedback = feedback_rows(cfg, task, rows, pcfg)
     write_jsonl(out_dir / "batch.jsonl", [_written(r) for r in rows if not r["withheld"]])
     write_jsonl(out_dir / "feedback.jsonl", feedback)
     report = {
@@ -688,20 +688,27 @@ def _roll_back(cfg: MonitorConfig, run_dir: Path, live_record: dict | None, aler
             "modelfile": str(registry / cfg.tenant / "Modelfile"), "reason": reason}
 
 
-def feedback_rows(cfg: MonitorConfig, task: Task, rows: list[dict]) -> list[dict]:
-    """Overridden and edited rows, redacted, as stage 02 reads them (text, label or answer), with provenance; a row
-    the audit withheld is left out. Use the file as the next run's `input_path` (or append it to the export)."""
+def feedback_rows(cfg: MonitorConfig, task: Task, rows: list[dict], pcfg) -> list[dict]:
+    """Overridden and edited rows, redacted, in the run's own stage-02 columns (the redacted text in the main text
+    column, the reviewer's answer in the label column, tenant, consent and time kept), so the file can be appended to
+    the next training export as it is; `kit_feedback` says where each row came from. A row the audit withheld is left
+    out."""
     sha = sha256_file(cfg.batch_path)
     out = []
     for r in rows:
         if r["outcome"] not in ("overridden", "edited") or r["withheld"]:
             continue
-        out.append({"id": f"{cfg.name}:{r['id']}", "text": r["text"],
-                    ("label" if task.kind == "classify" else "answer"): _answer_text(task, r["review"]),
-                    "tenant": r["tenant"], "consent": r["consent"], "received_at": r["timestamp"],
-                    "served_prediction": r["prediction"], "outcome": r["outcome"],
-                    "provenance": {"batch": cfg.name, "batch_path": str(cfg.batch_path), "batch_sha256": sha,
-                                   "line": r["line"]}})
+        row = {c: "" for c in pcfg.text_columns}
+        row[pcfg.text_columns[-1]] = r["text"]  # the columns were joined before redaction: the whole text goes here
+        row[pcfg.id_column or "id"] = f"{cfg.name}:{r['id']}"
+        row[pcfg.label_column] = r["review"] if task.kind != "extract" else canonical_json(r["review"], task.schema)
+        for col, key in ((pcfg.tenant_column, "tenant"), (pcfg.consent_column, "consent"),
+                         (pcfg.timestamp_column, "timestamp")):
+            if col:
+                row[col] = r[key]
+        row["kit_feedback"] = {"batch": cfg.name, "batch_path": str(cfg.batch_path), "batch_sha256": sha,
+                               "line": r["line"], "outcome": r["outcome"], "served_prediction": r["prediction"]}
+        out.append(row)
     return out
 
 

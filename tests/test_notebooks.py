@@ -130,14 +130,14 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
 
 
 @pytest.mark.notebooks
-def test_monitor_keeps_on_quiet_traffic_and_rolls_back_after_the_launch(smoke_run):
+def test_monitor_keeps_on_quiet_traffic_and_rolls_back_after_the_launch(smoke_run, tmp_path):
     """Stage 06 of the smoke course: the batch like the training data gives no alert and `keep`; the batch after the
     DriveSafe launch shows the new term, the moved texts and the quality drop on reviewed rows, and `roll back`."""
     run = smoke_run
     quiet = json.loads((run / "monitor" / "week1" / "report.json").read_text())
     launch = json.loads((run / "monitor" / "week2_launch" / "report.json").read_text())
     assert quiet["decision"] == "keep" and quiet["alerts"] == [], quiet["alerts"]
-    assert quiet["rows"]["monitored"] == 160 and quiet["reviewed"]["n"] >= 20
+    assert quiet["rows"]["monitored"] == 120 and quiet["reviewed"]["n"] >= 20
     assert launch["decision"] == "roll back", launch["alerts"]
     verdicts = {c["check"]: c["verdict"] for c in launch["checks"]}
     assert verdicts["quality"] == verdicts["new_terms"] == verdicts["oov_rate"] == verdicts["overrides"] == "alert"
@@ -149,17 +149,34 @@ def test_monitor_keeps_on_quiet_traffic_and_rolls_back_after_the_launch(smoke_ru
     assert launch["served"]["version"] == "v1" and launch["served"]["gguf"].endswith("model-q8_0.gguf")
     # production text is written redacted: no customer name of the batch reaches the monitor's files
     names = {json.loads(x)["customer_name"] for x in (REPO / "data_samples" / "production" / "week2_launch.jsonl")
-             .read_text().splitlines()[:160]}
+             .read_text().splitlines()[:120]}
     written = (run / "monitor" / "week2_launch" / "batch.jsonl").read_text()
     written += (run / "monitor" / "week2_launch" / "feedback.jsonl").read_text()
     assert not [n for n in names if n in written]
     feedback = [json.loads(x) for x in (run / "monitor" / "week2_launch" / "feedback.jsonl").read_text().splitlines()]
-    assert feedback and all(f["outcome"] == "overridden" and f["label"] != f["served_prediction"] for f in feedback)
+    assert feedback and all(f["kit_feedback"]["outcome"] == "overridden" and
+                            f["label"] != f["kit_feedback"]["served_prediction"] for f in feedback)
     withheld = launch["privacy"]["audit"]["n_withheld"]  # rows the audit flagged stay out of every file
     assert launch["outcomes"]["overridden"] - withheld <= len(feedback) <= launch["outcomes"]["overridden"]
     history = [json.loads(x) for x in (run / "monitor" / "history.jsonl").read_text().splitlines()]
     assert [h["decision"] for h in history] == ["keep", "roll back"]
     assert (run / "monitor" / "drift.png").stat().st_size > 0
+
+    # The feedback rows go through stage 02 with the next export as they are: same settings, every row accounted for.
+    from kit import data
+    from kit.io import read_jsonl
+
+    settings = json.loads((run / "data" / "provenance.json").read_text())["parameters"]
+    tickets = read_jsonl(REPO / "data_samples" / "tickets.jsonl")[:200]
+    next_export = tmp_path / "next_export.jsonl"
+    next_export.write_text("".join(json.dumps(r) + "\n" for r in tickets + feedback))
+    prepared = data.run(data.PrepareConfig(**{**settings, "run_dir": str(tmp_path / "next"),
+                                              "input_path": str(next_export), "max_rows": 0}))
+    assert prepared.invariant_holds() and prepared.audit["passed"] and prepared.counts["read"] == 200 + len(feedback)
+    out = tmp_path / "next" / "data"
+    landed = [r["id"] for name in ("train.jsonl", "holdout.jsonl", "quarantine.jsonl", "duplicates.jsonl")
+              for r in read_jsonl(out / name) if str(r.get("id")).startswith("week2_launch:")]
+    assert sorted(landed) == sorted(f["ticket_id"] for f in feedback)
 
 
 @pytest.mark.notebooks
@@ -177,7 +194,7 @@ def test_monitor_rolls_the_registry_back_to_the_version_before(smoke_run, tmp_pa
     report = monitor.run(monitor.MonitorConfig(
         run_dir=str(smoke_run), batch_path=str(REPO / "data_samples" / "production" / "week2_launch.jsonl"),
         batch_name="launch-acme", review_column="reviewed_label", registry_dir=str(registry), tenant="acme",
-        max_rows=160))
+        max_rows=120))
     assert report["decision"] == "roll back" and report["served"]["version"] == "v2"
     assert report["rollback"]["done"] and (report["rollback"]["from"], report["rollback"]["to"]) == ("v2", "v1")
     assert adapters.live(registry, "acme")["version"] == "v1"

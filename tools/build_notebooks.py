@@ -802,6 +802,12 @@ print(text[: text.index('LICENSE') + 300], "…")
 `Modelfile.adapter` points at the base model and this run's adapter (`adapter-<name>-f16.gguf`, a few MB). A team
 serving several tenants keeps one base and one adapter per tenant; honouring a tenant's erasure request means
 deleting that adapter. Read its header: not every Ollama version and architecture accepts `ADAPTER`.
+
+Outgrowing one process per tenant: `python -m kit.tenants --base export/base-q8_0.gguf --adapter
+acme=export/adapter-default-f16.gguf --adapter other=<its adapter>` serves one base with every tenant's adapter
+behind one OpenAI-compatible `/v1/completions`; each request names its tenant in `model`, and only the adapters
+(a few MB each) are switched. `kit.endpoint.serve_tenants` starts it from Python, and the endpoint scorer of 04
+evaluates one tenant through it (`EndpointScorer(..., model="acme")`).
 """),
     code("""
 if "modelfile_adapter" in result.paths:
@@ -972,10 +978,10 @@ print("live now:", (adapters.live(registry, tenant) or {}).get("version", "none"
 ## Feedback into the next cycle
 
 Every overridden or edited ticket becomes a candidate training row, redacted, with the reviewer's answer and where it
-came from (batch, file sha256, line). They go through stage 02 like any data, so they are audited and accounted: in
-the next run, append `monitor/<batch>/feedback.jsonl` to the training export, or prepare it on its own with
-`text_columns: [text]`, `label_column: label` (`answer` for extract and reply), `id_column: id`,
-`consent_column: consent`.
+came from (`kit_feedback`: batch, file sha256, line, outcome, what the model said). The rows are written in this run's
+own input columns (the redacted text in the main text column, the answer in the label column, tenant, consent and
+time kept), so they go through stage 02 with the next training export unchanged: append
+`monitor/<batch>/feedback.jsonl` to it (JSONL) and they are redacted, audited and accounted like any row.
 """),
     code("""
 for r in reports:
