@@ -2,6 +2,7 @@
 the generative path promises (the real model runs the same path in the smoke course)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,42 @@ def test_export_parity_compares_generations_in_llama_cpp(which, extract_run, rep
     assert not export.parity_table(res.parity).empty
     if which == "extract":
         assert json.loads(open(f"{cfg.run_dir}/export/schema.json").read())["properties"]["lane"]
+
+
+@pytest.mark.parametrize("which", ["extract", "reply"])
+def test_monitor_answers_a_generative_batch_through_the_exported_gguf(which, extract_run, reply_run, tmp_path):
+    """Stage 06 for extract and reply: the batch answered by the run's GGUF in llama.cpp (no registry entry: the run's
+    own Modelfile), reviewed answers compared as objects (extract) or texts (reply), edits become feedback rows."""
+    from kit import monitor
+    from kit.io import read_jsonl
+
+    cfg, _ = extract_run if which == "extract" else reply_run
+    if not (Path(cfg.run_dir) / "export" / "parity.json").exists():
+        license_file = tmp_path / "LICENSE.txt"
+        license_file.write_text("Test license text for the tiny model.")
+        export.run(export.ExportConfig(run_dir=cfg.run_dir, model=cfg.model, gguf_types=("f16",), modelfile_gguf="f16",
+                                       adapter_variant=False, max_examples=4, license_file=str(license_file)))
+    name, column = ("field_updates.jsonl", "update") if which == "extract" else ("replies.jsonl", "reply")
+    rows = read_jsonl(REPO / "data_samples" / name)[300:340]
+    for i, r in enumerate(rows):
+        answer = r.pop(column)
+        r["reviewed"] = answer if i % 2 == 0 else ""
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = monitor.run(monitor.MonitorConfig(run_dir=cfg.run_dir, batch_path=str(batch), review_column="reviewed",
+                                               registry_dir=str(tmp_path / "empty-registry")))
+    assert report["task"] == which and report["rows"]["monitored"] == 40 and report["reviewed"]["n"] == 20
+    assert report["served"]["version"] is None and report["served"]["gguf"].endswith("model-f16.gguf")
+    checks = {c["check"]: c for c in report["checks"]}
+    assert {"new_terms", "oov_rate", "length", "population", "answer_length", "quality"} <= set(checks)
+    assert set(report["outcomes"]) <= {"accepted", "edited"} and sum(report["outcomes"].values()) == 20
+    if which == "reply":
+        assert "no holdout figure" in checks["quality"]["note"] and checks["quality"]["verdict"] == "ok"
+    feedback = read_jsonl(report["feedback"]["path"])
+    edited, withheld = report["outcomes"].get("edited", 0), report["privacy"]["audit"]["n_withheld"]
+    assert edited - withheld <= len(feedback) <= edited
+    assert all(f["kit_feedback"]["outcome"] == "edited" and f[column] for f in feedback)
+    assert report["decision"] in monitor.DECISIONS
 
 
 def test_replies_are_reviewed_least_like_the_reference_first_with_needs_edit(reply_run):
