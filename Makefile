@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the previous release, then the whole course 00-06 into papermill_runs/demo/ (~15 min on 2 CPU cores)
+demo: $(STAMP)  ## the previous release, then the whole course 00-06 into papermill_runs/demo/ (~12-30 min on 2 CPU cores)
 	$(PY) -m kit run --config papermill_runs/demo-previous.yaml
 	$(PY) -m kit run --config papermill_runs/demo.yaml
 

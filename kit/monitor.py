@@ -306,6 +306,9 @@ def read_batch(cfg: MonitorConfig, run_dir: Path, task: Task) -> tuple[list[dict
                      "logged_confidence": r.fields.get(cfg.confidence_column) if cfg.confidence_column else None})
     for row in rows:
         row["review"] = _review_answer(task, row["review"], row["id"])
+        if cfg.prediction_column and task.kind == "classify" and str(row["logged"]).strip() not in task.labels:
+            raise MonitorError(f"row {row['id']}: the logged prediction {row['logged']!r} in '{cfg.prediction_column}' "
+                               f"is not one of this task's labels ({', '.join(task.labels)}); is it the right column?")
     return rows, {"read": len(raw), "monitored": len(rows), "skipped": dict(skipped), "config": pcfg}
 
 
@@ -334,21 +337,27 @@ def redact_and_audit(rows: list[dict], pcfg, task: Task) -> dict:
     from kit.redact import Redactor
 
     redactor = Redactor.default(pcfg.id_patterns or None)
+    # A reviewer's answer and an answer the service logged are text about the customer too (extract, reply).
     answers = [_string_leaves(r["review"]) if task.generative else [] for r in rows]
-    redactor.prefetch(t for r, a in zip(rows, answers) for t in [r["text"], *a])
+    logged = [_string_leaves(r["logged"]) if task.generative and r["logged"] is not None else [] for r in rows]
+    redactor.prefetch(t for r, a, g in zip(rows, answers, logged) for t in [r["text"], *a, *g])
     counts = Counter()
     known_values: dict[str, set] = {}
-    for r, a in zip(rows, answers):
+    for r, a, g in zip(rows, answers, logged):
         for entity, values in r["known"].items():
             known_values.setdefault(entity, set()).update(v.strip() for v in values)
-        red, *leaves = redactor.redact_many([r["text"], *a], r["known"])
+        red, *leaves = redactor.redact_many([r["text"], *a, *g], r["known"])
         counts.update(red.counts())
         r["text"] = red.text
-        if task.generative and r["review"] is not None:
-            r["review"] = _replace_leaves(r["review"], iter(x.text for x in leaves))
+        if a:
+            r["review"] = _replace_leaves(r["review"], iter(x.text for x in leaves[: len(a)]))
+        if g:
+            r["logged"] = _replace_leaves(r["logged"], iter(x.text for x in leaves[len(a):]))
         del r["known"]
     audit_view = [{"id": r["id"], "text": r["text"],
-                   **({"answer": _answer_text(task, r["review"])} if task.generative and r["review"] else {})}
+                   **({"answer": _answer_text(task, r["review"])} if task.generative and r["review"] else {}),
+                   **({"logged": _answer_text(task, r["logged"]) if not isinstance(r["logged"], str) else r["logged"]}
+                      if task.generative and r["logged"] is not None else {})}
                   for r in rows]
     report = privacy_audit.audit_rows({"batch": audit_view}, max_findings=len(audit_view) * 20, id_patterns=pcfg.id_patterns or DEFAULT_ID_PATTERNS,
                                       known_values={k: sorted(v) for k, v in known_values.items()})

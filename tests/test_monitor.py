@@ -268,3 +268,40 @@ def test_rollback_then_erasure_of_one_tenant_leaves_the_other(tmp_path):
     assert after == before and adapters.live(reg, "bluefin")["version"] == "v1"
     with pytest.raises(adapters.RegistryError, match="no live adapter"):
         adapters.rollback(reg, "acme", "after erasure")
+
+
+def _prepared_run(tmp_path, task: Task):
+    """A run directory with just what stage 06 reads before predicting: 02's settings and the task."""
+    from dataclasses import asdict
+
+    from kit import data
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    src = tmp_path / "src.jsonl"
+    src.write_text('{"ticket_id": "x", "body": "b"}\n')
+    settings = asdict(data.PrepareConfig(run_dir=str(run), input_path=str(src), purpose="tests", task=task.kind,
+                                         label_column="label" if task.kind == "classify" else "answer"))
+    (run / "data" / "provenance.json").write_text(json.dumps({"parameters": settings}))
+    return run
+
+
+def test_logged_predictions_are_checked_and_logged_replies_redacted(tmp_path):
+    reply = Task((), "Write the reply.", "reply")
+    run = _prepared_run(tmp_path, reply)
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(json.dumps({"ticket_id": "T1", "subject": "", "body": "My name is Aigerim Nurlanova, call me",
+                                 "customer_name": "Aigerim Nurlanova",
+                                 "served": "Hello Aigerim Nurlanova, we will call you back."}) + "\n")
+    cfg = monitor.MonitorConfig(run_dir=str(run), batch_path=str(batch), prediction_column="served")
+    rows, accounting = monitor.read_batch(cfg, run, reply)
+    monitor.redact_and_audit(rows, accounting["config"], reply)
+    assert "Nurlanova" not in rows[0]["text"] and "Nurlanova" not in rows[0]["logged"]
+    assert "<PERSON_1>" in rows[0]["logged"]  # the same placeholder as in the ticket
+
+    classify = Task(LABELS, "Route it.", "classify")
+    run2 = _prepared_run(tmp_path / "c", classify)
+    batch.write_text(json.dumps({"ticket_id": "T1", "subject": "", "body": "hello", "served": "claims"}) + "\n")
+    cfg = monitor.MonitorConfig(run_dir=str(run2), batch_path=str(batch), prediction_column="served")
+    with pytest.raises(monitor.MonitorError, match="logged prediction 'claims' in 'served' is not one of"):
+        monitor.read_batch(cfg, run2, classify)
