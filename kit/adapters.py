@@ -29,8 +29,17 @@ class RegistryError(KitError):
     """The registry cannot do what was asked (no such tenant or version, nothing to roll back to, bad files)."""
 
 
-def default_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir).resolve().parent / "registry"
+def location(run_dir: str | Path, registry_dir: str | Path = "") -> Path:
+    """`registry_dir` when given, else registry/ beside the run directories."""
+    return Path(registry_dir) if registry_dir else Path(run_dir).resolve().parent / "registry"
+
+
+def modelfile_gguf(export_dir: Path) -> Path | None:
+    """The GGUF an export's Modelfile serves (its FROM, beside it), or None when it names none."""
+    from kit.export import parse_modelfile
+
+    src = parse_modelfile((export_dir / "Modelfile").read_text(encoding="utf-8")).get("FROM", "")
+    return export_dir / src[2:] if src.startswith("./") else None
 
 
 def _now() -> str:
@@ -111,8 +120,7 @@ def promote(registry_dir: str | Path, tenant: str, run_dir: str | Path, adapter_
                             "promoting, or promote with require_verified=False and say why in the reason.")
     if not reason.strip():
         raise RegistryError("a promotion needs a reason (it is recorded in the registry's history).")
-    from_line = re.search(r"(?m)^FROM \./(\S+)$", (export_dir / "Modelfile").read_text(encoding="utf-8"))
-    gguf = export_dir / from_line.group(1) if from_line else None
+    gguf = modelfile_gguf(export_dir)
     if gguf is None or not gguf.exists():
         raise RegistryError(f"the Modelfile in {export_dir} names no GGUF beside it; re-run 05_export.")
 

@@ -286,6 +286,24 @@ def parse_modelfile(text: str) -> dict:
     return out
 
 
+def last_logits(llm) -> np.ndarray:
+    """The last evaluated position's logits (with logits_all=False llama-cpp-python keeps no scores of its own)."""
+    import llama_cpp
+
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).astype(np.float64)
+
+
+def eval_prompt(llm, tokens: list[int]) -> np.ndarray:
+    """Evaluate a prompt's tokens and return the next-token logits. Prompts share their opening (instruction, chat
+    frame): the cached key/values of the tokens this prompt has in common with the last one evaluated are kept and only
+    the rest is run (eval() drops the cache beyond n_tokens)."""
+    cached = llm.input_ids[: llm.n_tokens].tolist()
+    common = min(first_divergence_ids(cached, tokens), len(tokens) - 1)
+    llm.n_tokens = common
+    llm.eval(tokens[common:])
+    return last_logits(llm)
+
+
 class LlamaCppScorer:
     """Label scoring in llama.cpp, by the evaluate stage's rule: each label's first token when they all differ, else
     each whole label (the sum of its tokens' log-probabilities after the prompt)."""
@@ -301,21 +319,11 @@ class LlamaCppScorer:
         self.firsts = firsts if len(set(firsts)) == len(firsts) else None
 
     def _last_logits(self) -> np.ndarray:
-        import llama_cpp
-
-        # With logits_all=False llama-cpp-python keeps no scores; read the last position's logits from the context.
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1),
-                                     shape=(self.llm.n_vocab(),)).astype(np.float64)
+        return last_logits(self.llm)
 
     def predict(self, prompt: str) -> tuple[str, float]:
         tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        # Prompts share their opening (instruction, chat frame): keep the cached key/values of the tokens this prompt
-        # has in common with the last one evaluated and run only the rest (eval() drops the cache beyond n_tokens).
-        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
-        common = min(first_divergence_ids(cached, tokens), len(tokens) - 1)
-        self.llm.n_tokens = common
-        self.llm.eval(tokens[common:])
-        last = self._last_logits()
+        last = eval_prompt(self.llm, tokens)
         if self.firsts is not None:
             scores = last[self.firsts]
         else:  # labels share a first token: score every label whole, on the prompt's key/value cache
@@ -370,6 +378,11 @@ def first_divergence(a: str, b: str) -> int:
     from os.path import commonprefix
 
     return len(commonprefix([a, b]))
+
+
+def prompt_budget(eval_metrics: dict) -> int:
+    """How many tokens a holdout prompt may take, as the evaluate stage cut them (eval/metrics.json)."""
+    return eval_metrics.get("prompt_tokens") or eval_metrics.get("max_length", 192) - 8
 
 
 def gguf_labels(gguf_path: str, labels: list[str], prompts: list[str], n_threads: int = 0) -> list[tuple[str, float]]:
@@ -491,7 +504,7 @@ def run(cfg: ExportConfig) -> ExportResult:
     adapter_preds = [p for p in read_jsonl(preds_path) if p["model"] == "tuned"]
     if cfg.max_examples:
         adapter_preds = adapter_preds[: cfg.max_examples]
-    budget = eval_metrics.get("prompt_tokens") or eval_metrics.get("max_length", 192) - 8
+    budget = prompt_budget(eval_metrics)
     prompts = [task.prompt(fmt, holdout[p["id"]]["text"], tok, budget) for p in adapter_preds]
     parity = {"n": len(adapter_preds), "threshold": cfg.parity_threshold, "task": task.kind, "types": {}}
     expected_ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
@@ -552,7 +565,7 @@ def run(cfg: ExportConfig) -> ExportResult:
     if cfg.promote and verified:
         from kit import adapters
 
-        registry = Path(cfg.registry_dir) if cfg.registry_dir else adapters.default_dir(run_dir)
+        registry = adapters.location(run_dir, cfg.registry_dir)
         promoted = adapters.promote(registry, cfg.tenant, run_dir, cfg.adapter_name,
                                     reason=f"export of run '{run_dir.resolve().name}' verified (parity)")
         paths["registry_modelfile"] = str(registry / cfg.tenant / "Modelfile")

@@ -379,7 +379,7 @@ def _answer_text(task: Task, value) -> str:
 
 def served_gguf(cfg: MonitorConfig, run_dir: Path) -> tuple[Path, dict | None]:
     """The GGUF the tenant's live version serves (the registry's), or this run's Modelfile's when none is live."""
-    registry = Path(cfg.registry_dir) if cfg.registry_dir else adapters.default_dir(run_dir)
+    registry = adapters.location(run_dir, cfg.registry_dir)
     record = adapters.live(registry, cfg.tenant)
     if record:
         return Path(record["gguf"]), record
@@ -387,8 +387,10 @@ def served_gguf(cfg: MonitorConfig, run_dir: Path) -> tuple[Path, dict | None]:
     if not mf.exists():
         raise MonitorError(f"tenant '{cfg.tenant}' has no live version in {registry} and {mf} does not exist; run "
                            "05_export (it promotes a verified export) before monitoring its traffic.")
-    m = re.search(r"(?m)^FROM \./(\S+)$", mf.read_text(encoding="utf-8"))
-    return run_dir / "export" / m.group(1), None
+    gguf = adapters.modelfile_gguf(run_dir / "export")
+    if gguf is None:
+        raise MonitorError(f"{mf} names no GGUF beside it (FROM ./<file>); re-run 05_export.")
+    return gguf, None
 
 
 def _prompts(run_dir: Path, task: Task, texts: list[str]):
@@ -396,7 +398,9 @@ def _prompts(run_dir: Path, task: Task, texts: list[str]):
     meta = read_json(_adapter_meta_path(run_dir))
     resolved, tok = _model_and_tokenizer(meta["base_model"])
     metrics = read_json(run_dir / "eval" / "metrics.json")
-    budget = metrics.get("prompt_tokens") or metrics.get("max_length", 192) - 8
+    from kit.export import prompt_budget
+
+    budget = prompt_budget(metrics)
     fmt = resolved.chat_format
     return [task.prompt(fmt, t, tok, budget) for t in texts], fmt, metrics
 
@@ -685,7 +689,7 @@ def decide(alerts: list[dict]) -> tuple[str, str]:
 
 
 def _roll_back(cfg: MonitorConfig, run_dir: Path, live_record: dict | None, alerts: list[dict]) -> dict:
-    registry = Path(cfg.registry_dir) if cfg.registry_dir else adapters.default_dir(run_dir)
+    registry = adapters.location(run_dir, cfg.registry_dir)
     if live_record is None:
         return {"done": False, "no_previous": True, "why": f"tenant '{cfg.tenant}' has no live version in the registry"}
     reason = f"monitor batch '{cfg.name}': " + "; ".join(f"{a['check']}: {a['message']}" for a in alerts)

@@ -81,18 +81,11 @@ class TenantModel:
         """The k most likely next tokens with their log-probabilities, as the completions API returns them for
         `max_tokens=1, logprobs=k`. Computed from the last position's logits, so the context keeps no logits for
         every position (llama-cpp-python's own logprobs need `logits_all`, ~1 GB for this vocabulary)."""
-        import llama_cpp
         import numpy as np
 
-        from kit.export import first_divergence_ids
+        from kit.export import eval_prompt
 
-        tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
-        common = min(first_divergence_ids(cached, tokens), len(tokens) - 1)
-        self.llm.n_tokens = common
-        self.llm.eval(tokens[common:])
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1),
-                                       shape=(self.llm.n_vocab(),)).astype(np.float64)
+        logits = eval_prompt(self.llm, self.llm.tokenize(prompt.encode(), add_bos=True, special=True))
         logp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
         top = np.argsort(-logp)[:k]
         text = lambda t: self.llm.detokenize([int(t)]).decode("utf-8", errors="ignore")  # noqa: E731

@@ -860,7 +860,7 @@ serves what the registry says. Stage 06 watches the traffic and rolls back to th
 from kit import adapters
 if result.promoted:
     print(f"live for tenant '{tenant}': {result.promoted['version']} (run {result.promoted['run']})")
-    registry = Path(registry_dir) if registry_dir else adapters.default_dir(run_dir)
+    registry = adapters.location(run_dir, registry_dir)
     display(adapters.table(registry, tenant))
 else:
     print("not promoted:", "promote=False" if not promote else "the export did not pass parity")
@@ -903,7 +903,7 @@ import pandas as pd
 from IPython.display import Image, display
 from kit import adapters, monitor
 
-registry = Path(registry_dir) if registry_dir else adapters.default_dir(run_dir)
+registry = adapters.location(run_dir, registry_dir)
 print("live before monitoring:", (adapters.live(registry, tenant) or {}).get("version", "none"))
 cfg = monitor.StageConfig(run_dir=run_dir, batch_paths=tuple(batch_paths), review_column=review_column,
                           prediction_column=prediction_column, confidence_column=confidence_column, tenant=tenant,
