@@ -5,7 +5,7 @@ STAMP := $(VENV)/.kit-installed
 # CPU build of torch (installs from local disk on the course machines). Set TORCH_SPEC= to keep your own torch.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lab bench notebooks clean-runs
+.PHONY: demo test lab bench notebooks clean-runs browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,8 +19,16 @@ demo: $(STAMP)  ## the previous release, then the whole course 00-06 into paperm
 	$(PY) -m kit run --config papermill_runs/demo-previous.yaml
 	$(PY) -m kit run --config papermill_runs/demo.yaml
 
-test: $(STAMP)  ## unit tests (tiny model) + the course end to end with smoke.yaml (real model)
+test: $(STAMP) browser  ## unit tests (tiny model) + the course end to end with smoke.yaml (real model) + browser checks
 	$(PY) -m pytest -q
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download). Needs root and apt; elsewhere
+# install your distribution's chromium, or the browser tests skip and say why.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else echo "no chromium and no root apt: the browser tests will skip (install Debian's chromium package)"; fi
 
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(PY) -m jupyter lab notebooks/

@@ -4,7 +4,8 @@
 `python -m kit train --run-dir papermill_runs/demo [--set key=value ...]` runs stage 03 alone, also as
 `accelerate launch -m kit train …` on several GPUs; `python -m kit verify <export dir>` re-checks an export;
 `python -m kit chat-template <model> --family chatml` gives a base model without a chat template one, explicitly;
-`python -m kit registry <tenant> [--rollback REASON | --erase REASON]` shows or changes a tenant's live adapter.
+`python -m kit registry <tenant> [--rollback REASON | --erase REASON]` shows or changes a tenant's live adapter;
+`python -m kit report <run dir>` rebuilds a run's pilot report (`report.html`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     act = reg_p.add_mutually_exclusive_group()
     act.add_argument("--rollback", metavar="REASON", help="make the version live before the current one live again")
     act.add_argument("--erase", metavar="REASON", help="delete every adapter file of this tenant (recorded)")
+    rep_p = sub.add_parser("report", help="rebuild a run's pilot report (report.html) from its files")
+    rep_p.add_argument("run_dir", help="e.g. papermill_runs/demo")
+    rep_p.add_argument("--out", default="", help="write the page here instead of <run dir>/report.html")
     args = parser.parse_args(argv)
 
     from kit import runs
@@ -57,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
             out = models.choose_chat_template(args.model, args.family, args.from_file)
             print(f"chat template saved to {out} (family: {models.resolve(args.model).chat_format.name})")
+            return 0
+        if args.command == "report":
+            from kit import report
+
+            print(f"pilot report: {report.build(args.run_dir, args.out or None)}")
             return 0
         if args.command == "registry":
             return _registry(args)

@@ -106,7 +106,8 @@ def artifact_hashes(run_dir: Path) -> dict:
     out = {}
     for p in sorted(run_dir.rglob("*")):
         rel = p.relative_to(run_dir).as_posix()
-        if p.is_file() and not rel.endswith(".ipynb") and rel != "manifest.json" and not rel.startswith(skip):
+        if (p.is_file() and not rel.endswith(".ipynb") and rel not in ("manifest.json", "report.html")
+                and not rel.startswith(skip)):  # the report is a view of these files, rebuilt at will
             out[rel] = sha256_file(p)
     return out
 
@@ -153,6 +154,9 @@ def execute(p: RunPlan, log=print) -> dict:
     manifest["artifacts"] = artifact_hashes(p.run_dir)
     manifest["total_wall_s"] = round(sum(n["wall_s"] for n in manifest["notebooks"].values()), 1)
     write_json(manifest_path, manifest)
+    from kit import report
+
+    report.build(p.run_dir)  # after the manifest, so the page shows every stage's time
     return manifest
 
 
@@ -178,4 +182,6 @@ def summary(run_dir: Path) -> str:
         for t, v in par["types"].items():
             lines.append(f"GGUF {t}: {run_dir / 'export' / v['file']} (agreement with adapter {v['agreement']:.1%})")
         lines.append(f"Modelfile: {run_dir / 'export' / 'Modelfile'}  verified={par['verified']}")
+    if (run_dir / "report.html").exists():
+        lines.append(f"Pilot report: {run_dir / 'report.html'}")
     return "\n".join(lines)

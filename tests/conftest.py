@@ -77,3 +77,35 @@ def write_run_basics(run_dir: Path, model_spec: str, resolved, approved: bool = 
 
 def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # no calls out of a closed network at each start
+
+
+def chromium_path() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright (no browser download; `make browser` installs Chromium)."""
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("no chromium on PATH: `make browser` installs Debian's chromium package (root, apt)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def screenshots(request) -> Path:
+    """Where a browser test leaves its screenshots: test-output/<test name>/ in the repository (ignored by git)."""
+    out = REPO / "test-output" / request.node.name.replace("/", "_").replace("[", "-").rstrip("]")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -130,6 +130,58 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
 
 
 @pytest.mark.notebooks
+def test_pilot_report_of_the_smoke_run_shows_every_section_in_a_browser(smoke_run, browser, screenshots):
+    """report.html as a client opens it: every section there with this run's own figures, plots drawn, nothing
+    fetched, no sideways scrolling on a phone, and a PDF when printed."""
+    from kit import report
+    from kit.evaluate import models_table
+
+    run = smoke_run
+    page_path = run / "report.html"
+    assert page_path.exists(), "kit run did not write the pilot report"
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    parity = json.loads((run / "export" / "parity.json").read_text())
+    prov = json.loads((run / "data" / "provenance.json").read_text())
+    log = json.loads((run / "train" / "log.json").read_text())
+    monitor = json.loads((run / "monitor" / "report.json").read_text())
+    expected = {  # section -> figures it must show, read from the stages' own files
+        "scope": [json.loads((run / "scope.json").read_text())["recommendation"]],
+        "model": ["Gemma Terms of Use", "approved", "test suite"],
+        "data": [f"{prov['counts']['read']}", "Passed", "no_consent", "PERSON"],
+        "training": [f"{log['wall_s']:.0f} s" if log["wall_s"] < 120 else f"{log['wall_s'] / 60:.1f} min",
+                     log["dtype"]],
+        "results": [metrics["verdict"]["sentence"], f"{models_table(metrics).loc['tuned', 'accuracy']:.3f}",
+                    "hand-off to a person", "escalations to agent_escalation"],
+        "probes": ["none memorised", "the probe fires on memorised text"],
+        "export": ["Verified", f"{parity['types']['q8_0']['agreement']:.1%}", parity["types"]["q8_0"]["sha256"],
+                   "ollama create kit-ticket-router -f Modelfile"],
+        "release": ["First release"],
+        "monitor": [monitor["decision"], "week2_launch"],
+    }
+    assert set(expected) == {sid for sid, _, _ in report.SECTIONS}
+    requests = []
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(page_path.as_uri())
+    for sid, figures in expected.items():
+        section = page.locator(f"section#{sid}")
+        assert section.is_visible() and section.get_attribute("class") == "done", sid
+        text = section.inner_text()
+        for figure in figures:
+            assert str(figure) in text, (sid, figure)
+    drawn = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+    assert len(drawn) >= 8 and all(drawn)  # cost, loss, models, calibration, confusion, probes, drift ...
+    assert requests == [page_path.as_uri()], requests  # one file: nothing else was fetched
+    page.screenshot(path=str(screenshots / "report.png"), full_page=True)
+    pdf = page.pdf(path=str(screenshots / "report.pdf"))
+    assert pdf[:4] == b"%PDF" and len(pdf) > 50_000
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone.goto(page_path.as_uri())
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # wide tables scroll in their own box
+    phone.screenshot(path=str(screenshots / "report-phone.png"))
+
+
+@pytest.mark.notebooks
 def test_monitor_keeps_on_quiet_traffic_and_rolls_back_after_the_launch(smoke_run, tmp_path):
     """Stage 06 of the smoke course: the batch like the training data gives no alert and `keep`; the batch after the
     DriveSafe launch shows the new term, the moved texts and the quality drop on reviewed rows, and `roll back`."""
@@ -284,6 +336,9 @@ def test_extract_and_reply_courses_run_end_to_end_on_the_real_model(kind, tmp_pa
     card = (run / "export" / "MODEL_CARD.md").read_text()
     assert ("field accuracy" if kind == "extract" else "ROUGE-L") in card and task["system"] in card
     assert ("exact match" if kind == "extract" else "ROUGE-L") in stdout
+    page = (run / "report.html").read_text()
+    assert f"Pilot report: {run / 'report.html'}" in stdout and metrics["verdict"]["sentence"] in page
+    assert 'id="results" class="done"' in page and 'id="export" class="done"' in page
 
 
 @pytest.mark.notebooks

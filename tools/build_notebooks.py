@@ -987,6 +987,23 @@ time kept), so they go through stage 02 with the next training export unchanged:
 for r in reports:
     print(f"{r['batch']}: {r['feedback']['rows']} feedback rows in {r['feedback']['path']}")
 """),
+    md("""
+## The pilot report
+
+One page for the client: the scope decision and its cost, the license and who approved it, what data was used and
+what was kept out, training, results against every baseline, the memorisation probes, the export and the monitoring
+above. It is built from this run directory's files alone (plots inside, nothing fetched), reads on a phone and
+prints to PDF. `python -m kit report <run dir>` rebuilds it after any stage.
+"""),
+    code("""
+import os
+from IPython.display import HTML
+from kit import report
+
+page = report.build(run_dir)
+print("pilot report:", page)
+display(HTML(f'<a href="{os.path.relpath(page, Path.cwd())}" target="_blank">open the pilot report</a>'))
+"""),
 ]
 
 
