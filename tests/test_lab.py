@@ -55,7 +55,11 @@ def lab(tmp_path_factory):
         port = s.getsockname()[1]
     token = secrets.token_hex(16)
     log = open(root / "lab.log", "w")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(root / ".runtime")}
+    settings = root / ".lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)  # no "get notified about Jupyter news?" toast over the widgets
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(root / ".runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(root / ".lab-settings")}
     proc = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                              f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
                              f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
@@ -73,8 +77,12 @@ def lab(tmp_path_factory):
                 pytest.fail("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:])
             time.sleep(0.5)
     yield {"url": base, "token": token, "root": root, "run_dir": run_dir}
-    proc.terminate()
-    proc.wait(timeout=30)
+    proc.terminate()  # Lab shuts its kernels down first, which can take a while on a busy machine
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def open_and_run_all(browser, lab, name: str, screenshots: Path):
