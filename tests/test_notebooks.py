@@ -156,7 +156,8 @@ def test_pilot_report_of_the_smoke_run_shows_every_section_in_a_browser(smoke_ru
         "export": ["Verified", f"{parity['types']['q8_0']['agreement']:.1%}", parity["types"]["q8_0"]["sha256"],
                    "ollama create kit-ticket-router -f Modelfile"],
         "release": ["First release"],
-        "monitor": [monitor["decision"], "week2_launch"],
+        "monitor": [monitor["decision"], "week2_launch", *([] if not (rb := monitor["rollback"]) else
+                    [f"rolled back from {rb['from']} to {rb['to']}"] if rb["done"] else [f"Roll back not done: {rb['why']}"])],
     }
     assert set(expected) == {sid for sid, _, _ in report.SECTIONS}
     requests = []

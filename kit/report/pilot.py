@@ -311,8 +311,15 @@ def _monitor(run: Path) -> dict | None:
         reports.append([h["batch"], r.get("rows", {}).get("read", ""), _pct(_check(r, "quality")),
                         len(r.get("alerts", [])), h["decision"], r.get("why", "")])
     last = _json(run / "monitor" / "report.json") or {}
+    rb = last.get("rollback") or {}
+    if rb.get("done"):
+        registry = f"The registry rolled back from {rb['from']} to {rb['to']} (run {rb['run']}), now served by {rb['modelfile']}."
+    elif rb:
+        registry = f"Roll back not done: {rb.get('why', '')}"
+    else:
+        registry = ""
     return {"batches": _table(["batch", "rows", "reviewed accuracy", "alerts", "decision", "why"], reports),
-            "alerts": last.get("alerts", []), "decision": last.get("decision", ""),
+            "alerts": last.get("alerts", []), "decision": last.get("decision", ""), "registry": registry,
             "plot": _img(run / "monitor" / "drift.png")}
 
 
