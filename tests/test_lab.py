@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import REPO
+from conftest import REPO, chromium_path
 
 pytestmark = [pytest.mark.browser]
 RUN_TIMEOUT_S = 600
@@ -31,7 +31,7 @@ RUN_TIMEOUT_S = 600
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server over tmp/notebooks (the course's notebooks, parameters injected) and its run directory."""
-    if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
+    if chromium_path() is None:
         pytest.skip("no chromium on PATH: `make browser` installs Debian's chromium package (root, apt)")
     import papermill as pm
 

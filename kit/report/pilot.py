@@ -52,18 +52,20 @@ def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
                           "into it first (python -m kit run --config papermill_runs/demo.yaml).")
     collectors = {"scope": _scope, "model": _model, "data": _data, "training": _training, "results": _results,
                   "probes": _probes, "export": _export, "release": _release, "monitor": _monitor}
+    manifest = _json(run / "manifest.json") or {}  # read once: stage status, times and parameters
+    notebooks = manifest.get("notebooks", {})
     sections = []
     for sid, title, stage in SECTIONS:
         try:
-            body = collectors[sid](run)
+            body = collectors[sid](run, notebooks)
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
             raise ReportError(f"{run}: the files of stage {stage} cannot be read for the report's '{title}' section "
                               f"({type(e).__name__}: {e}). Re-run that stage (python -m kit run --config <your "
                               f"config> --from {stage[:2]}) and build the report again.") from None
-        ran = (_stage_record(run, stage) or {}).get("status") == "ok"
+        ran = notebooks.get(stage, {}).get("status") == "ok"
         sections.append({"id": sid, "title": title, "stage": stage, "done": body is not None, "ran": ran,
                          "empty_note": EMPTY_NOTES.get(sid, ""), **(body or {})})
-    page = _render(run, sections)
+    page = _render(run, sections, manifest)
     path = Path(out) if out else run / "report.html"
     write_text_atomic(path, page)
     return path
@@ -71,7 +73,7 @@ def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 # --- one collector per section: a dict for the template, or None when its stage has not run ------------------------
 
-def _scope(run: Path) -> dict | None:
+def _scope(run: Path, notebooks: dict) -> dict | None:
     s = _json(run / "scope.json")
     if s is None:
         return None
@@ -93,7 +95,7 @@ def _scope(run: Path) -> dict | None:
     }
 
 
-def _model(run: Path) -> dict | None:
+def _model(run: Path, notebooks: dict) -> dict | None:
     n = _json(run / "license_note.json")
     if n is None:
         return None
@@ -110,7 +112,7 @@ def _model(run: Path) -> dict | None:
     }
 
 
-def _data(run: Path) -> dict | None:
+def _data(run: Path, notebooks: dict) -> dict | None:
     prov = _json(run / "data" / "provenance.json")
     if prov is None:
         return None
@@ -156,7 +158,7 @@ def _data(run: Path) -> dict | None:
     }
 
 
-def _training(run: Path) -> dict | None:
+def _training(run: Path, notebooks: dict) -> dict | None:
     log = _json(run / "train" / "log.json")
     if log is None:
         return None
@@ -189,7 +191,7 @@ def _training(run: Path) -> dict | None:
             "plot": _img(run / "train" / "loss.png")}
 
 
-def _results(run: Path) -> dict | None:
+def _results(run: Path, notebooks: dict) -> dict | None:
     m = _json(run / "eval" / "metrics.json")
     if m is None:
         return None
@@ -221,8 +223,8 @@ def _results(run: Path) -> dict | None:
                                                  f"{_pct(prev['accuracy'])} ({100 * prev['delta']:+.1f} points"
                                                  + (f", 95% interval {100 * lo:+.1f} to {100 * hi:+.1f})"
                                                     if lo is not None else ")")])
-    return {"verdict": (m.get("verdict") or {}).get("sentence", ""), "outcome": (m.get("verdict") or {}).get("outcome"),
-            "task": m.get("task", "classify"), "table": table, "n": tuned.get("n"), "facts": _table(["", ""], facts),
+    return {"verdict": (m.get("verdict") or {}).get("sentence", ""), "table": table, "n": tuned.get("n"),
+            "facts": _table(["", ""], facts),
             "failures": _failures(run, m.get("task", "classify")),
             "plots": [p for p in (_img(run / "eval" / f) for f in ("models.png", "calibration.png", "confusion.png"))
                       if p]}
@@ -247,7 +249,7 @@ def _failures(run: Path, kind: str) -> list[dict]:
     return out
 
 
-def _probes(run: Path) -> dict | None:
+def _probes(run: Path, notebooks: dict) -> dict | None:
     p = _json(run / "eval" / "probes.json")
     if p is None:
         return None
@@ -273,7 +275,7 @@ def _probes(run: Path) -> dict | None:
             "plot": _img(run / "eval" / "probes.png")}
 
 
-def _export(run: Path) -> dict | None:
+def _export(run: Path, notebooks: dict) -> dict | None:
     parity = _json(run / "export" / "parity.json")
     if parity is None:
         return None
@@ -283,7 +285,7 @@ def _export(run: Path) -> dict | None:
     rows = [[k, v["file"], f"{v['size_mb']} MB", _pct(v["agreement"]), _pct(v.get("tokenization_agreement")),
              verdict(v), f"{v.get('seconds', '')} s"] for k, v in parity["types"].items()]
     sums = _json(run / "export" / export.CHECKSUMS) or {}
-    name = _stage_parameters(run, "05_export").get("ollama_name", export.ExportConfig.ollama_name)
+    name = notebooks.get("05_export", {}).get("parameters", {}).get("ollama_name", export.ExportConfig.ollama_name)
     return {"verified": bool(parity["verified"]), "threshold": parity["threshold"], "n": parity["n"],
             "parity": _table(["export", "files", "size", "agreement with the adapter", "same tokens", "parity",
                               "time"], rows),
@@ -291,7 +293,7 @@ def _export(run: Path) -> dict | None:
             "commands": export.ollama_commands(run.resolve(), name)}
 
 
-def _release(run: Path) -> dict | None:
+def _release(run: Path, notebooks: dict) -> dict | None:
     path = run / "export" / "RELEASE_NOTES.md"
     if not path.exists():
         return None
@@ -301,7 +303,7 @@ def _release(run: Path) -> dict | None:
     return {"html": MarkdownIt("commonmark", {"html": False}).enable("table").render(text)}
 
 
-def _monitor(run: Path) -> dict | None:
+def _monitor(run: Path, notebooks: dict) -> dict | None:
     history = _jsonl(run / "monitor" / "history.jsonl")
     if not history:
         return None
@@ -332,12 +334,11 @@ def _check(report: dict, name: str):
 
 # --- helpers ------------------------------------------------------------------------------------------------------
 
-def _render(run: Path, sections: list[dict]) -> str:
+def _render(run: Path, sections: list[dict], manifest: dict) -> str:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    manifest = _json(run / "manifest.json") or {}
     stages = [[k, v.get("status", ""), _duration(v.get("wall_s", 0))] for k, v in manifest.get("notebooks", {}).items()]
     by_id = {s["id"]: s for s in sections}
     glance = []
@@ -360,14 +361,6 @@ def _render(run: Path, sections: list[dict]) -> str:
         run_name=manifest.get("run_name") or run.name, sections=sections, glance=glance,
         stages=_table(["stage", "status", "time"], stages), kit_version=__version__,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-
-
-def _stage_record(run: Path, stage: str) -> dict | None:
-    return (_json(run / "manifest.json") or {}).get("notebooks", {}).get(stage)
-
-
-def _stage_parameters(run: Path, stage: str) -> dict:
-    return (_stage_record(run, stage) or {}).get("parameters", {})
 
 
 def _json(path: Path):
