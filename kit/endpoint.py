@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError
+from kit import KitError, progress
 
 
 class EndpointError(KitError):
@@ -76,7 +76,7 @@ class EndpointScorer:
         """Probabilities over `labels` per prompt (rows sum to 1), from the top-k first-token log-probabilities."""
         labels = list(labels)
         out = np.zeros((len(prompts), len(labels)))
-        for i, prompt in enumerate(prompts):
+        for i, prompt in enumerate(progress.bar(prompts, desc="scoring endpoint", unit="prompts")):
             resp = self._post("/completions", {"prompt": prompt, "max_tokens": 1, "temperature": 0.0,
                                                "logprobs": self.top_logprobs})
             lp = resp["choices"][0].get("logprobs") or {}
@@ -99,7 +99,7 @@ class EndpointScorer:
 
     def generate(self, prompts: list[str], stop: list[str], max_new_tokens: int = 12) -> list[str]:
         texts = []
-        for prompt in prompts:
+        for prompt in progress.bar(prompts, desc="generating endpoint", unit="prompts"):
             resp = self._post("/completions", {"prompt": prompt, "max_tokens": max_new_tokens, "temperature": 0.0,
                                                "stop": stop})
             texts.append(resp["choices"][0]["text"].strip())

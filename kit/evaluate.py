@@ -113,6 +113,11 @@ def score_labels(model, tokenizer, prompts: list[str], labels, batch_size: int =
     return torch.softmax(torch.as_tensor(logp), -1).numpy()  # renormalized over the labels only
 
 
+def _desc(progress: bool | str, default: str) -> str:
+    """A progress flag may be the bar's label ("scoring tuned"); True gives the default label."""
+    return progress if isinstance(progress, str) and progress else default
+
+
 def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[int]], batch_size: int = 16,
                           progress: bool = False, pad_id: int = 0) -> np.ndarray:
     """Log-likelihood of each continuation after each prompt: an array [prompt, continuation].
@@ -126,8 +131,8 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
     - only positions that predict a continuation token go through the 262k-row output head.
     """
     import torch
-    from tqdm.auto import tqdm
 
+    from kit import progress as progress_bars
     from kit.models import MIN_SHARED_PREFIX, output_head
 
     if not prompt_ids or not conts or any(len(c) == 0 for c in conts):
@@ -147,7 +152,8 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
     firsts = torch.tensor([c[0] for c in conts], device=device)
     out = np.zeros((len(prompt_ids), len(conts)))
     with torch.no_grad():  # scoring only; also keeps a trainable adapter's graph out of memory
-        for start in tqdm(range(0, len(items), batch_size), desc="scoring", disable=not progress):
+        for start in progress_bars.bar(range(0, len(items), batch_size), desc=_desc(progress, "scoring"),
+                                       unit="batches", disable=not progress):
             chunk = items[start:start + batch_size]
             rows = [prompt_ids[i][shared:] + ([] if j is None else conts[j][:-1]) for i, j in chunk]
             hidden = _decoder_rows(base, rows, prefix, shared, pad_id, device)
@@ -208,8 +214,9 @@ def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_ne
     for greedy decoding, how sure the model was of exactly this output.
     """
     import torch
-    from tqdm.auto import tqdm
     from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
+
+    from kit import progress as progress_bars
 
     class Recorder(LogitsProcessor):  # greedy picks the argmax, so its log-probability is known at each step
         def __init__(self):
@@ -225,7 +232,8 @@ def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_ne
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     ends = _stop_token_ids(tokenizer, stop)
     out: list = [""] * len(prompts)
-    for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress):
+    for start in progress_bars.bar(range(0, len(order), batch_size), desc=_desc(progress, "generating"),
+                                   unit="batches", disable=not progress):
         idx = order[start:start + batch_size]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=True).to(device)
         rec = Recorder()
@@ -306,9 +314,13 @@ class HFScorer:
     The endpoint scorer (`kit.endpoint.EndpointScorer`) has the same two methods, so `predict` serves both.
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 16, adapter_off: bool = False, progress: bool = True):
+    def __init__(self, model, tokenizer, batch_size: int = 16, adapter_off: bool = False, progress: bool = True,
+                 name: str = ""):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
-        self.adapter_off, self.progress = adapter_off, progress
+        self.adapter_off, self.progress, self.name = adapter_off, progress, name
+
+    def _progress(self, verb: str) -> bool | str:
+        return f"{verb} {self.name}".strip() if self.progress else False
 
     def _ctx(self):
         from contextlib import nullcontext
@@ -317,13 +329,13 @@ class HFScorer:
 
     def score(self, prompts: list[str], labels) -> np.ndarray:
         with self._ctx():
-            return score_labels(self.model, self.tokenizer, prompts, labels, self.batch_size, self.progress)
+            return score_labels(self.model, self.tokenizer, prompts, labels, self.batch_size, self._progress("scoring"))
 
     def generate(self, prompts: list[str], stop: list[str], max_new_tokens: int = 12, with_confidence: bool = False,
                  must_start_with: str = ""):
         with self._ctx():
             return generate_texts(self.model, self.tokenizer, prompts, stop, max_new_tokens, self.batch_size,
-                                  with_confidence, self.progress, must_start_with)
+                                  with_confidence, self._progress("generating"), must_start_with)
 
 
 def prompts_for(task: Task, fmt, tokenizer, rows: list[dict], max_length: int) -> list[str]:
@@ -605,9 +617,10 @@ def run(cfg: EvalConfig) -> EvalResult:
     model = models.load_model(resolved, dtype=dtype.dtype, adapter_dir=str(adapter_dir))
     if task.generative:
         return _run_generative(cfg, run_dir, resolved, meta, task, rows, train_rows, tok, fmt, model, dtype)
-    tuned = HFScorer(model, tok, cfg.batch_size)
-    base = HFScorer(model, tok, cfg.batch_size, adapter_off=True)
+    tuned = HFScorer(model, tok, cfg.batch_size, name="tuned")
+    base = HFScorer(model, tok, cfg.batch_size, adapter_off=True, name="base zero-shot")
     preds = {"tuned": predict(tuned, task, rows, prompts), "base_zero_shot": predict(base, task, rows, prompts)}
+    base.name = "base few-shot"
     if cfg.few_shot_k:
         shots = baselines.pick_examples(train_rows, task.labels, cfg.few_shot_k, cfg.seed)
         fs_prompts = [baselines.few_shot_prompt(task, fmt, tok, shots, r["text"], cfg.few_shot_example_tokens,
@@ -695,8 +708,8 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
     prompts = [task.prompt(fmt, r["text"], tok, budget) for r in rows]
     base_system = task.schema_system()
     base_prompts = [task.prompt(fmt, r["text"], tok, budget, system=base_system) for r in rows]
-    tuned = HFScorer(model, tok, cfg.batch_size)
-    base = HFScorer(model, tok, cfg.batch_size, adapter_off=True)
+    tuned = HFScorer(model, tok, cfg.batch_size, name="tuned")
+    base = HFScorer(model, tok, cfg.batch_size, adapter_off=True, name="base zero-shot")
     start = task.answer_start  # an answer that opens otherwise is invalid: stop it there
     texts = {"tuned": tuned.generate(prompts, fmt.stop, max_new, True, start),
              "base_zero_shot": base.generate(base_prompts, fmt.stop, max_new, True, start)}
@@ -704,6 +717,7 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
         shots = baselines.pick_examples(train_rows, (), cfg.few_shot_k, cfg.seed, answer=task.answer)
         few = [baselines.few_shot_prompt(task, fmt, tok, shots, r["text"], cfg.few_shot_example_tokens, budget,
                                          system=base_system) for r in rows]
+        base.name = "base few-shot"
         texts["base_few_shot"] = base.generate(few, fmt.stop, max_new, True, start)
     nearest, sims = answer_metrics.nearest_training_answers(train_rows, rows, task.answer)
     texts["retrieval"] = list(zip(nearest, sims))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError, hardware, llamacpp
+from kit import KitError, hardware, llamacpp, progress
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_text_atomic
 from kit.task import Task
 
@@ -349,7 +349,7 @@ class LlamaCppScorer:
 
 
 def parity_generations(gguf_path: str, prompts: list[str], stop: list[str], lora_path: str | None,
-                       max_tokens: int, n_ctx: int = 1024) -> list[str]:
+                       max_tokens: int, n_ctx: int = 1024, report=None) -> list[str]:
     """llama.cpp's greedy answer to every prompt (extract, reply), as the served model would write it."""
     llm = llamacpp.load(Path(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=os.cpu_count(), lora_path=lora_path)
     out = []
@@ -357,6 +357,8 @@ def parity_generations(gguf_path: str, prompts: list[str], stop: list[str], lora
         llm.reset()
         r = llm(p, max_tokens=max_tokens, temperature=0.0, top_k=1, stop=stop)
         out.append(r["choices"][0]["text"].strip())
+        if report:
+            report()
     return out
 
 
@@ -385,17 +387,28 @@ def prompt_budget(eval_metrics: dict) -> int:
     return eval_metrics.get("prompt_tokens") or eval_metrics.get("max_length", 192) - 8
 
 
-def gguf_labels(gguf_path: str, labels: list[str], prompts: list[str], n_threads: int = 0) -> list[tuple[str, float]]:
+def _reported(items, report):
+    """`items`, calling `report()` after each one is used (progress from a llama.cpp child process)."""
+    for item in items:
+        yield item
+        if report:
+            report()
+
+
+def gguf_labels(gguf_path: str, labels: list[str], prompts: list[str], n_threads: int = 0,
+                report=None) -> list[tuple[str, float]]:
     """llama.cpp's label and confidence for every prompt (the evaluate stage's rule, see LlamaCppScorer)."""
     scorer = LlamaCppScorer(Path(gguf_path), labels, n_threads=n_threads)
-    return [scorer.predict(p) for p in prompts]
+    return [scorer.predict(p) for p in _reported(prompts, report)]
 
 
 def parity_answers(gguf_path: str, labels: list[str], prompts: list[str], stop: list[str], lora_path: str | None,
-                   n_generate: int = 20) -> tuple[list[tuple[str, float]], list[str]]:
-    """llama.cpp's label and confidence for every prompt, and its greedy generation for the first `n_generate`."""
+                   n_generate: int = 20, report=None) -> tuple[list[tuple[str, float]], list[str]]:
+    """llama.cpp's label and confidence for every prompt, and its greedy generation for the first `n_generate`
+    (`report` counts both: len(prompts) + n_generate items)."""
     scorer = LlamaCppScorer(Path(gguf_path), labels, lora_path=Path(lora_path) if lora_path else None)
-    return [scorer.predict(p) for p in prompts], [scorer.generate(p, stop) for p in prompts[:n_generate]]
+    labels_out = [scorer.predict(p) for p in _reported(prompts, report)]
+    return labels_out, [scorer.generate(p, stop) for p in _reported(prompts[:n_generate], report)]
 
 
 def parity_table(parity: dict):
@@ -463,13 +476,21 @@ def run(cfg: ExportConfig) -> ExportResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = {}
 
+    kinds = [*cfg.gguf_types, *(["adapter"] if cfg.adapter_variant else [])]
+    plan = ["merge", *(f"convert {g}" for g in cfg.gguf_types), *(["adapter variant"] if cfg.adapter_variant else []),
+            *(f"parity {g}" for g in kinds)]
+    stages = progress.steps(plan, desc="export")
+    step = progress.step_in(stages)
+
     t = time.time()
-    merged = merge(resolved, adapter_dir, out_dir / "merged", fmt.jinja_template())
+    with step("merge"):
+        merged = merge(resolved, adapter_dir, out_dir / "merged", fmt.jinja_template())
     timings["merge_s"] = round(time.time() - t, 1)
     ggufs = {}
     for gtype in cfg.gguf_types:
         t = time.time()
-        ggufs[gtype] = convert(merged, out_dir, gtype)
+        with step(f"convert {gtype}"):
+            ggufs[gtype] = convert(merged, out_dir, gtype)
         timings[f"convert_{gtype}_s"] = round(time.time() - t, 1)
 
     note = read_json(run_dir / "license_note.json")
@@ -484,6 +505,7 @@ def run(cfg: ExportConfig) -> ExportResult:
     lora = None
     if cfg.adapter_variant:
         t = time.time()
+        stages.set_postfix_str("adapter variant")
         base_dir = out_dir / "base"
         base_dir.mkdir(exist_ok=True)
         base_gguf = convert(local_checkpoint(resolved), base_dir, cfg.modelfile_gguf)
@@ -494,6 +516,8 @@ def run(cfg: ExportConfig) -> ExportResult:
         write_text_atomic(out_dir / "Modelfile.adapter",
                           modelfile(base_gguf.name, fmt, task.system, license_block, cfg.num_ctx, lora.name))
         variants["adapter"] = base_gguf
+        stages.set_postfix_str("adapter variant done")
+        stages.update()
 
     if task.kind == "extract" and task.schema:  # for Ollama's `format` and llama.cpp's JSON-schema grammar
         write_json(out_dir / "schema.json", task.schema)
@@ -510,6 +534,7 @@ def run(cfg: ExportConfig) -> ExportResult:
     expected_ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
     for gtype, path in variants.items():
         t = time.time()
+        stages.set_postfix_str(f"parity {gtype}")
         lora_path = str(lora) if gtype == "adapter" else None
         # The GGUF must read a prompt as the trained model did: same tokens, BOS included. Checked before answers, as
         # a different split of a word makes every answer a matter of luck.
@@ -518,14 +543,19 @@ def run(cfg: ExportConfig) -> ExportResult:
         same = [g == e for g, e in zip(got_ids, expected_ids)]
         token_agreement = float(np.mean(same)) if same else 1.0
         # In a child process: a native crash in llama.cpp becomes an ExportError here, not a dead notebook kernel.
+        n_answers = len(prompts) if task.generative else len(prompts) + min(20, len(prompts))
+        with progress.bar(total=n_answers, desc=f"parity {gtype}", unit="answers", leave=False) as answers:
+            if task.generative:
+                gen = llamacpp.isolated(parity_generations, str(path), prompts, list(fmt.stop), lora_path,
+                                        int(eval_metrics.get("max_new_tokens", 64)), what=f"checking parity of {gtype}",
+                                        gguf=path, error=ExportError, progress=answers)
+            else:
+                got, gen = llamacpp.isolated(parity_answers, str(path), list(task.labels), prompts, list(fmt.stop),
+                                             lora_path, what=f"checking parity of {gtype}", gguf=path,
+                                             error=ExportError, progress=answers)
         if task.generative:
-            gen = llamacpp.isolated(parity_generations, str(path), prompts, list(fmt.stop), lora_path,
-                                    int(eval_metrics.get("max_new_tokens", 64)), what=f"checking parity of {gtype}",
-                                    gguf=path, error=ExportError)
             row = generative_parity(task, gen, adapter_preds)
         else:
-            got, gen = llamacpp.isolated(parity_answers, str(path), list(task.labels), prompts, list(fmt.stop),
-                                         lora_path, what=f"checking parity of {gtype}", gguf=path, error=ExportError)
             agree = float(np.mean([g[0] == a["prediction"] for g, a in zip(got, adapter_preds)]))
             row = {"agreement": agree, "label_agreement": agree,
                    "generation_agreement_first20": float(np.mean([g == a["prediction"]
@@ -548,6 +578,9 @@ def run(cfg: ExportConfig) -> ExportResult:
             "sha256": sha256_file(path), **row, "required": required,
             "passed": (row["agreement"] >= cfg.parity_threshold and token_agreement == 1) if required else None,
             "seconds": round(time.time() - t, 1)}
+        stages.set_postfix_str(f"parity {gtype} done")
+        stages.update()
+    stages.close()
     verified = all(v["passed"] for v in parity["types"].values() if v["required"])
     parity["verified"] = verified
     parity["timings"] = timings

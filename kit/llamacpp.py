@@ -21,6 +21,8 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -80,9 +82,14 @@ def load(model_path: str | Path, **kwargs):
                                 "(re-run the export stage to write it again).") from None
 
 
-def _child(conn, log_path: str, fn, args, kwargs):
-    """Body of the child process: llama.cpp's log and any native traceback go to `log_path`, the result to `conn`."""
+def _child(conn, log_path: str, fn, args, kwargs, with_report: bool = False):
+    """Body of the child process: llama.cpp's log and any native traceback go to `log_path`, the result to `conn`.
+
+    With `with_report`, `fn` gets a `report(n=1)` callable that tells the parent `n` more items are done.
+    """
     log = open(log_path, "w", buffering=1)
+    if with_report:
+        kwargs = {**kwargs, "report": lambda n=1: conn.send(("progress", n))}
     os.dup2(log.fileno(), 2)  # llama.cpp writes to file descriptor 2; keep it out of the notebook and in the log
     faulthandler.enable(file=log)  # on a native fault, the Python stack of the call that crashed lands in the log
     try:
@@ -100,6 +107,8 @@ def _child(conn, log_path: str, fn, args, kwargs):
     conn.close()
 
 
+_PROGRESS_LOCK = threading.Lock()
+
 _NOISE = ("multiprocessing/", 'File "<string>"', "Extension modules:", "kit/llamacpp.py")
 
 
@@ -114,27 +123,35 @@ def log_tail(path: Path, n: int = 10) -> str:
 
 
 def isolated(fn, *args, what: str, gguf: str | Path, timeout_s: float | None = None,
-             error: type[KitError] = LlamaCppError, **kwargs):
+             error: type[KitError] = LlamaCppError, progress=None, **kwargs):
     """Run `fn(*args, **kwargs)` in a fresh child process and return its result.
 
     `fn` must be a module-level function (it is sent to the child by name). A Python exception in the child is raised
     again here; a child that dies (a native crash) or runs past `timeout_s` becomes an `error` (the caller's stage
     error, `LlamaCppError` by default) that names `what` was being done, on which GGUF file, and what to try.
+    With `progress` (a `kit.progress.bar`), `fn` is called with `report=` and each report moves that bar.
     """
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no torch threads or CUDA state inherited
     fd, log_name = tempfile.mkstemp(prefix="kit-llamacpp-", suffix=".log")
     os.close(fd)
     log_path = Path(log_name)
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, log_name, fn, args, kwargs), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, log_name, fn, args, kwargs, progress is not None), daemon=True)
     proc.start()
     child.close()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        got = parent.poll(timeout_s)
-        try:
-            message = parent.recv() if got else None
-        except EOFError:  # the child died before it could answer
-            message = None
+        while True:
+            got = parent.poll(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            try:
+                message = parent.recv() if got else None
+            except EOFError:  # the child died before it could answer
+                message = None
+            if message is not None and message[0] == "progress":
+                with _PROGRESS_LOCK:  # several children (threads of one parent) may move one bar
+                    progress.update(message[1])
+                continue
+            break
         if message is None:
             if proc.is_alive():
                 proc.kill()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -36,6 +37,10 @@ OLLAMA_LICENSE_LAYER = "application/vnd.ollama.image.license"
 # PEFT reads transformers' deprecated `is_gradient_checkpointing` whenever it wraps a model, so every notebook that
 # loads an adapter printed a FutureWarning nobody can act on. Only that message is silenced.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+# bitsandbytes, on a CPU with AVX-512 BF16, tries to fetch an optional kernel from the Hugging Face hub at import and
+# warns in every notebook when it cannot (no hub here, nor the `kernels` package); it then uses its own CPU code,
+# which is what kit measured and tested. Only that module's warnings are quieted; its errors still show.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 class ModelError(KitError):
@@ -419,8 +424,16 @@ def prefix_cache(base, input_ids):
     from transformers import DynamicCache
 
     cache = DynamicCache(config=base.config)
-    base.get_decoder()(input_ids=input_ids, past_key_values=cache, use_cache=True)
+    decoder = base.get_decoder()
+    decoder(input_ids=input_ids, **{_cache_keyword(decoder): cache}, use_cache=True)
     return cache
+
+
+def _cache_keyword(decoder) -> str:
+    """`cache` in transformers releases that renamed it (5.2x warns on `past_key_values`), else `past_key_values`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(type(decoder).forward).parameters else "past_key_values"
 
 
 def decoder_states(base, forward: dict, prefix=None):
@@ -434,4 +447,4 @@ def decoder_states(base, forward: dict, prefix=None):
     if prefix is None:
         return decoder(**forward, use_cache=False).last_hidden_state
     prefix.batch_repeat_interleave(forward["input_ids"].shape[0])
-    return decoder(**forward, past_key_values=prefix, use_cache=True).last_hidden_state
+    return decoder(**forward, **{_cache_keyword(decoder): prefix}, use_cache=True).last_hidden_state

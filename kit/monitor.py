@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError, adapters, llamacpp
+from kit import KitError, adapters, llamacpp, progress
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_jsonl, write_text_atomic
 from kit.task import Task, canonical_json, parse_object
 
@@ -420,7 +420,8 @@ def _adapter_meta_path(run_dir: Path) -> Path:
     return found[0]
 
 
-def predict_rows(gguf: Path, task: Task, prompts: list[str], fmt, metrics: dict) -> list[dict]:
+def predict_rows(gguf: Path, task: Task, prompts: list[str], fmt, metrics: dict,
+                 what: str = "answering the batch") -> list[dict]:
     """The served GGUF's answer to every prompt, in llama.cpp child processes.
 
     Labels are scored by two workers of one thread each on a 2-core machine: one llama.cpp context per core scored
@@ -433,19 +434,20 @@ def predict_rows(gguf: Path, task: Task, prompts: list[str], fmt, metrics: dict)
 
     if not prompts:
         return []
-    if task.kind == "classify":
-        cores = os.cpu_count() or 1
-        workers = max(1, min(cores, 4, len(prompts) // 50))
-        chunks = [c.tolist() for c in np.array_split(np.arange(len(prompts)), workers)]
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda idx: llamacpp.isolated(
-                gguf_labels, str(gguf), list(task.labels), [prompts[i] for i in idx], max(1, cores // workers),
-                what="scoring the batch", gguf=gguf, error=MonitorError), chunks))
-        return [{"prediction": p, "confidence": c} for part in parts for p, c in part]
-    gen = llamacpp.isolated(parity_generations, str(gguf), prompts, list(fmt.stop), None,
-                            int(metrics.get("max_new_tokens", 64)), what="answering the batch", gguf=gguf,
-                            error=MonitorError)
-    return [{"prediction": g, "confidence": None} for g in gen]
+    with progress.bar(total=len(prompts), desc=f"{what} ({gguf.name})", unit="rows") as answered:
+        if task.kind == "classify":
+            cores = os.cpu_count() or 1
+            workers = max(1, min(cores, 4, len(prompts) // 50))
+            chunks = [c.tolist() for c in np.array_split(np.arange(len(prompts)), workers)]
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(lambda idx: llamacpp.isolated(
+                    gguf_labels, str(gguf), list(task.labels), [prompts[i] for i in idx], max(1, cores // workers),
+                    what=f"{what} with", gguf=gguf, error=MonitorError, progress=answered), chunks))
+            return [{"prediction": p, "confidence": c} for part in parts for p, c in part]
+        gen = llamacpp.isolated(parity_generations, str(gguf), prompts, list(fmt.stop), None,
+                                int(metrics.get("max_new_tokens", 64)), what=f"{what} with", gguf=gguf,
+                                error=MonitorError, progress=answered)
+        return [{"prediction": g, "confidence": None} for g in gen]
 
 
 def baseline(run_dir: Path, gguf: Path, task: Task) -> dict:
@@ -456,7 +458,7 @@ def baseline(run_dir: Path, gguf: Path, task: Task) -> dict:
         return read_json(path)
     holdout = read_jsonl(run_dir / "data" / "holdout.jsonl")
     prompts, fmt, metrics = _prompts(run_dir, task, [r["text"] for r in holdout])
-    preds = predict_rows(gguf, task, prompts, fmt, metrics)
+    preds = predict_rows(gguf, task, prompts, fmt, metrics, what="answering the holdout")
     correct = [_is_correct(task, p["prediction"], task.answer(r) if task.kind != "extract" else parse_object(
         r["answer"])) for p, r in zip(preds, holdout)]
     out = {"gguf": str(gguf), "gguf_sha256": sha, "n": len(holdout),

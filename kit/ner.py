@@ -22,6 +22,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from kit import progress
 from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
 
 MODEL_DIR = Path(__file__).resolve().parent / "ner_model"
@@ -41,6 +42,7 @@ beach island isle valley springs hills heights falls harbor harbour airport stat
 drive boulevard close court way place square terrace crescent grove gardens plaza piazza strasse straße weg gasse rue
 calle via
 """.split())
+PROGRESS_FROM = 500  # texts: a bar for a whole file, none for the single texts `find` looks up
 CACHE_MAX = 50_000  # texts; a stage-02 file of a few thousand tickets fits many times over
 
 Span = tuple[int, int, str]
@@ -156,7 +158,9 @@ class EntityRecogniser:
         todo = list(dict.fromkeys(t for t in texts if t and t not in self._cache))
         if len(self._cache) + len(todo) > CACHE_MAX:
             self._cache.clear()
-        for text, doc in zip(todo, self.nlp.pipe(todo, batch_size=self.batch_size)):
+        docs = zip(todo, self.nlp.pipe(todo, batch_size=self.batch_size))
+        for text, doc in progress.bar(docs, total=len(todo), desc="finding names and places", unit="texts",
+                                      disable=len(todo) < PROGRESS_FROM):
             spans = [(e.start_char, e.end_char, e.label_) for e in doc.ents
                      if e.label_ in ENTITY and plausible(e.text, e.label_)
                      and _lower_case_guess_holds(text, e.start_char, e.end_char, e.label_)]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError, canaries
+from kit import KitError, canaries, progress
 from kit.io import read_json
 
 
@@ -123,25 +123,33 @@ def run_probes(model, tokenizer, fmt, task, run_dir: str | Path, cfg) -> dict:
     found, source = load_canaries(run_dir, cfg.canary_seed)
     base_ctx = model.disable_adapter if hasattr(model, "disable_adapter") else nullcontext
     rows = []
-    for c in found:
-        tuned = exposure(model, tokenizer, c, cfg.canary_candidates, cfg.seed, cfg.batch_size)
-        with base_ctx():
-            base = exposure(model, tokenizer, c, cfg.canary_candidates, cfg.seed, cfg.batch_size)
-        rows.append({**tuned, "base_rank": base["rank"], "base_exposure": base["exposure"],
-                     "memorized": memorized(tuned["rank"], tuned["exposure"], base["exposure"])})
-    out = {"canary_source": source, "planted": source == "data/canaries.json", "canaries": rows,
-           "max_exposure_tuned": max((r["exposure"] for r in rows), default=None),
-           "memorized_canaries": sum(r["memorized"] for r in rows), "pii_echo": None}
-    if cfg.pii_probes:
-        gen = lambda prompts, stop, n: generate_texts(model, tokenizer, prompts, stop, n, cfg.batch_size)
-        secrets = [c.value for c in found]
-        tuned_echo = pii_echo(gen, fmt, secrets=secrets)
-        with base_ctx():
-            base_echo = pii_echo(gen, fmt, secrets=secrets)
-        count = lambda rs: sum(sum(r["findings"].values()) for r in rs)
-        out["pii_echo"] = {"tuned": tuned_echo, "base": base_echo, "tuned_findings": count(tuned_echo),
-                           "base_findings": count(base_echo),
-                           "canaries_echoed": sum(r["canary_echoed"] for r in tuned_echo)}
+    with progress.bar(total=2 * len(found) + (2 if cfg.pii_probes else 0), desc="privacy probes",
+                      unit="checks") as checks:
+        for c in found:
+            checks.set_postfix_str(f"canary {c.kind}")
+            tuned = exposure(model, tokenizer, c, cfg.canary_candidates, cfg.seed, cfg.batch_size)
+            checks.update()
+            with base_ctx():
+                base = exposure(model, tokenizer, c, cfg.canary_candidates, cfg.seed, cfg.batch_size)
+            checks.update()
+            rows.append({**tuned, "base_rank": base["rank"], "base_exposure": base["exposure"],
+                         "memorized": memorized(tuned["rank"], tuned["exposure"], base["exposure"])})
+        out = {"canary_source": source, "planted": source == "data/canaries.json", "canaries": rows,
+               "max_exposure_tuned": max((r["exposure"] for r in rows), default=None),
+               "memorized_canaries": sum(r["memorized"] for r in rows), "pii_echo": None}
+        if cfg.pii_probes:
+            gen = lambda prompts, stop, n: generate_texts(model, tokenizer, prompts, stop, n, cfg.batch_size)
+            secrets = [c.value for c in found]
+            checks.set_postfix_str("PII echo")
+            tuned_echo = pii_echo(gen, fmt, secrets=secrets)
+            checks.update()
+            with base_ctx():
+                base_echo = pii_echo(gen, fmt, secrets=secrets)
+            checks.update()
+            count = lambda rs: sum(sum(r["findings"].values()) for r in rs)
+            out["pii_echo"] = {"tuned": tuned_echo, "base": base_echo, "tuned_findings": count(tuned_echo),
+                               "base_findings": count(base_echo),
+                               "canaries_echoed": sum(r["canary_echoed"] for r in tuned_echo)}
     return out
 
 
@@ -169,7 +177,7 @@ def memorization_control(model, tokenizer, planted: canaries.Canary, unseen: can
     enc = tokenizer(control_text(planted), return_tensors="pt", add_special_tokens=True).to(params[0].device)
     model.train()
     losses = []
-    for _ in range(steps):
+    for _ in progress.bar(range(steps), desc="memorisation control", unit="steps"):
         loss = model(**enc, labels=enc["input_ids"]).loss
         loss.backward()
         opt.step()

@@ -9,6 +9,7 @@ Every parameter in the config must belong to at least one notebook; each noteboo
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from kit import KitError, __version__
+from kit import KitError, __version__, progress
 from kit.io import read_json, sha256_file, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -114,34 +115,20 @@ def artifact_hashes(run_dir: Path) -> dict:
 
 def execute(p: RunPlan, log=print) -> dict:
     """Run the planned notebooks in order; stop at the first failure with the notebook, cell and error."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     p.run_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = p.run_dir / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {"notebooks": {}}
     manifest.update({"run_name": p.run_name, "kit_version": __version__, "versions": versions()})
-    for stage in p.stages:
-        declared = notebook_parameters(stage)
-        params = {k: v for k, v in p.parameters.items() if k in declared}
-        params["run_dir"] = str(p.run_dir)
-        out_nb = p.run_dir / f"{stage}.ipynb"
-        log(f"▶ {stage} …")
-        start = time.time()
-        try:
-            pm.execute_notebook(str(NOTEBOOK_DIR / f"{stage}.ipynb"), str(out_nb), parameters=params,
-                                cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name="python3")
-        except PapermillExecutionError as e:
-            manifest["notebooks"][stage] = {"parameters": params, "wall_s": round(time.time() - start, 1),
-                                            "status": "failed"}
-            write_json(manifest_path, manifest)
-            raise RunError(f"{stage}.ipynb failed in cell {e.cell_index} (execution count {e.exec_count}): "
-                           f"{e.ename}: {e.evalue}\nThe executed notebook, with the error in place, is at {out_nb}. "
-                           f"Fix the cause, then resume with --from {stage[:2]}.") from None
-        wall = round(time.time() - start, 1)
-        manifest["notebooks"][stage] = {"parameters": params, "wall_s": wall, "status": "ok"}
-        log(f"  {stage} done in {wall:.0f} s")
-        write_json(manifest_path, manifest)
+    # Nobody watches a papermill notebook: kit's progress comes as lines (kit.progress), passed on to `log`.
+    progress_was = os.environ.get(progress.ENV)
+    os.environ[progress.ENV] = progress_was or "lines"
+    try:
+        _execute_stages(p, manifest, manifest_path, log)
+    finally:
+        if progress_was is None:
+            os.environ.pop(progress.ENV, None)
+        else:
+            os.environ[progress.ENV] = progress_was
     inputs = {}
     for path in [p.parameters.get("input_path"), *p.parameters.get("batch_paths", [])]:
         if path and Path(path).exists():
@@ -158,6 +145,35 @@ def execute(p: RunPlan, log=print) -> dict:
 
     report.build(p.run_dir)  # after the manifest, so the page shows every stage's time
     return manifest
+
+
+def _execute_stages(p: RunPlan, manifest: dict, manifest_path: Path, log) -> None:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    echo = progress.LineEcho(log)
+    for stage in p.stages:
+        declared = notebook_parameters(stage)
+        params = {k: v for k, v in p.parameters.items() if k in declared}
+        params["run_dir"] = str(p.run_dir)
+        out_nb = p.run_dir / f"{stage}.ipynb"
+        log(f"▶ {stage} …")
+        start = time.time()
+        try:
+            pm.execute_notebook(str(NOTEBOOK_DIR / f"{stage}.ipynb"), str(out_nb), parameters=params,
+                                cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name="python3",
+                                stderr_file=echo)
+        except PapermillExecutionError as e:
+            manifest["notebooks"][stage] = {"parameters": params, "wall_s": round(time.time() - start, 1),
+                                            "status": "failed"}
+            write_json(manifest_path, manifest)
+            raise RunError(f"{stage}.ipynb failed in cell {e.cell_index} (execution count {e.exec_count}): "
+                           f"{e.ename}: {e.evalue}\nThe executed notebook, with the error in place, is at {out_nb}. "
+                           f"Fix the cause, then resume with --from {stage[:2]}.") from None
+        wall = round(time.time() - start, 1)
+        manifest["notebooks"][stage] = {"parameters": params, "wall_s": wall, "status": "ok"}
+        log(f"  {stage} done in {wall:.0f} s")
+        write_json(manifest_path, manifest)
 
 
 def summary(run_dir: Path) -> str:

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit import KitError, __version__, hardware, models
+from kit import KitError, __version__, hardware, models, progress
 from kit import recipe as recipe_mod
 from kit.io import read_jsonl, sha256_file, write_json
 from kit.task import Task
@@ -383,7 +383,8 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     budget_s = cfg.max_train_minutes * 60
 
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                               processing_class=tok, peft_config=lora, callbacks=[Recorder()])
+                               processing_class=tok, peft_config=lora,
+                               callbacks=[Recorder(), *([progress.trainer_callback()] if progress.mode() == "lines" else [])])
     validator = recipe_mod.Validator(val_rows, task, fmt, tok, prompt_tokens, answer_tokens) if val_rows else None
     selection = recipe_mod.Selection(cfg.early_stopping_patience)
     trainer.kit_validation = (validator, selection)

@@ -1,6 +1,7 @@
 """The notebooks as files (fast) and the whole course under papermill on the real model (minutes)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -52,6 +53,7 @@ def smoke_run(tmp_path_factory):
     proc = subprocess.run([sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / "smoke.yaml"),
                            "--runs-dir", str(runs_dir)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (runs_dir / "kit-run.log").write_text(proc.stdout)  # what a user of `python -m kit run` saw in the terminal
     return runs_dir / "smoke"
 
 
@@ -60,6 +62,15 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
     run = smoke_run
     for stage in runs.STAGES:
         assert (run / f"{stage}.ipynb").exists()
+    # Headless, each long step showed up in the terminal as lines with elapsed and remaining time.
+    said = (run.parent / "kit-run.log").read_text()
+    for what in ("training", "scoring tuned", "scoring base zero-shot", "scoring base few-shot", "privacy probes",
+                 "memorisation control", "export", "parity q8_0", "parity adapter", "answering the batch"):
+        shown = [ln for ln in said.splitlines() if ln.startswith(f"  » {what} ")]
+        assert shown, f"no progress line for {what!r} in:\n{said[-3000:]}"
+        assert "done in" in shown[-1], shown
+        if what == "training":  # long enough for lines between the first and the last, each with an estimate
+            assert any(re.search(r"elapsed, ~\d+:\d\d left", ln) for ln in shown[1:-1]), shown
 
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     for name in ("tuned", "base_zero_shot"):
