@@ -93,21 +93,27 @@ def _convert_gguf(gguf: Path, out: Path, source_sha: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
+    from kit import progress
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    steps = progress.steps(["read", "save"], desc=f"converting {gguf.name} (once)")
+    step = progress.step_in(steps)
     try:
         try:
-            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            # dequantize=True: unpack quantized blocks into a plain dense model that can be saved and trained.
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
-                                                         quantization_config=GgufConfig(dequantize=True))
+            with step("reading and dequantizing the GGUF"):
+                tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                # dequantize=True: unpack quantized blocks into a plain dense model that can be saved and trained.
+                model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+                                                             quantization_config=GgufConfig(dequantize=True))
         except Exception as e:  # transformers raises ValueError/KeyError/NotImplementedError for unsupported GGUFs
             raise ModelError(
                 f"transformers could not read the GGUF {gguf} ({type(e).__name__}: {str(e)[:200]}). It reads GGUFs "
                 "of the common architectures (Llama, Mistral, Qwen2/3, Phi-3, Gemma 2/3, ...) in the usual "
                 "quantizations; for another one, use the original Hugging Face checkpoint instead.") from None
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        with step("saving the checkpoint"):
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
         spm_bytes = sentencepiece_model(gguf)
         if spm_bytes:
             (tmp / "tokenizer.model").write_bytes(spm_bytes)
@@ -115,6 +121,7 @@ def _convert_gguf(gguf: Path, out: Path, source_sha: str) -> None:
             {"source": gguf.name, "source_sha256": source_sha, "dtype": "bfloat16"}, indent=2))
         os.replace(tmp, out)
     finally:
+        steps.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

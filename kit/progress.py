@@ -59,7 +59,8 @@ class Lines:
         if self.postfix:
             parts.append(self.postfix)
         if done:
-            parts.append(f"done in {_std_tqdm.format_interval(elapsed)}")
+            finished = not self.total or self.n >= self.total
+            parts.append(f"{'done in' if finished else 'stopped after'} {_std_tqdm.format_interval(elapsed)}")
         elif self.n and self.total:
             left = elapsed / self.n * (self.total - self.n)
             parts.append(f"{_std_tqdm.format_interval(elapsed)} elapsed, ~{_std_tqdm.format_interval(left)} left")

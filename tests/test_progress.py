@@ -43,6 +43,13 @@ def test_lines_are_rate_limited_but_the_first_and_last_always_come():
     assert lines[1].startswith("» training 1000/1000 steps (100%) · loss 0.1234 · done in")
 
 
+def test_a_bar_closed_before_its_end_says_it_stopped():
+    out = io.StringIO()
+    with progress.Lines(total=3, desc="converting", unit="steps", file=out) as bar:
+        bar.update()
+    assert re.search(r"1/3 steps \(33%\) · stopped after \d+:\d\d$", out.getvalue().splitlines()[-1])
+
+
 def test_the_environment_chooses_lines_widgets_or_nothing(monkeypatch):
     monkeypatch.setenv(progress.ENV, "lines")
     assert isinstance(progress.bar(total=3, desc="x"), progress.Lines)
