@@ -39,12 +39,20 @@ def lab(tmp_path_factory):
     (root / "notebooks").mkdir()
     run_dir = root / "run"
     common = {"run_dir": str(run_dir)}
+    # The demo course at the smallest size that still trains a model worth exporting (a few minutes on 2 cores);
+    # the headless course tests (test_notebooks.py) check the figures at larger sizes.
     params = {
         "00_scope": common,
         "01_license": {**common, "approved": False, "approver": ""},
         "02_prepare": {**common, "input_path": str(REPO / "data_samples" / "tickets.csv"), "max_rows": 120,
                        "labels": ["claim_status", "document_request", "billing_dispute", "agent_escalation"],
                        "reviewer": "Lab Tester", "review_fraction": 0.05},
+        "03_train": {**common, "max_steps": 30, "validation_fraction": 0.0, "recipe": "default"},
+        "04_evaluate": {**common, "max_examples": 16, "few_shot_k": 0, "pii_probes": False,
+                        "reviewer": "Lab Tester"},
+        "05_export": {**common, "gguf_types": ["q8_0"], "adapter_variant": False, "parity_threshold": 0.5},
+        "06_monitor": {**common, "batch_paths": [str(REPO / "data_samples" / "production" / "week1.jsonl")],
+                       "review_column": "reviewed_label", "max_batch_rows": 40},
     }
     for stage, p in params.items():
         pm.execute_notebook(str(REPO / "notebooks" / f"{stage}.ipynb"), str(root / "notebooks" / f"{stage}.ipynb"),
@@ -199,3 +207,74 @@ def test_the_check_fails_on_a_broken_widget(browser, lab, screenshots):
     with pytest.raises(AssertionError, match="never showed 'Recommendation: fine-tune \\+ retrieval'"):
         expect_text(page, "Recommendation: fine-tune + retrieval", timeout_ms=5_000)
     page.screenshot(path=str(screenshots / "broken_widget.png"), full_page=True)
+
+
+def expect_progress_bar(page, desc: str):
+    """tqdm's notebook widget for `desc` is on the page: its label and a filled progress bar beside it."""
+    bar = page.locator(".widget-hbox").filter(has_text=desc).filter(has=page.locator(".widget-hprogress")).first
+    try:
+        bar.wait_for(timeout=10_000)
+    except Exception:
+        raise AssertionError(f"no progress bar labelled {desc!r} on the page") from None
+    bar.scroll_into_view_if_needed()
+    text = bar.text_content()
+    assert "100%" in text, text  # it ran to the end
+
+
+def test_training_shows_its_progress_and_writes_the_adapter(browser, lab, screenshots):
+    page = open_and_run_all(browser, lab, "03_train", screenshots)
+    assert saved_errors(lab, "03_train") == []
+    assert (lab["run_dir"] / "adapters" / "default" / "adapter_model.safetensors").stat().st_size > 0
+    # transformers' notebook progress for training: a <progress> element with the step count beside it
+    bars = page.locator("progress")
+    assert bars.count() >= 1 and bars.first.get_attribute("max") == "30"
+    page.screenshot(path=str(screenshots / "03_train.png"), full_page=True)
+
+
+def test_evaluation_review_panel_refuses_an_empty_verdict_then_records_one(browser, lab, screenshots):
+    page = open_and_run_all(browser, lab, "04_evaluate", screenshots)
+    assert saved_errors(lab, "04_evaluate") == []
+    expect_progress_bar(page, "scoring tuned")
+    reviews = lab["run_dir"] / "eval" / "reviews.jsonl"
+    header = page.locator(".widget-html", has_text="answered").first
+    header.scroll_into_view_if_needed()
+    shown = page.locator(".widget-textarea textarea").last.input_value()  # the ticket under review
+    page.get_by_role("button", name="Save", exact=True).click()  # no verdict chosen: refused, nothing written
+    expect_text(page, "Choose pass, needs edit or fail.")
+    assert not reviews.exists()
+    page.get_by_role("button", name="fail", exact=True).click()
+    page.get_by_placeholder("one line: why").fill("wrong lane for a billing question")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect_text(page, f"to {reviews}")
+    rows = [json.loads(x) for x in reviews.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["reviewer"] == "Lab Tester" and rows[0]["verdict"] == "fail"
+    assert rows[0]["reason"] == "wrong lane for a billing question" and rows[0]["model"] == "tuned"
+    holdout = {r["id"]: r["text"] for r in map(json.loads, (lab["run_dir"] / "data" / "holdout.jsonl").open())}
+    assert holdout[rows[0]["id"]] == shown  # the ticket the panel showed is the one judged
+    page.screenshot(path=str(screenshots / "04_evaluate.png"), full_page=True)
+
+
+def test_export_shows_its_steps_and_verifies_the_gguf(browser, lab, screenshots):
+    page = open_and_run_all(browser, lab, "05_export", screenshots)
+    assert saved_errors(lab, "05_export") == []
+    expect_progress_bar(page, "export")
+    parity = json.loads((lab["run_dir"] / "export" / "parity.json").read_text())
+    assert set(parity["types"]) == {"q8_0"} and parity["n"] == 16
+    assert (lab["run_dir"] / "export" / "model-q8_0.gguf").stat().st_size > 0
+    page.screenshot(path=str(screenshots / "05_export.png"), full_page=True)
+
+
+def test_monitoring_ends_with_the_pilot_report(browser, lab, screenshots):
+    page = open_and_run_all(browser, lab, "06_monitor", screenshots)
+    assert saved_errors(lab, "06_monitor") == []
+    report = json.loads((lab["run_dir"] / "monitor" / "report.json").read_text())
+    assert report["batch"] == "week1" and report["rows"]["monitored"] == 40
+    link = page.get_by_role("link", name="open the pilot report")
+    link.scroll_into_view_if_needed()
+    href = link.get_attribute("href")  # Lab turns the relative link into its own /files/ URL
+    assert "/files/run/report.html" in href, href
+    page.screenshot(path=str(screenshots / "06_monitor.png"), full_page=True)
+    assert page.goto(href).ok  # the learner's click, in the same session: the page Lab serves
+    for section in ("scope", "model", "data", "training", "results", "probes", "export", "monitor"):
+        assert page.locator(f"section#{section}.done").count() == 1, section
+    page.screenshot(path=str(screenshots / "06_report.png"))
