@@ -5,7 +5,7 @@ STAMP := $(VENV)/.kit-installed
 # CPU build of torch (installs from local disk on the course machines). Set TORCH_SPEC= to keep your own torch.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lab bench notebooks clean-runs browser
+.PHONY: demo test test-fast lab bench notebooks clean-runs browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: $(STAMP)  ## the previous release, then the whole course 00-06 into paperm
 
 test: $(STAMP) browser  ## unit tests (tiny model) + the course end to end with smoke.yaml (real model) + browser checks
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)  ## the unit tests alone (tiny models, ~10 min on 2 cores): no course run, no browser
+	$(PY) -m pytest -q -m "not notebooks and not browser"
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download). Needs root and apt; elsewhere
 # install your distribution's chromium, or the browser tests skip and say why.

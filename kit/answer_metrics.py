@@ -21,7 +21,7 @@ from kit.task import flatten, parse_object
 
 
 def _ci(values, samples: int, seed: int) -> list[float]:
-    from kit.evaluate import bootstrap_ci
+    from kit.stats import bootstrap_ci
 
     return bootstrap_ci(np.asarray(values, dtype=float), np.mean, samples, seed)
 
@@ -60,7 +60,7 @@ def extract_report(expected: list[dict], texts: list[str], schema: dict | None =
     exact = [o == e for o, e in zip(objs, expected)]
     per_row = [field_scores(e, o) for e, o in zip(expected, objs)]
     scores = np.array(per_row, dtype=float).reshape(-1, 4)
-    from kit.evaluate import bootstrap_ci
+    from kit.stats import bootstrap_ci
 
     per_field: dict[str, dict] = {}
     for e, o in zip(expected, objs):

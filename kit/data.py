@@ -27,13 +27,12 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from importlib import metadata
 from pathlib import Path
 
 from kit import KitError, __version__
 from kit import audit as privacy_audit
 from kit import canaries as canary_mod
-from kit.io import read_json, read_jsonl, sha256_file, write_json, write_jsonl
+from kit.io import package_versions, read_json, read_jsonl, sha256_file, write_json, write_jsonl
 from kit.redact import DEFAULT_ID_PATTERNS, NER_NOTE, Redactor
 from kit.task import DEFAULT_INSTRUCTIONS, KINDS, Task, canonical_json, parse_object
 
@@ -935,13 +934,8 @@ def _counts(raw_by_source, train, holdout, quarantine, duplicates) -> dict:
 
 
 def _versions() -> dict:
-    out = {"kit": __version__}
-    for name in ("phonenumbers", "python-stdnum", "detect-secrets", "names", "datasketch", "scikit-learn", "pyarrow"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {"kit": __version__, **package_versions(
+        ("phonenumbers", "python-stdnum", "detect-secrets", "names", "datasketch", "scikit-learn", "pyarrow"))}
 
 
 def _provenance(cfg, raw_by_source, counts, train, holdout, quarantine) -> dict:

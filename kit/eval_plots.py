@@ -46,7 +46,7 @@ def models_plot(results: dict, path: str | Path, keys: tuple[str, ...] = CLASSIF
 
 def calibration_plot(results: dict, preds: dict, handoff: float, path: str | Path) -> Path:
     """Left: reliability diagram (accuracy vs confidence per bin). Right: accuracy kept vs share automated."""
-    from kit.evaluate import coverage_curve
+    from kit.stats import coverage_curve
 
     names = [n for n in ("tuned", "base_zero_shot", "base_few_shot", "tfidf_logreg") if n in results
              and "reliability" in results[n]]

@@ -24,6 +24,7 @@ import numpy as np
 
 from kit import KitError, hardware, llamacpp, progress
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_text_atomic
+from kit.modelfile import parse_modelfile  # noqa: F401  (kit.export.parse_modelfile, as before)
 from kit.task import Task
 
 GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
@@ -258,31 +259,6 @@ def lora_to_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> Path:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return out
-
-
-def parse_modelfile(text: str) -> dict:
-    """The instructions of a Modelfile as {name: value or [values]} (triple-quoted values may span lines)."""
-    out: dict = {}
-    i, lines = 0, text.splitlines()
-    while i < len(lines):
-        line = lines[i].strip()
-        i += 1
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.partition(" ")
-        if value.startswith('"""'):
-            value = value[3:]
-            while not value.endswith('"""'):
-                value += "\n" + lines[i]
-                i += 1
-            value = value[:-3]
-        key = key.upper()
-        if key == "PARAMETER":
-            name, _, v = value.partition(" ")
-            out.setdefault("PARAMETER", {}).setdefault(name, []).append(v.strip().strip('"'))
-        else:
-            out[key] = value
     return out
 
 

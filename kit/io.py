@@ -48,3 +48,16 @@ def sha256_file(path: str | Path) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+def package_versions(names) -> dict:
+    """{distribution: installed version, or None when it is not installed}, for the records stages write."""
+    from importlib import metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out

@@ -16,7 +16,7 @@ stage planted (`data/canaries.json`, else canaries made from a seed, which were 
   that way); the planted canary's exposure must rise to the top while a same-format canary never seen stays low.
   This shows the probe can detect memorisation, so a low exposure on the tuned model means something.
 
-Candidates are scored with kit's continuation scorer (`kit.evaluate.continuation_logprobs`): the canary's sentence
+Candidates are scored with kit's continuation scorer (`kit.scoring.continuation_logprobs`): the canary's sentence
 prefix runs once, only the candidate values are scored.
 """
 
@@ -67,9 +67,9 @@ def candidate_logprobs(model, tokenizer, texts: list[str], batch_size: int = 16)
     """Log-likelihood of each text after the opening all of them share (BOS at least).
 
     The shared opening adds the same amount to every text's log-likelihood, so ranks and differences are those of
-    the whole texts; it runs once, and only the differing tokens are scored (`evaluate.continuation_logprobs`).
+    the whole texts; it runs once, and only the differing tokens are scored (`kit.scoring.continuation_logprobs`).
     """
-    from kit.evaluate import common_prefix_length, continuation_logprobs
+    from kit.scoring import common_prefix_length, continuation_logprobs
 
     ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
     n = common_prefix_length(ids)
@@ -118,7 +118,7 @@ def memorized(rank: int, exposure_tuned: float, exposure_base: float) -> bool:
 
 def run_probes(model, tokenizer, fmt, task, run_dir: str | Path, cfg) -> dict:
     """Exposure of every canary in the tuned model and the base (adapter off), and PII echo on both."""
-    from kit.evaluate import generate_texts
+    from kit.scoring import generate_texts
 
     found, source = load_canaries(run_dir, cfg.canary_seed)
     base_ctx = model.disable_adapter if hasattr(model, "disable_adapter") else nullcontext

@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import yaml
 
 from kit import KitError, __version__, progress
-from kit.io import read_json, sha256_file, write_json
+from kit.io import package_versions, read_json, sha256_file, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -92,13 +91,7 @@ def _from_root(value: str) -> str:
 
 
 def versions() -> dict:
-    out = {}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return package_versions(VERSIONED)
 
 
 def artifact_hashes(run_dir: Path) -> dict:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kit import evaluate
+from kit import evaluate, scoring
 
 LABELS = ["a", "b", "c"]
 
@@ -67,8 +67,8 @@ def test_fast_label_scoring_equals_one_prompt_at_a_time(tiny, tokenizer, labels,
     from kit.chat import GEMMA
 
     prefix_runs = []
-    real = evaluate._prefix_cache
-    monkeypatch.setattr(evaluate, "_prefix_cache", lambda *a: prefix_runs.append(len(a[1])) or real(*a))
+    real = scoring._prefix_cache
+    monkeypatch.setattr(scoring, "_prefix_cache", lambda *a: prefix_runs.append(len(a[1])) or real(*a))
 
     prompts = [GEMMA.prompt(t, SHARED) for t in TICKETS]
     ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
@@ -86,7 +86,7 @@ def test_fast_label_scoring_equals_one_prompt_at_a_time(tiny, tokenizer, labels,
 
 
 def test_prompts_longer_than_the_sliding_window_are_scored_without_the_shared_cache(tiny, monkeypatch):
-    monkeypatch.setattr(evaluate, "_prefix_cache", None)  # calling it would fail the test
+    monkeypatch.setattr(scoring, "_prefix_cache", None)  # calling it would fail the test
     window = tiny.config.sliding_window
     ids = [[2] + [100 + k for k in range(window)] + [7 + i] * (i + 1) for i in range(3)]  # longer than the window
     fast = evaluate.continuation_logprobs(tiny, ids, [[5], [6]], batch_size=2)

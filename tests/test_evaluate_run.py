@@ -41,8 +41,10 @@ def test_every_model_is_measured_on_the_same_holdout(tiny_eval):
 
 def test_files_written_and_probes_recorded(tiny_eval):
     cfg, result = tiny_eval
+    eval_dir = __import__("pathlib").Path(cfg.run_dir) / "eval"
     for key in ("metrics", "predictions", "probes", "models", "confusion", "calibration", "probes_plot"):
-        assert json.dumps(result.paths[key]) and __import__("pathlib").Path(result.paths[key]).stat().st_size > 0
+        path = __import__("pathlib").Path(result.paths[key])
+        assert path.parent == eval_dir and path.stat().st_size > 0, key
     saved = json.loads(open(result.paths["metrics"]).read())
     assert saved["review"]["done"] is False and "no human review happened" in saved["review"]["note"]
     probes = saved["probes"]

@@ -88,7 +88,11 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
     assert meta["validation_ids"] and holdout_ids.isdisjoint(meta["validation_ids"])
     assert metrics["verdict"]["baseline"] == metrics["best_baseline"] and metrics["verdict"]["sentence"]
     assert {"base_few_shot", "tfidf_logreg", "majority_class"} <= set(metrics["models"])
-    assert 0.0 <= metrics["models"]["tuned"]["ece"] <= 1.0 and metrics["models"]["tuned"]["escalation"]["positives"] >= 0
+    # 40 steps on the real model learn the lanes: far above always answering the most common one
+    assert metrics["models"]["tuned"]["accuracy"] > metrics["models"]["majority_class"]["accuracy"] + 0.2
+    holdout_labels = [json.loads(x)["label"] for x in (run / "data" / "holdout.jsonl").read_text().splitlines()[:24]]
+    assert 0.0 <= metrics["models"]["tuned"]["ece"] <= 1.0
+    assert metrics["models"]["tuned"]["escalation"]["positives"] == holdout_labels.count("agent_escalation")
     assert metrics["probes"]["canaries"] and all(1 <= c["rank"] <= 21 for c in metrics["probes"]["canaries"])
     assert metrics["probes"]["memorized_canaries"] == 0
     control = metrics["probes"]["control"]  # the real model learns a planted canary: the probe must see it
