@@ -70,9 +70,14 @@ def plan(config_path: str | Path, overrides: dict | None = None, start: str | No
     valid = {name for stage in STAGES for name in notebook_parameters(stage)} - {"run_dir"}
     unknown = sorted(set(params) - valid)
     if unknown:
-        raise RunError(f"unknown parameter(s) {unknown} in {config_path} or --set. Valid names: {', '.join(sorted(valid))}.")
+        import difflib
+
+        hints = [f"'{u}' (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(u, valid, n=1)) else
+                 f"'{u}'" for u in unknown]
+        raise RunError(f"unknown parameter(s) {unknown} in {config_path} or --set: {', '.join(hints)}. "
+                       f"Valid names: {', '.join(sorted(valid))}.")
     for key, value in list(params.items()):  # paths in a config are relative to the repository root
-        if isinstance(value, str) and (key.endswith("_path") or key.endswith("_dir") or key == "schema") and value:
+        if isinstance(value, str) and value and (key.endswith(("_path", "_dir", "_file")) or key == "schema"):
             params[key] = _from_root(value)
         if isinstance(value, list) and key.endswith("_paths"):
             params[key] = [_from_root(v) if isinstance(v, str) and v else v for v in value]

@@ -24,8 +24,18 @@ def test_notebook_parameters_are_config_fields_and_documented(stage):
 def test_unknown_parameter_is_an_error_listing_valid_names(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("run_name: x\nparameters:\n  learning_rte: 0.1\n")
-    with pytest.raises(runs.RunError, match=r"unknown parameter\(s\) \['learning_rte'\].*Valid names: .*learning_rate"):
+    with pytest.raises(runs.RunError, match=r"unknown parameter\(s\) \['learning_rte'\].*\(did you mean 'learning_rate'\?\)"
+                                           r".*Valid names: .*learning_rate"):
         runs.plan(cfg)
+
+
+def test_a_file_parameter_in_a_config_is_relative_to_the_repository(tmp_path):
+    """license_file is a path like input_path: read from the repository root, not from notebooks/ where papermill runs."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("run_name: x\nparameters:\n  license_file: docs/LICENSE-of-my-model.txt\n  input_path: data_samples/tickets.csv\n")
+    p = runs.plan(cfg)
+    assert p.parameters["license_file"] == str(REPO / "docs" / "LICENSE-of-my-model.txt")
+    assert p.parameters["input_path"] == str(REPO / "data_samples" / "tickets.csv")
 
 
 def test_set_overrides_config_and_parses_values():
