@@ -434,6 +434,28 @@ class ExportResult:
     promoted: dict | None = None  # the registry's version record when this export went live
 
 
+def _check_inputs(run_dir: Path, adapter_dir: Path, resolved, cfg: ExportConfig) -> dict:
+    """The adapter belongs to this base model and the base model's license note is approved; returns the note.
+
+    The export ships the base model's weights (merged, and as the adapter variant's base), so it needs the same
+    approved note as training did, for the same weights.
+    """
+    from kit.licenses import LicenseError, check_note
+
+    meta_path = adapter_dir / "kit_adapter.json"
+    if not meta_path.exists():
+        raise ExportError(f"{meta_path} is missing, so nothing says which base model the adapter was trained on; "
+                          "re-run 03_train to write the adapter again.")
+    if read_json(meta_path).get("base_model_sha256") != resolved.sha256:
+        raise ExportError(f"adapter '{cfg.adapter_name}' was trained on a different base model than '{cfg.model}' "
+                          "(its kit_adapter.json names other weights); export with the model it was trained on.")
+    try:
+        return check_note(run_dir, resolved.sha256)
+    except LicenseError as e:
+        raise ExportError(f"{e} Exporting ships the base model's weights, so it needs the approved note training "
+                          "needed.") from None
+
+
 def run(cfg: ExportConfig) -> ExportResult:
     from kit import models
 
@@ -445,6 +467,7 @@ def run(cfg: ExportConfig) -> ExportResult:
     if not preds_path.exists():
         raise ExportError(f"no adapter predictions at {preds_path}; run 04_evaluate first (parity compares with them).")
     resolved = models.resolve(cfg.model)
+    note = _check_inputs(run_dir, adapter_dir, resolved, cfg)  # before minutes of merging and converting
     fmt = resolved.chat_format
     task = Task.load(run_dir)
     eval_metrics = read_json(run_dir / "eval" / "metrics.json")
@@ -469,7 +492,6 @@ def run(cfg: ExportConfig) -> ExportResult:
             ggufs[gtype] = convert(merged, out_dir, gtype)
         timings[f"convert_{gtype}_s"] = round(time.time() - t, 1)
 
-    note = read_json(run_dir / "license_note.json")
     license_full = license_text(resolved, note, cfg.license_file)
     notice = f"{note['license']} ({note['url']}). {note.get('notice', '')}".strip()
     license_block = f"{notice}\n\n{license_full}"

@@ -1,5 +1,6 @@
 """The evaluate stage end to end on a tiny adapter: every model, metric, probe and file it promises."""
 
+import dataclasses
 import json
 
 import pytest
@@ -100,6 +101,32 @@ def test_export_checks_parity_in_llama_cpp_outside_the_calling_process(tiny_eval
     row = res.parity["types"]["f16"]
     assert res.parity["n"] == 6 and 0.0 <= row["label_agreement"] <= 1.0 and row["required"] is True
     assert json.loads(open(res.paths["parity"]).read())["types"]["f16"]["sha256"] == row["sha256"]
+
+
+def test_export_checks_the_license_note_and_the_adapters_base_before_any_work(tiny_eval, tmp_path):
+    import shutil
+
+    from kit import export
+
+    cfg, _ = tiny_eval
+    run = tmp_path / "run"
+    shutil.copytree(cfg.run_dir, run, ignore=shutil.ignore_patterns("export"))
+    ecfg = dataclasses.replace(_export_cfg(cfg, tmp_path), run_dir=str(run))
+    note = json.loads((run / "license_note.json").read_text())
+
+    (run / "license_note.json").unlink()
+    with pytest.raises(export.ExportError, match=r"no license note at .*run notebook 01_license.*ships the base model"):
+        export.run(ecfg)
+    (run / "license_note.json").write_text(json.dumps({**note, "approved": False}))
+    with pytest.raises(export.ExportError, match="is not approved"):
+        export.run(ecfg)
+    (run / "license_note.json").write_text(json.dumps(note))
+    meta_path = run / "adapters" / "default" / "kit_adapter.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "base_model_sha256": "0" * 64}))
+    with pytest.raises(export.ExportError, match="trained on a different base model"):
+        export.run(ecfg)
+    assert not (run / "export" / "merged").exists()  # refused before merging anything
 
 
 def test_a_llama_cpp_crash_during_export_is_an_export_error_not_a_dead_process(tiny_eval, tmp_path, monkeypatch):
