@@ -1,7 +1,7 @@
 """Why kit scores labels instead of generating them: speed and agreement on the same holdout, side by side.
 
 Scoring reads every lane's first-token probability from one forward pass per prompt, the instruction all prompts
-share computed once (`kit.evaluate.continuation_logprobs`). Generate-and-parse decodes the answer greedily token by
+share computed once (`kit.scoring.continuation_logprobs`). Generate-and-parse decodes the answer greedily token by
 token with transformers' `generate` (as a served chat model would) and parses the lane from the text. Both run on the
 real model with a trained adapter, the same prompts, the same batch size, batches grouped by length, in one process.
 Two more rows say where the time goes: scoring with the shared prefix switched off, and `generate` stopped after one
