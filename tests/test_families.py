@@ -94,7 +94,9 @@ def test_family_targets_are_linear_layers_of_the_architecture(family_dir, family
 # quality bars (a random model has no accuracy to defend; tokenization and templates are what is checked).
 TINY_COURSE = {"max_rows": 80, "max_steps": 3, "validation_fraction": 0, "max_examples": 8, "few_shot_k": 0,
                "canary_candidates": 10, "probe_control_steps": 0, "gguf_types": "[f16]", "modelfile_gguf": "f16",
-               "adapter_variant": "false", "parity_threshold": 0.0, "max_length": 160, "require_gain": "false"}
+               "adapter_variant": "false", "parity_threshold": 0.0, "max_length": 160, "require_gain": "false",
+               # stage 06 is the family-independent monitor (tested on the real model's smoke run): no batches here
+               "batch_paths": "[]"}
 
 
 def kit_run(runs_dir, sets: dict):
