@@ -329,12 +329,10 @@ def parity_generations(gguf_path: str, prompts: list[str], stop: list[str], lora
     """llama.cpp's greedy answer to every prompt (extract, reply), as the served model would write it."""
     llm = llamacpp.load(Path(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=os.cpu_count(), lora_path=lora_path)
     out = []
-    for p in prompts:
+    for p in _reported(prompts, report):
         llm.reset()
         r = llm(p, max_tokens=max_tokens, temperature=0.0, top_k=1, stop=stop)
         out.append(r["choices"][0]["text"].strip())
-        if report:
-            report()
     return out
 
 
@@ -475,10 +473,8 @@ def run(cfg: ExportConfig) -> ExportResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = {}
 
-    kinds = [*cfg.gguf_types, *(["adapter"] if cfg.adapter_variant else [])]
-    plan = ["merge", *(f"convert {g}" for g in cfg.gguf_types), *(["adapter variant"] if cfg.adapter_variant else []),
-            *(f"parity {g}" for g in kinds)]
-    stages = progress.steps(plan, desc="export")
+    # merge, one conversion per type, the adapter variant, one parity check per type and for the variant
+    stages = progress.steps(1 + 2 * len(cfg.gguf_types) + 2 * cfg.adapter_variant, desc="export")
     step = progress.step_in(stages)
 
     t = time.time()
@@ -503,19 +499,17 @@ def run(cfg: ExportConfig) -> ExportResult:
     lora = None
     if cfg.adapter_variant:
         t = time.time()
-        stages.set_postfix_str("adapter variant")
-        base_dir = out_dir / "base"
-        base_dir.mkdir(exist_ok=True)
-        base_gguf = convert(local_checkpoint(resolved), base_dir, cfg.modelfile_gguf)
-        base_gguf = base_gguf.replace(out_dir / f"base-{cfg.modelfile_gguf}.gguf")
-        shutil.rmtree(base_dir)
-        lora = lora_to_gguf(adapter_dir, base_gguf, out_dir / f"adapter-{cfg.adapter_name}-f16.gguf")
-        timings["adapter_variant_s"] = round(time.time() - t, 1)
-        write_text_atomic(out_dir / "Modelfile.adapter",
-                          modelfile(base_gguf.name, fmt, task.system, license_block, cfg.num_ctx, lora.name))
-        variants["adapter"] = base_gguf
-        stages.set_postfix_str("adapter variant done")
-        stages.update()
+        with step("adapter variant"):
+            base_dir = out_dir / "base"
+            base_dir.mkdir(exist_ok=True)
+            base_gguf = convert(local_checkpoint(resolved), base_dir, cfg.modelfile_gguf)
+            base_gguf = base_gguf.replace(out_dir / f"base-{cfg.modelfile_gguf}.gguf")
+            shutil.rmtree(base_dir)
+            lora = lora_to_gguf(adapter_dir, base_gguf, out_dir / f"adapter-{cfg.adapter_name}-f16.gguf")
+            timings["adapter_variant_s"] = round(time.time() - t, 1)
+            write_text_atomic(out_dir / "Modelfile.adapter",
+                              modelfile(base_gguf.name, fmt, task.system, license_block, cfg.num_ctx, lora.name))
+            variants["adapter"] = base_gguf
 
     if task.kind == "extract" and task.schema:  # for Ollama's `format` and llama.cpp's JSON-schema grammar
         write_json(out_dir / "schema.json", task.schema)

@@ -97,7 +97,7 @@ def _convert_gguf(gguf: Path, out: Path, source_sha: str) -> None:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    steps = progress.steps(["read", "save"], desc=f"converting {gguf.name} (once)")
+    steps = progress.steps(2, desc=f"converting {gguf.name} (once)")
     step = progress.step_in(steps)
     try:
         try:
@@ -432,15 +432,17 @@ def prefix_cache(base, input_ids):
 
     cache = DynamicCache(config=base.config)
     decoder = base.get_decoder()
-    decoder(input_ids=input_ids, **{_cache_keyword(decoder): cache}, use_cache=True)
+    decoder(input_ids=input_ids, **{_cache_keyword(type(decoder)): cache}, use_cache=True)
     return cache
 
 
-def _cache_keyword(decoder) -> str:
-    """`cache` in transformers releases that renamed it (5.2x warns on `past_key_values`), else `past_key_values`."""
+@lru_cache(maxsize=None)
+def _cache_keyword(decoder_class) -> str:
+    """`cache` in transformers releases that renamed it (5.2x warns on `past_key_values`), else `past_key_values`
+    (looked up once per model class: this runs on every forward of scoring and training)."""
     import inspect
 
-    return "cache" if "cache" in inspect.signature(type(decoder).forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(decoder_class.forward).parameters else "past_key_values"
 
 
 def decoder_states(base, forward: dict, prefix=None):
@@ -454,4 +456,4 @@ def decoder_states(base, forward: dict, prefix=None):
     if prefix is None:
         return decoder(**forward, use_cache=False).last_hidden_state
     prefix.batch_repeat_interleave(forward["input_ids"].shape[0])
-    return decoder(**forward, **{_cache_keyword(decoder): prefix}, use_cache=True).last_hidden_state
+    return decoder(**forward, **{_cache_keyword(type(decoder)): prefix}, use_cache=True).last_hidden_state

@@ -121,9 +121,9 @@ def bar(iterable=None, *, total: int | None = None, desc: str = "", unit: str = 
     return _auto_tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=how == "off")
 
 
-def steps(names: list[str], desc: str):
+def steps(total: int, desc: str):
     """A bar for a few unequal steps (export: merge, convert, quantize, parity): a line at every step."""
-    return bar(total=len(names), desc=desc, unit="steps", every_s=0.0)
+    return bar(total=total, desc=desc, unit="steps", every_s=0.0)
 
 
 def step_in(steps_bar):
