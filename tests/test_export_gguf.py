@@ -93,24 +93,44 @@ def test_extra_buffers_are_off_on_amx_cpus_and_the_setting_can_force_them(monkey
     assert llamacpp.extra_buffers(frozenset({"amx_int8"}))[0] is True
 
 
-def test_plain_cpu_buffers_answer_like_the_default_ones(tmp_path, tiny_model_dir, monkeypatch):
-    """The AMX-safe load (use_extra_bufts off) on a q8_0 GGUF, as in the export, gives the same logits."""
+PROMPT = "<start_of_turn>user\nMy claim was refused<end_of_turn>\n<start_of_turn>model\n"
+
+
+def last_logits(gguf, setting: str):
+    """Next-token logits after PROMPT, with llama.cpp's extra buffer types forced on ("1") or off ("0")."""
+    import os
+
     import llama_cpp
 
     from kit import llamacpp
 
+    os.environ[llamacpp.ENV_EXTRA_BUFFERS] = setting
+    llm = llamacpp.load(gguf, n_ctx=128)
+    assert bool(llm.model_params.use_extra_bufts) is (setting == "1")
+    llm.eval(llm.tokenize(PROMPT.encode(), add_bos=True, special=True))
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).copy()
+    llm.close()
+    return logits
+
+
+def test_plain_cpu_buffers_answer_like_the_default_ones(tmp_path, tiny_model_dir):
+    """The AMX-safe load (use_extra_bufts off) on a q8_0 GGUF, as in the export, gives the logits of the default load
+    and of the unquantized f16 GGUF. Each load runs in a child process: with the extra buffers forced on, an AMX CPU
+    hits the upstream crash this setting exists for (llama.cpp#20824), which must come back as a clear error."""
+    from kit import hardware, llamacpp
+
     q8 = export.convert(tiny_model_dir, tmp_path, "q8_0")
-    prompt = "<start_of_turn>user\nMy claim was refused<end_of_turn>\n<start_of_turn>model\n"
-    logits = {}
-    for setting in ("1", "0"):
-        monkeypatch.setenv(llamacpp.ENV_EXTRA_BUFFERS, setting)
-        llm = llamacpp.load(q8, n_ctx=128)
-        assert bool(llm.model_params.use_extra_bufts) is (setting == "1")
-        llm.eval(llm.tokenize(prompt.encode(), add_bos=True, special=True))
-        logits[setting] = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1),
-                                                shape=(llm.n_vocab(),)).copy()
-        llm.close()
-    assert np.allclose(logits["0"], logits["1"], atol=1e-3)
+    f16 = export.convert(tiny_model_dir, tmp_path, "f16")
+    plain = llamacpp.isolated(last_logits, q8, "0", what="scoring q8_0 with plain buffers", gguf=q8)
+    reference = llamacpp.isolated(last_logits, f16, "0", what="scoring f16", gguf=f16)
+    assert np.allclose(plain, reference, atol=0.05) and plain.argmax() == reference.argmax()
+    try:
+        default = llamacpp.isolated(last_logits, q8, "1", what="scoring q8_0 with extra buffers", gguf=q8)
+    except llamacpp.LlamaCppError as crash:
+        assert hardware.has_amx(), f"llama.cpp crashed with its default buffers on a CPU without AMX: {crash}"
+        assert "crashed with SIG" in str(crash) and "KIT_LLAMA_EXTRA_BUFFERS=0" in str(crash)
+    else:
+        assert np.allclose(plain, default, atol=1e-3)
 
 
 def test_a_file_llama_cpp_cannot_load_is_a_clear_error(tmp_path):
