@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     rep_p.add_argument("--out", default="", help="write the page here instead of <run dir>/report.html")
     args = parser.parse_args(argv)
 
-    from kit import runs
+    from kit import runs, settings
 
     try:
         if args.command == "verify":
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{stage}:")
                 for name, p in runs.notebook_parameters(stage).items():
                     print(f"  {name} = {p['default']}  # {p['help']}")
+                for name, (default, help_) in settings.advanced_help(runs.stage_config(stage)).items():
+                    print(f"  advanced: {name} = {default!r}  # {help_}")
             return 0
         plan = runs.plan(args.config, runs.parse_set(args.set), args.start, args.runs_dir)
         print(f"run '{plan.run_name}' → {plan.run_dir}  stages: {' '.join(plan.stages)}")
@@ -104,8 +106,9 @@ def _registry(args) -> int:
 def _train(run_dir: str, overrides: dict) -> int:
     import dataclasses
 
-    from kit import models, train
+    from kit import models, settings, train
 
+    overrides = settings.flat(overrides, "--set")
     fields = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"run_dir"}
     unknown = sorted(set(overrides) - fields)
     if unknown:

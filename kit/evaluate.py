@@ -20,13 +20,14 @@ generate-and-parse (`generate_predictions`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kit import KitError, hardware
 from kit.io import read_json, read_jsonl, write_json, write_jsonl
+from kit.settings import advanced
 # Scoring and statistics live in their own modules (imported by the probes and plots without this stage); their
 # names stay reachable here, as notebooks and earlier code use them from kit.evaluate.
 from kit.scoring import (HFScorer, common_prefix_length, continuation_logprobs, generate_texts,  # noqa: F401
@@ -48,8 +49,8 @@ class EvalConfig:
     max_length: int = 192  # same budget as training, so prompts are cut the same way
     batch_size: int = 16
     dtype: str = "auto"  # auto (what this machine computes fastest: kit.hardware) | float32 | bfloat16
-    bootstrap_samples: int = 1000
-    seed: int = 0
+    bootstrap_samples: int = field(default=1000, metadata=advanced("bootstrap resamples behind every 95% interval"))
+    seed: int = field(default=0, metadata=advanced("seed of the bootstrap resampling"))
     critical_label: str = ""  # classify: the lane whose misses and false alarms cost the most ("" = none)
     handoff_confidence: float = 0.9  # below this confidence a ticket goes to a person
     few_shot_k: int = 4  # examples in the base model's few-shot prompt (one per lane first); 0 = no few-shot baseline

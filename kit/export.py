@@ -17,13 +17,14 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kit import KitError, hardware, llamacpp, progress
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_text_atomic
+from kit.settings import advanced
 from kit.modelfile import parse_modelfile  # noqa: F401  (kit.export.parse_modelfile, as before)
 from kit.task import Task
 
@@ -44,7 +45,8 @@ class ExportConfig:
     modelfile_gguf: str = "q8_0"  # which GGUF the Modelfile points at
     parity_threshold: float = 0.99  # required agreement with the adapter for f16 and q8_0
     max_examples: int = 0  # 0 = every holdout row the evaluate stage scored
-    num_ctx: int = 2048
+    num_ctx: int = field(default=2048,
+                         metadata=advanced("context length written into the Modelfile (PARAMETER num_ctx)"))
     ollama_name: str = "kit-ticket-router"
     adapter_variant: bool = True  # also write the adapter-only variant (base GGUF + GGUF LoRA adapter) and check it
     license_file: str = ""  # base model license text, when neither the embedded package nor the checkpoint has one

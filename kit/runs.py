@@ -4,7 +4,8 @@ In: a run config YAML (`run_name` + `parameters`), optional `--set key=value` ov
 Out: `papermill_runs/<run_name>/` holding the executed notebooks beside the artifacts they wrote, and
 `manifest.json` (parameters, package versions, sha256 of inputs and artifacts, wall time per notebook).
 
-Every parameter in the config must belong to at least one notebook; each notebook receives only its own.
+Every parameter in the config must belong to at least one notebook or be an advanced setting of a stage's config
+(`kit.settings`); each notebook receives only its own, advanced ones in its `advanced` parameter.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from kit import KitError, __version__, progress
+from kit import KitError, __version__, progress, settings
 from kit.io import package_versions, read_json, sha256_file, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,27 @@ def notebook_parameters(stage: str) -> dict:
     return pm.inspect_notebook(str(NOTEBOOK_DIR / f"{stage}.ipynb"))
 
 
+def stage_config(stage: str):
+    """The config dataclass a stage's notebook builds (imported here on demand: the stage modules are heavy)."""
+    from kit import data, evaluate, export, licenses, monitor, scope, train
+
+    return {"00_scope": scope.ScopeConfig, "01_license": licenses.LicenseConfig, "02_prepare": data.PrepareConfig,
+            "03_train": train.TrainConfig, "04_evaluate": evaluate.EvalConfig, "05_export": export.ExportConfig,
+            "06_monitor": monitor.StageConfig}[stage]
+
+
+def stage_parameters(p: RunPlan, stage: str) -> dict:
+    """What papermill hands one stage: its own notebook parameters, and the run's advanced settings that belong to
+    its config gathered into its `advanced` parameter."""
+    declared = notebook_parameters(stage)
+    params = {k: v for k, v in p.parameters.items() if k in declared and k != "advanced"}
+    advanced = {k: p.parameters[k] for k in settings.advanced_fields(stage_config(stage)) if k in p.parameters}
+    if advanced:
+        params["advanced"] = advanced
+    params["run_dir"] = str(p.run_dir)
+    return params
+
+
 def parse_set(items: list[str]) -> dict:
     out = {}
     for item in items or []:
@@ -67,7 +89,10 @@ def plan(config_path: str | Path, overrides: dict | None = None, start: str | No
         raise RunError(f"{config_path}: unknown top-level key(s) {sorted(unknown_top)}; use run_name and parameters.")
     params = {**(cfg.get("parameters") or {}), **(overrides or {})}
     run_name = str(params.pop("run_name", cfg.get("run_name") or config_path.stem))
-    valid = {name for stage in STAGES for name in notebook_parameters(stage)} - {"run_dir"}
+    params = settings.flat(params, f"{config_path} or --set")
+    valid = {name for stage in STAGES
+             for name in (*notebook_parameters(stage), *settings.advanced_fields(stage_config(stage)))}
+    valid -= {"run_dir", "advanced"}
     unknown = sorted(set(params) - valid)
     if unknown:
         import difflib
@@ -151,9 +176,7 @@ def _execute_stages(p: RunPlan, manifest: dict, manifest_path: Path, log) -> Non
 
     echo = progress.LineEcho(log)
     for stage in p.stages:
-        declared = notebook_parameters(stage)
-        params = {k: v for k, v in p.parameters.items() if k in declared}
-        params["run_dir"] = str(p.run_dir)
+        params = stage_parameters(p, stage)
         out_nb = p.run_dir / f"{stage}.ipynb"
         log(f"▶ {stage} …")
         start = time.time()

@@ -7,11 +7,12 @@ of a hosted API against a self-hosted small model, with the break-even volume.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kit import KitError
 from kit.io import write_json
+from kit.settings import advanced
 
 
 class ScopeError(KitError):
@@ -32,16 +33,18 @@ class ScopeConfig:
     requests_per_month: int = 20000
     prompt_tokens: int = 600  # per request with a hosted API (instructions + few-shot examples + ticket)
     tuned_prompt_tokens: int = 200  # per request after fine-tuning (the instructions live in the weights)
-    completion_tokens: int = 5
+    completion_tokens: int = field(default=5, metadata=advanced("tokens per answer (a label is a few)"))
     api_usd_per_million_input: float = 0.15
     api_usd_per_million_output: float = 0.60
     server_usd_per_hour: float = 0.10  # a small CPU VM serves a 270M model
-    serving_hours_per_month: float = 730
-    training_runs_per_year: int = 12
-    training_hours_per_run: float = 0.5
-    training_usd_per_hour: float = 1.50  # one rented GPU
-    labeling_hours: float = 20
-    labeling_usd_per_hour: float = 40
+    serving_hours_per_month: float = field(default=730,
+                                           metadata=advanced("server hours a month (730 = always on)"))
+    training_runs_per_year: int = field(default=12, metadata=advanced("retraining runs a year"))
+    training_hours_per_run: float = field(default=0.5, metadata=advanced("machine hours per training run"))
+    training_usd_per_hour: float = field(default=1.50,
+                                         metadata=advanced("training machine price per hour (one rented GPU)"))
+    labeling_hours: float = field(default=20, metadata=advanced("hours of labeling to build the training set"))
+    labeling_usd_per_hour: float = field(default=40, metadata=advanced("price of an hour of labeling"))
 
     def __post_init__(self):
         for name in ("labeled_examples", "requests_per_month", "prompt_tokens", "completion_tokens"):

@@ -22,12 +22,13 @@ import math
 import resource
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kit import KitError, __version__, hardware, models, progress
 from kit import recipe as recipe_mod
 from kit.io import read_jsonl, sha256_file, write_json
+from kit.settings import advanced
 from kit.task import Task
 
 
@@ -49,8 +50,10 @@ class TrainConfig:
     lora_layers: int = -1  # LoRA on the last N decoder layers only (backward stops there); 0 = all; -1 = by recipe
     recipe: str = "auto"  # auto | default: how parameters left unset (-1 / 0) are chosen (kit.recipe)
     learning_rate: float = 0.0  # 0 = by recipe
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
+    lr_scheduler: str = field(default="cosine",
+                              metadata=advanced("transformers' schedule: cosine, linear, constant, ..."))
+    warmup_ratio: float = field(default=0.05,
+                                metadata=advanced("share of the steps spent warming the learning rate up"))
     epochs: float = 0.0  # 0 = by recipe
     max_steps: int = 0  # > 0 overrides epochs
     batch_size: int = 8
@@ -64,7 +67,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 25
     resume: bool = False
     usd_per_hour: float = 0.0  # price of the machine, for the cost estimate in train/log.json
-    threads: int = 0  # CPU threads; 0 = all cores
+    threads: int = field(default=0, metadata=advanced("CPU threads for torch; 0 = all cores"))
 
     def __post_init__(self):
         if self.lora_layers < -1:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from kit import data, evaluate, export, licenses, monitor, runs, scope, train
+from kit import data, evaluate, export, licenses, monitor, runs, scope, settings, train
 
 CONFIGS = {"00_scope": scope.ScopeConfig, "01_license": licenses.LicenseConfig, "02_prepare": data.PrepareConfig,
            "03_train": train.TrainConfig, "04_evaluate": evaluate.EvalConfig, "05_export": export.ExportConfig,
@@ -12,13 +12,59 @@ CONFIGS = {"00_scope": scope.ScopeConfig, "01_license": licenses.LicenseConfig, 
 
 
 @pytest.mark.parametrize("stage", runs.STAGES)
-def test_notebook_parameters_are_config_fields_and_documented(stage):
+def test_every_config_field_is_a_notebook_parameter_or_an_advanced_setting(stage):
+    """One configuration surface: the notebook's parameters and the config's advanced fields together are exactly the
+    config's fields, so whatever a YAML or --set can name, the stage's config takes, and nothing else."""
     params = runs.notebook_parameters(stage)
-    fields = {f.name for f in dataclasses.fields(CONFIGS[stage])}
-    assert set(params) <= fields, f"{stage}: parameters not in {CONFIGS[stage].__name__}: {set(params) - fields}"
+    config = runs.stage_config(stage)
+    assert config is CONFIGS[stage]
+    fields = {f.name for f in dataclasses.fields(config)}
+    advanced = set(settings.advanced_fields(config))
+    assert set(params) - {"advanced"} == fields - advanced, f"{stage}: notebook and {config.__name__} differ"
+    assert ("advanced" in params) == bool(advanced), f"{stage}: an `advanced` parameter exactly when there are some"
     assert "run_dir" in params
     for name, p in params.items():
         assert p["help"].strip(), f"{stage}: parameter '{name}' has no help comment"
+
+
+def test_advanced_settings_reach_their_stage_flat_or_nested(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("run_name: x\nparameters:\n  threads: 1\n  seed: 3\n  advanced:\n    bootstrap_samples: 200\n"
+                   "    num_ctx: 4096\n")
+    p = runs.plan(cfg)
+    assert runs.stage_parameters(p, "03_train")["advanced"] == {"threads": 1}
+    assert runs.stage_parameters(p, "03_train")["seed"] == 3  # a notebook parameter of 03 ...
+    assert runs.stage_parameters(p, "04_evaluate")["advanced"] == {"bootstrap_samples": 200, "seed": 3}  # ... advanced in 04
+    assert runs.stage_parameters(p, "05_export")["advanced"] == {"num_ctx": 4096}
+    assert "advanced" not in runs.stage_parameters(p, "02_prepare")
+    cfg.write_text("run_name: x\nparameters:\n  advanced: [threads]\n")
+    with pytest.raises(settings.SettingsError, match="mapping of setting names"):
+        runs.plan(cfg)
+    cfg.write_text("run_name: x\nparameters:\n  advanced:\n    thread: 1\n")
+    with pytest.raises(runs.RunError, match="'thread' \\(did you mean 'threads'\\?\\)"):
+        runs.plan(cfg)
+
+
+def test_an_advanced_setting_a_stage_does_not_have_is_refused_by_name():
+    assert settings.checked(train.TrainConfig, {"warmup_ratio": 0.1}) == {"warmup_ratio": 0.1}
+    assert settings.checked(train.TrainConfig, None) == {}
+    with pytest.raises(settings.SettingsError, match=r"'warmup' \(did you mean 'warmup_ratio'\?\).*TrainConfig.*"
+                                                     r"threads"):
+        settings.checked(train.TrainConfig, {"warmup": 0.1})
+    with pytest.raises(settings.SettingsError, match="learning_rate"):  # a notebook parameter, not an advanced one
+        settings.checked(train.TrainConfig, {"learning_rate": 0.1})
+
+
+@pytest.mark.notebooks
+def test_an_advanced_setting_in_a_run_config_changes_what_the_stage_computes(tmp_path):
+    """End to end through papermill: the scope notebook's cost figures follow an advanced input from the YAML."""
+    from kit.io import read_json
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("run_name: adv\nparameters:\n  labeling_hours: 99\n")
+    p = runs.plan(cfg, start=None, runs_dir=tmp_path)
+    runs.execute(runs.RunPlan(p.run_name, p.run_dir, p.parameters, ("00_scope",)), log=lambda *a: None)
+    assert read_json(p.run_dir / "scope.json")["parameters"]["labeling_hours"] == 99
 
 
 def test_unknown_parameter_is_an_error_listing_valid_names(tmp_path):

@@ -56,10 +56,11 @@ tuned_prompt_tokens: int = 200  # tokens per request after fine-tuning (instruct
 api_usd_per_million_input: float = 0.15  # hosted API price, input tokens
 api_usd_per_million_output: float = 0.60  # hosted API price, output tokens
 server_usd_per_hour: float = 0.10  # self-hosting: a small CPU VM is enough for a 270M model
+advanced: dict = {}  # the other ScopeConfig inputs by name, e.g. {"labeling_hours": 40} (README, Configuration)
 """),
     code("""
 from pathlib import Path
-from kit import scope
+from kit import scope, settings
 
 cfg = scope.ScopeConfig(run_dir=run_dir, use_case=use_case, repeated_language=repeated_language,
                         stable_rules=stable_rules, clear_success_test=clear_success_test,
@@ -67,7 +68,8 @@ cfg = scope.ScopeConfig(run_dir=run_dir, use_case=use_case, repeated_language=re
                         new_hire_learns_from_examples=new_hire_learns_from_examples, labeled_examples=labeled_examples,
                         requests_per_month=requests_per_month, prompt_tokens=prompt_tokens,
                         tuned_prompt_tokens=tuned_prompt_tokens, api_usd_per_million_input=api_usd_per_million_input,
-                        api_usd_per_million_output=api_usd_per_million_output, server_usd_per_hour=server_usd_per_hour)
+                        api_usd_per_million_output=api_usd_per_million_output, server_usd_per_hour=server_usd_per_hour,
+                        **settings.checked(scope.ScopeConfig, advanced))
 Path(run_dir).mkdir(parents=True, exist_ok=True)
 cfg
 """),
@@ -441,11 +443,12 @@ max_train_minutes: float = 10.0  # time budget; auto epochs are planned to fit i
 checkpoint_every_steps: int = 25  # a checkpoint to resume from after a crash
 resume: bool = False  # continue from the last checkpoint in train/checkpoints
 usd_per_hour: float = 0.0  # machine price, for the cost estimate in train/log.json
+advanced: dict = {}  # other TrainConfig fields by name: threads, lr_scheduler, warmup_ratio (README, Configuration)
 """),
     code("""
 from pathlib import Path
 from IPython.display import Image
-from kit import train
+from kit import settings, train
 
 cfg = train.TrainConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, quantization=quantization, dtype=dtype,
                         lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,
@@ -454,7 +457,8 @@ cfg = train.TrainConfig(run_dir=run_dir, model=model, adapter_name=adapter_name,
                         seed=seed, validation_fraction=validation_fraction,
                         early_stopping_patience=early_stopping_patience, validate_every_steps=validate_every_steps,
                         max_train_minutes=max_train_minutes,
-                        checkpoint_every_steps=checkpoint_every_steps, resume=resume, usd_per_hour=usd_per_hour)
+                        checkpoint_every_steps=checkpoint_every_steps, resume=resume, usd_per_hour=usd_per_hour,
+                        **settings.checked(train.TrainConfig, advanced))
 cfg
 """),
     md("""
@@ -560,12 +564,13 @@ pii_probes: bool = True  # ask the model for names and numbers and scan its answ
 probe_control_steps: int = 0  # > 0: train a throwaway LoRA this many steps on a canary to prove the probe fires (~30)
 reviewer: str = ""  # your name, to review answers in the panel below (empty: no review; headless runs)
 require_gain: bool = True  # stop here if the tuned model does not beat the base model (False: tests on random models)
+advanced: dict = {}  # other EvalConfig fields by name: bootstrap_samples, seed (README, Configuration)
 """),
     code("""
 from pathlib import Path
 import pandas as pd
 from IPython.display import Image
-from kit import evaluate, eval_review
+from kit import eval_review, evaluate, settings
 
 cfg = evaluate.EvalConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, max_examples=max_examples,
                           max_length=max_length, batch_size=batch_size, dtype=dtype, critical_label=critical_label,
@@ -574,7 +579,7 @@ cfg = evaluate.EvalConfig(run_dir=run_dir, model=model, adapter_name=adapter_nam
                           endpoint_gguf_type=endpoint_gguf_type, endpoint_top_logprobs=endpoint_top_logprobs,
                           previous_run_dir=previous_run_dir, canary_seed=canary_seed, canary_candidates=canary_candidates,
                           pii_probes=pii_probes, probe_control_steps=probe_control_steps, reviewer=reviewer,
-                          require_gain=require_gain)
+                          require_gain=require_gain, **settings.checked(evaluate.EvalConfig, advanced))
 cfg
 """),
     md("""
@@ -760,17 +765,18 @@ previous_run_dir: str = ""  # run directory of the last release; the release not
 promote: bool = True  # a verified export becomes the tenant's live adapter version (the registry, used by 06)
 tenant: str = "default"  # registry entry: one live version per tenant
 registry_dir: str = ""  # empty: registry/ beside the run directories (papermill_runs/registry)
+advanced: dict = {}  # other ExportConfig fields by name: num_ctx, the Modelfile context length (README, Configuration)
 """),
     code("""
 from pathlib import Path
 import pandas as pd
-from kit import export
+from kit import export, settings
 
 cfg = export.ExportConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, gguf_types=tuple(gguf_types),
                           modelfile_gguf=modelfile_gguf, parity_threshold=parity_threshold, max_examples=max_examples,
                           ollama_name=ollama_name, adapter_variant=adapter_variant, license_file=license_file,
                           previous_run_dir=previous_run_dir, promote=promote, tenant=tenant,
-                          registry_dir=registry_dir)
+                          registry_dir=registry_dir, **settings.checked(export.ExportConfig, advanced))
 cfg
 """),
     code("""
