@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# What the tests convert and fetch (the embedded checkpoint, family tokenizers) is cached in the temp dir, shared by
+# later runs on the same machine, and never written into the user's own cache (~/.cache/kit). Set KIT_CACHE_DIR to
+# choose another place. Inherited by the notebook kernels and `kit run` processes the tests start.
+os.environ.setdefault("KIT_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"kit-test-cache-{os.getuid()}"))
 
 
 @pytest.fixture(scope="session")
