@@ -343,13 +343,13 @@ def _finish(cfg: EvalConfig, run_dir: Path, resolved, task: Task, fmt, tok, mode
             flat: list[dict]) -> dict:
     """What every kind shares after the predictions: privacy probes, review status, the regression comparison,
     the files and the plots."""
-    from kit import eval_plots, eval_review, probes
+    from kit import eval_plots, probes, review
 
     summary["probes"] = probes.run_probes(model, tok, fmt, task, run_dir, cfg)
     del model
     if cfg.probe_control_steps:
         summary["probes"]["control"] = probes.control_on_base(resolved, tok, cfg)
-    summary["review"] = eval_review.summary(run_dir)
+    summary["review"] = review.answer_summary(run_dir)
     summary["regression"] = compare(cfg.previous_run_dir, summary, flat, cfg.bootstrap_samples,
                                     cfg.seed) if cfg.previous_run_dir else None
     out = run_dir / "eval"

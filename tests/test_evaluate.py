@@ -232,14 +232,16 @@ def test_bad_evaluate_settings_are_rejected(kw, msg):
 
 
 def test_cohen_kappa_matches_a_hand_computed_value():
-    from kit import eval_review
+    from kit import review
 
     a = [{"model": "m", "id": str(i), "verdict": v} for i, v in enumerate(["pass"] * 6 + ["fail"] * 4)]
     b = [{"model": "m", "id": str(i), "verdict": v} for i, v in enumerate(["pass"] * 5 + ["fail"] * 3 + ["pass"] * 2)]
     # agree on 0-4 and 6-7: 7/10; chance: a passes .6, b .7 -> .6*.7 + .4*.3 = .54; kappa = (.7 - .54) / (1 - .54)
-    k = eval_review.kappa(a, b)
-    assert k["agreement"] == pytest.approx(0.7) and k["kappa"] == pytest.approx(0.16 / 0.46)
-    assert eval_review.kappa(a[:1], b[:1])["kappa"] is None
+    k = review.answer_kappa(a, b)
+    assert k["agreement"] == pytest.approx(0.7) and k["kappa"] == pytest.approx(0.16 / 0.46, abs=1e-3)
+    assert review.answer_kappa(a[:1], b[:1])["kappa"] is None
+    same = [{**r, "verdict": "pass"} for r in a]  # both used one verdict only: undefined, not a made-up 1.0
+    assert review.answer_kappa(same, same) == {"rows": 10, "kappa": None, "agreement": 1.0}
 
 
 def test_models_table_is_sorted_by_accuracy_and_rounded():

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import write_run_basics
-from kit import eval_review, evaluate, models, train
+from kit import evaluate, models, review, train
 
 
 @pytest.fixture(scope="module")
@@ -67,21 +67,21 @@ def test_unknown_critical_label_names_the_lanes(tiny_eval):
 
 def test_reviews_are_saved_replaced_and_agreement_is_measured(tiny_eval, tmp_path):
     cfg, result = tiny_eval
-    items = eval_review.sample(cfg.run_dir, n=4)
+    items = review.sample_answers(cfg.run_dir, n=4)
     assert len(items) == 4 and all(it["text"] for it in items)
     wrong_first = [it["correct"] for it in items]
     assert wrong_first == sorted(wrong_first)  # errors are shown first
     for i, it in enumerate(items):
-        eval_review.record(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ana", "verdict": "pass"})
-        eval_review.record(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ben",
-                                         "verdict": "pass" if i < 3 else "fail", "reason": "wrong lane"})
-    eval_review.record(cfg.run_dir, {"id": items[3]["id"], "model": "tuned", "reviewer": "ana", "verdict": "fail"})
-    s = eval_review.summary(cfg.run_dir)
+        review.record_answer(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ana", "verdict": "pass"})
+        review.record_answer(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ben",
+                                           "verdict": "pass" if i < 3 else "fail", "reason": "wrong lane"})
+    review.record_answer(cfg.run_dir, {"id": items[3]["id"], "model": "tuned", "reviewer": "ana", "verdict": "fail"})
+    s = review.answer_summary(cfg.run_dir)
     assert s["done"] and s["reviews"] == 8 and s["reviewers"]["ana"]["pass_rate"] == 0.75
-    assert s["kappa"]["kappa"] == pytest.approx(1.0) and s["kappa"]["n_common"] == 4
-    with pytest.raises(eval_review.ReviewError, match="verdict 'maybe'"):
-        eval_review.record(cfg.run_dir, {"id": "x", "model": "tuned", "reviewer": "ana", "verdict": "maybe"})
-    eval_review.reviews_path(cfg.run_dir).unlink()
+    assert s["kappa"]["kappa"] == pytest.approx(1.0) and s["kappa"]["rows"] == 4
+    with pytest.raises(review.ReviewError, match="verdict 'maybe'"):
+        review.record_answer(cfg.run_dir, {"id": "x", "model": "tuned", "reviewer": "ana", "verdict": "maybe"})
+    review.answers_path(cfg.run_dir).unlink()
 
 
 def _export_cfg(cfg, tmp_path):

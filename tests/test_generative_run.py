@@ -115,21 +115,21 @@ def test_monitor_answers_a_generative_batch_through_the_exported_gguf(which, ext
 
 
 def test_replies_are_reviewed_least_like_the_reference_first_with_needs_edit(reply_run):
-    from kit import eval_review
+    from kit import review
 
     cfg, _ = reply_run
-    items = eval_review.sample(cfg.run_dir, n=4)
+    items = review.sample_answers(cfg.run_dir, n=4)
     scores = [it["rouge_l"] for it in items[:2]]
     assert len(items) == 4 and scores == sorted(scores) and max(scores) <= min(it["rouge_l"] for it in items[2:])
     for i, it in enumerate(items):
-        eval_review.record(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ana",
-                                         "verdict": ["pass", "needs_edit", "fail", "needs_edit"][i]})
-        eval_review.record(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ben",
-                                         "verdict": ["pass", "needs_edit", "fail", "fail"][i], "reason": "tone"})
-    s = eval_review.summary(cfg.run_dir)
+        review.record_answer(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ana",
+                                           "verdict": ["pass", "needs_edit", "fail", "needs_edit"][i]})
+        review.record_answer(cfg.run_dir, {"id": it["id"], "model": "tuned", "reviewer": "ben",
+                                           "verdict": ["pass", "needs_edit", "fail", "fail"][i], "reason": "tone"})
+    s = review.answer_summary(cfg.run_dir)
     assert s["reviewers"]["ana"]["needs_edit_rate"] == 0.5 and s["kappa"]["agreement"] == 0.75
-    assert eval_review.panel(cfg.run_dir, "ana") is not None  # the panel renders for replies (no confidence)
-    eval_review.reviews_path(cfg.run_dir).unlink()
+    assert review.answer_panel(cfg.run_dir, "ana") is not None  # the panel renders for replies (no confidence)
+    review.answers_path(cfg.run_dir).unlink()
 
 
 def test_generative_tasks_refuse_label_only_settings(extract_run):

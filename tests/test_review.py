@@ -56,7 +56,8 @@ def test_kappa_matches_a_hand_computed_value(tmp_path):
     k = review.kappa(tmp_path / "a.jsonl", tmp_path / "b.jsonl")
     # p_o = 0.8; p_e = 0.6*0.6 + 0.4*0.4 = 0.52; kappa = (0.8 - 0.52) / 0.48 = 0.5833
     assert k["rows"] == 10 and k["decision_kappa"] == pytest.approx(0.583) and k["agreement"] == 0.8
-    assert k["label_kappa"] == 1.0
+    # every label the same for both: kappa is undefined (one category), so None, and the raw agreement says it all
+    assert k["label_kappa"] is None and k["label_agreement"] == 1.0
 
 
 def test_kappa_needs_shared_rows(tmp_path):

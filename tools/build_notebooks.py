@@ -570,7 +570,7 @@ advanced: dict = {}  # other EvalConfig fields by name: bootstrap_samples, seed 
 from pathlib import Path
 import pandas as pd
 from IPython.display import Image
-from kit import eval_review, evaluate, settings
+from kit import evaluate, review, settings
 
 cfg = evaluate.EvalConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, max_examples=max_examples,
                           max_length=max_length, batch_size=batch_size, dtype=dtype, critical_label=critical_label,
@@ -716,10 +716,10 @@ pd.DataFrame(result.metrics["regression"]["models"]).T if result.metrics["regres
 
 Set `reviewer` to your name and judge the tuned model's answers, errors first: pass, needs edit (usable after a person edits it, the usual verdict on a drafted reply) or fail, and one line of reason.
 Each Save goes to `eval/reviews.jsonl`. Two reviewers (in one run, or each in a copy) are compared with Cohen's kappa:
-`eval_review.kappa_files(path_a, path_b)`. Headless runs record that no review happened.
+`review.answer_kappa_files(path_a, path_b)`. Headless runs record that no review happened.
 """),
     code("""
-eval_review.panel(run_dir, reviewer) if reviewer else print(result.metrics["review"]["note"])
+review.answer_panel(run_dir, reviewer) if reviewer else print(result.metrics["review"]["note"])
 """),
     md("The tuned model must beat the base model; if it does not, look at the loss curve in 03 before anything else."),
     code("""
