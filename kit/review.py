@@ -3,7 +3,7 @@
 Both share one error type, one way to save (a judgement replaces the same reviewer's earlier one on the same item,
 the file is rewritten atomically, each line stamped `at`), one rule for agreement between two reviewers (Cohen's
 kappa from scikit-learn over the items both judged; `None` where kappa is undefined because both used one single
-category, with the plain agreement beside it), and one summary shape for the run's records.
+category, with the plain agreement beside it).
 
 - **Data review** (02): a seeded sample (5%) of the redacted rows, a panel to `accept`, `relabel` or `flag_pii` each
   with a one-line reason; `data/reviews.jsonl` ({reviewer, id, decision, label, reason, at}) and
@@ -39,9 +39,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _upsert(path: Path, entry: dict, key: tuple[str, ...]) -> Path:
-    """Add `entry` to the JSONL file at `path`, replacing an earlier line with the same `key` fields; stamped."""
-    rows = read_jsonl(path) if path.exists() else []
+def _upsert(path: Path, entry: dict, key: tuple[str, ...], rows: list[dict] | None = None) -> Path:
+    """Add `entry` to the JSONL file at `path` (whose lines are `rows` when the caller read them already), replacing
+    an earlier line with the same `key` fields; stamped."""
+    if rows is None:
+        rows = read_jsonl(path) if path.exists() else []
     same = lambda r: all(r.get(k) == entry.get(k) for k in key)  # noqa: E731
     return write_jsonl(path, [r for r in rows if not same(r)] + [{**entry, "at": entry.get("at") or _now()}])
 
@@ -106,9 +108,8 @@ def sample(run_dir: str | Path, fraction: float = 0.05, seed: int = 0, minimum: 
 def save(path: str | Path, review: Review) -> Path:
     """Save one data judgement (a later one of the same row by the same reviewer replaces the earlier one)."""
     path = Path(path)
-    if path.exists():
-        load(path)  # refuse to rewrite a file that is not a review file
-    return _upsert(path, asdict(review), ("reviewer", "id"))
+    rows = [asdict(r) for r in load(path)] if path.exists() else []  # refuses a file that is not a review file
+    return _upsert(path, asdict(review), ("reviewer", "id"), rows)
 
 
 def load(path: str | Path) -> list[Review]:

@@ -95,11 +95,8 @@ def plan(config_path: str | Path, overrides: dict | None = None, start: str | No
     valid -= {"run_dir", "advanced"}
     unknown = sorted(set(params) - valid)
     if unknown:
-        import difflib
-
-        hints = [f"'{u}' (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(u, valid, n=1)) else
-                 f"'{u}'" for u in unknown]
-        raise RunError(f"unknown parameter(s) {unknown} in {config_path} or --set: {', '.join(hints)}. "
+        raise RunError(f"unknown parameter(s) {unknown} in {config_path} or --set: "
+                       f"{', '.join(settings.closest(unknown, valid))}. "
                        f"Valid names: {', '.join(sorted(valid))}.")
     for key, value in list(params.items()):  # paths in a config are relative to the repository root
         if isinstance(value, str) and value and (key.endswith(("_path", "_dir", "_file")) or key == "schema"):

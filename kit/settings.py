@@ -33,18 +33,22 @@ class SettingsError(KitError):
     """An `advanced` setting that the stage's config does not have."""
 
 
+def closest(unknown, valid) -> list[str]:
+    """Each unknown name quoted, with the closest valid one where there is one: "'thread' (did you mean 'threads'?)"."""
+    import difflib
+
+    return [f"'{u}' (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(u, list(valid), n=1)) else f"'{u}'"
+            for u in unknown]
+
+
 def checked(config_cls, advanced: dict | None) -> dict:
     """`advanced` (a notebook's dict of advanced settings), refused with the valid names if one is not an advanced
     field of `config_cls`; returned as keyword arguments for the config."""
-    import difflib
-
     advanced = dict(advanced or {})
     valid = advanced_fields(config_cls)
     unknown = sorted(set(advanced) - set(valid))
     if unknown:
-        hints = [f"'{u}' (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(u, valid, n=1)) else f"'{u}'"
-                 for u in unknown]
-        raise SettingsError(f"advanced setting(s) {', '.join(hints)} are not advanced fields of {config_cls.__name__}; "
+        raise SettingsError(f"advanced setting(s) {', '.join(closest(unknown, valid))} are not advanced fields of {config_cls.__name__}; "
                             f"those are: {', '.join(valid) or 'none'}. Notebook parameters are set by their own name.")
     return advanced
 
