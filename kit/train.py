@@ -11,8 +11,10 @@ the task's metric at every evaluation, and the best checkpoint is the adapter sa
 Recipe. `quantization='auto'` means nf4 QLoRA on CUDA and LoRA on an unquantized base on CPU: on a CPU the 4-bit
 weights must be dequantized for every matmul, which costs more than the matmul itself (measured ~4x slower on
 Gemma 3 270M). Loss is taken on the completion only, and only the answer tokens go through Gemma's 262k-token output
-head; the instruction every prompt starts with is computed once per batch (`completion_loss`). With LoRA in the top
-layers only (`lora_layers`), backward stops at the lowest of them. bench/train.py measures the speed of the recipe
+head, in one chunked pass that yields the loss and its gradient without vocabulary-sized tensors; the instruction
+every prompt starts with is computed once per batch (`completion_loss`). On CPU each LoRA projection runs as one
+fused op in the base's dtype (kit/fused.py). With LoRA in the top layers only (`lora_layers`), backward stops at the
+lowest of them. bench/train.py measures the speed of the recipe
 against the seed one, bench/recipe.py its quality against TF-IDF and retrieval on real data.
 """
 
@@ -178,6 +180,8 @@ def completion_loss(model, inputs, num_items_in_batch=None):
     """
     import torch
 
+    from kit import fused
+
     labels = inputs["labels"]
     shifted = labels[:, 1:]
     supervised = shifted != -100
@@ -190,14 +194,19 @@ def completion_loss(model, inputs, num_items_in_batch=None):
         # DDP/FSDP synchronise gradients inside their own forward: go through it, with logits at the answer columns.
         columns = supervised.any(0).nonzero().squeeze(-1)
         outputs = model(**forward, logits_to_keep=columns, use_cache=False)
-        logits = outputs.logits[rows, torch.searchsorted(columns, cols)]
+        outputs = {"logits": outputs.logits[rows, torch.searchsorted(columns, cols)]}
     else:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps; LoRA sits inside
         shared = shared_prefix_length(model, forward, int(cols.min()))
-        hidden = _decoder_states(base, forward, shared)
-        logits = models.output_head(base, hidden[rows, cols - shared])
-        outputs = {"logits": logits}
-    total = torch.nn.functional.cross_entropy(logits.float(), shifted[rows, cols], reduction="sum")
+        hidden = _decoder_states(base, forward, shared)[rows, cols - shared]
+        if fused.head_applies(base):  # a frozen plain head: loss and gradient in one chunked pass (kit/fused.py)
+            total = fused.head_cross_entropy(base, hidden, shifted[rows, cols])
+            outputs = {}
+        else:
+            logits = models.output_head(base, hidden)
+            outputs = {"logits": logits}
+    if "logits" in outputs:
+        total = torch.nn.functional.cross_entropy(outputs["logits"].float(), shifted[rows, cols], reduction="sum")
     n = num_items_in_batch if num_items_in_batch is not None else supervised.sum()
     return total / torch.as_tensor(n, device=total.device).clamp(min=1), outputs
 
@@ -388,6 +397,10 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                                processing_class=tok, peft_config=lora,
                                callbacks=[Recorder(), *([progress.trainer_callback()] if progress.mode() == "lines" else [])])
+    if device == "cpu":  # LoRA in the base's dtype in one fused op per projection (kit/fused.py)
+        from kit import fused
+
+        fused.install_lora(trainer.model)
     validator = recipe_mod.Validator(val_rows, task, fmt, tok, prompt_tokens, answer_tokens) if val_rows else None
     selection = recipe_mod.Selection(cfg.early_stopping_patience)
     trainer.kit_validation = (validator, selection)
