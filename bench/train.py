@@ -10,8 +10,11 @@ are then scored with the same holdout loss (answer tokens only, float32, the sam
 - kit: `kit.train.run` with the course defaults (the base in the dtype this machine computes fastest, `dtype=auto`:
   bf16 on AMX / AVX-512 BF16, float32 on AVX2; float32 LoRA on every linear module of the layers `recipe: auto`
   picks, all 18 here, so the backward runs through the whole model; only answer tokens through the output head, the
-  shared instruction prefix computed once per batch, length-grouped batches, no gradient checkpointing).
-- kit_top: the same with LoRA in the top third of the layers only (6 of 18; backward stops there), the CPU default
+  shared instruction prefix computed once per batch, length-grouped batches, no gradient checkpointing; on CPU the
+  head's cross-entropy and each LoRA projection as fused ops, kit/fused.py).
+- kit_plain: kit with `KIT_FUSED=0`: PEFT's LoRA forward and the plain head + cross-entropy instead of kit/fused.py's
+  fused paths (same loss and gradients, tested), to show what those are worth on this CPU.
+- kit_top: the same as kit with LoRA in the top third of the layers only (6 of 18; backward stops there), the CPU default
   before `recipe: auto` and the recipe earlier figures in the README were measured with.
 
 Tokens/s counts real (non-padding) tokens over training time only. For kit it also prints the machine's matmul peak
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -175,7 +179,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--examples", type=int, default=96, help="training tickets every recipe sees")
     ap.add_argument("--max-seconds", type=float, default=300, help="time cap per recipe (slow recipes stop early)")
-    ap.add_argument("--recipes", default="seed,trl_bf16,kit,kit_top")
+    ap.add_argument("--recipes", default="seed,trl_bf16,kit,kit_plain,kit_top")
     opts = ap.parse_args()
 
     resolved = models.resolve()
@@ -200,6 +204,12 @@ def main() -> None:
                            max_length=max_length)
         elif name == "kit":
             r = kit_recipe(run_dir, train_ds, eval_ds, tok, opts.examples)
+        elif name == "kit_plain":  # kit with the library paths instead of kit/fused.py's, to show what those add
+            os.environ["KIT_FUSED"] = "0"
+            try:
+                r = kit_recipe(run_dir, train_ds, eval_ds, tok, opts.examples, name="kit_plain")
+            finally:
+                del os.environ["KIT_FUSED"]
         elif name == "kit_top":  # LoRA in the top third only: the CPU default before recipe=auto
             from transformers import AutoConfig
 

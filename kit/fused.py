@@ -20,9 +20,16 @@ with the plain path, in float32 tightly and in bf16 to bf16's precision); anythi
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 HEAD_CHUNK = 16384  # vocabulary rows per step of the head: a [answers x chunk] block stays in the CPU's cache
+
+
+def enabled() -> bool:
+    """On unless `KIT_FUSED=0` (the library paths throughout, e.g. to compare: bench/train.py's kit_plain row)."""
+    return os.environ.get("KIT_FUSED", "1") != "0"
 
 
 class _HeadCrossEntropy(torch.autograd.Function):
@@ -65,7 +72,7 @@ def head_applies(base) -> bool:
     """Whether `head_cross_entropy` computes what `models.output_head` + cross-entropy would for this model: a plain,
     frozen, bias-free linear head without logit soft-capping."""
     head = base.get_output_embeddings()
-    return (type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
+    return enabled() and (type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
             and not getattr(base.config.get_text_config(), "final_logit_softcapping", None))
 
 
@@ -123,6 +130,8 @@ def install_lora(model) -> int:
     from peft.tuners.lora.layer import Linear
 
     n = 0
+    if not enabled():
+        return n
     for module in model.modules():
         if type(module) is Linear and not getattr(module, "_kit_fused", False):
             module.forward = _fused_forward(module, module.forward)

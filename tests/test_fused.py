@@ -39,8 +39,11 @@ def test_head_cross_entropy_equals_the_plain_loss_and_gradient(dtype, tol):
     assert float((g2 - g1).norm() / g1.norm()) <= tol
 
 
-def test_head_cross_entropy_is_used_only_where_it_computes_the_same():
+def test_head_cross_entropy_is_used_only_where_it_computes_the_same(monkeypatch):
     assert fused.head_applies(_Head(50, 8, torch.float32))
+    monkeypatch.setenv("KIT_FUSED", "0")  # switched off: the library path
+    assert not fused.head_applies(_Head(50, 8, torch.float32))
+    monkeypatch.delenv("KIT_FUSED")
     assert not fused.head_applies(_Head(50, 8, torch.float32, cap=30.0))  # soft-capped logits: the plain path
     trainable = _Head(50, 8, torch.float32)
     trainable.head.weight.requires_grad_(True)  # a head being trained needs its weight gradient: the plain path
