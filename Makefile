@@ -44,8 +44,8 @@ bench: $(STAMP)  ## benchmarks (print measured ratios; never gate CI)
 	$(PY) bench/train.py
 	$(PY) bench/eval.py --run-dir papermill_runs/demo
 
-notebooks: $(STAMP)  ## rewrite notebooks/*.ipynb from tools/build_notebooks.py
-	$(PY) tools/build_notebooks.py
+notebooks: $(STAMP)  ## rewrite notebooks/*.ipynb from their text sources notebooks/*.py (jupytext percent format)
+	$(PY) tools/sync_notebooks.py
 
 clean-runs:  ## delete run outputs (keeps the committed configs)
 	find papermill_runs -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +

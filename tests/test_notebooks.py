@@ -13,15 +13,58 @@ from kit import runs
 from kit.io import sha256_file
 
 
-def test_committed_notebooks_equal_the_builder_output(tmp_path):
+def _sync_tool():
     sys.path.insert(0, str(REPO / "tools"))
-    import build_notebooks
+    import sync_notebooks
 
-    build_notebooks.NB_DIR = tmp_path
-    build_notebooks.build()
-    for stage in runs.STAGES:
-        assert (tmp_path / f"{stage}.ipynb").read_text() == (REPO / "notebooks" / f"{stage}.ipynb").read_text(), (
-            f"{stage}.ipynb differs from tools/build_notebooks.py; run `make notebooks`")
+    return sync_notebooks
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+
+def test_every_notebook_holds_the_cells_of_its_text_source():
+    """notebooks/NN_stage.py is the source; the paired .ipynb (what papermill runs) must hold the same cells."""
+    tool = _sync_tool()
+    assert [p.stem for p in tool.sources()] == list(runs.STAGES)
+    for py in tool.sources():
+        committed = nbformat.read(REPO / "notebooks" / f"{py.stem}.ipynb", as_version=4)
+        assert _cells(tool.notebook(py)) == _cells(committed), (
+            f"notebooks/{py.stem}.ipynb and {py.name} differ: run `make notebooks` (or save the pair in JupyterLab)")
+        assert committed.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"  # paired in JupyterLab
+
+
+def test_sync_writes_what_papermill_needs(tmp_path):
+    """A changed source reaches its notebook: parameters tag, stable ids, no outputs (the check above can fail)."""
+    tool = _sync_tool()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "09_try.py").write_text('# %% [markdown]\n# **Objective** try\n\n# %% tags=["parameters"]\nx: int = 1\n\n'
+                                   "# %%\nprint(x)\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    [written] = tool.build(out, src)
+    nb = nbformat.read(written, as_version=4)
+    assert _cells(nb) == [("markdown", "**Objective** try", []), ("code", "x: int = 1", ["parameters"]),
+                          ("code", "print(x)", [])]
+    assert [c.id for c in nb.cells] == ["09-00", "09-01", "09-02"]
+    assert all(not c.outputs for c in nb.cells if c.cell_type == "code")
+
+
+def test_notebook_sources_lint_clean():
+    """pyflakes' rules (ruff F) and syntax errors over the notebooks' text sources: an unused import, a name used
+    before any cell defines it."""
+    import shutil
+    from pathlib import Path
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (a test dependency: pip install -e '.[test]')")
+    sources = [str(p) for p in _sync_tool().sources()]
+    done = subprocess.run([ruff, "check", "--no-cache", "--select", "F,E9", "--output-format", "concise", *sources],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("stage", runs.STAGES)
