@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from kit import evaluate, models
-from kit.io import read_jsonl
-from kit.task import Task
+from kit.io import read_json, read_jsonl
+from kit.task import Task, prompt_budget
 
 
 def main():
@@ -47,8 +47,9 @@ def main():
     task = Task.load(run_dir)
     rows = read_jsonl(run_dir / "data" / "holdout.jsonl")
     rows = rows[: args.max_examples] if args.max_examples else rows
-    prompts = evaluate.prompts_for(task, fmt, tok, rows, 192)
-    model = models.load_model(resolved, adapter_dir=str(run_dir / "adapters" / args.adapter_name))
+    adapter_dir = run_dir / "adapters" / args.adapter_name
+    prompts = evaluate.prompts_for(task, fmt, tok, rows, prompt_budget(read_json(adapter_dir / "kit_adapter.json")))
+    model = models.load_model(resolved, adapter_dir=str(adapter_dir))
     scorer = evaluate.HFScorer(model, tok, args.batch_size, progress=False)
     scorer.score(prompts[:2], task.labels)  # warm-up, so neither side pays first-call costs
     scorer.generate(prompts[:2], fmt.stop, 2)

@@ -33,7 +33,7 @@ from kit.settings import advanced
 from kit.scoring import (HFScorer, common_prefix_length, continuation_logprobs, generate_texts,  # noqa: F401
                          label_first_tokens, score_labels)
 from kit.stats import at_threshold, bootstrap_ci, calibration, coverage_curve, interval_delta, paired_bootstrap  # noqa: F401
-from kit.task import Task, flatten, parse_object
+from kit.task import Task, flatten, parse_object, prompt_budget
 
 
 class EvalError(KitError):
@@ -87,9 +87,9 @@ class EvalConfig:
 
 # --- prediction -----------------------------------------------------------------------------------------------------
 
-def prompts_for(task: Task, fmt, tokenizer, rows: list[dict], max_length: int) -> list[str]:
-    """Zero-shot prompts, cut exactly as in training (the export parity check builds them the same way)."""
-    return [task.prompt(fmt, r["text"], tokenizer, max_length - 8) for r in rows]
+def prompts_for(task: Task, fmt, tokenizer, rows: list[dict], budget: int) -> list[str]:
+    """Zero-shot prompts cut to `budget` tokens (`kit.task.prompt_budget`: as in training; export builds them alike)."""
+    return [task.prompt(fmt, r["text"], tokenizer, budget) for r in rows]
 
 
 def rows_from_probs(rows: list[dict], probs: np.ndarray, labels) -> list[dict]:
@@ -286,7 +286,8 @@ def run(cfg: EvalConfig) -> EvalResult:
     train_rows = read_jsonl(run_dir / "data" / "train.jsonl")
     tok = models.load_tokenizer(resolved)
     fmt = resolved.chat_format
-    prompts = prompts_for(task, fmt, tok, rows, cfg.max_length)
+    budget = prompt_budget(meta, cfg.max_length)
+    prompts = prompts_for(task, fmt, tok, rows, budget)
 
     # One model in memory: the adapter switched off is exactly the base model.
     dtype = hardware.compute_dtype(cfg.dtype, models.pick_device())
@@ -300,7 +301,7 @@ def run(cfg: EvalConfig) -> EvalResult:
     if cfg.few_shot_k:
         shots = baselines.pick_examples(train_rows, task.labels, cfg.few_shot_k, cfg.seed)
         fs_prompts = [baselines.few_shot_prompt(task, fmt, tok, shots, r["text"], cfg.few_shot_example_tokens,
-                                                cfg.max_length - 8) for r in rows]
+                                                budget) for r in rows]
         preds["base_few_shot"] = predict(base, task, rows, fs_prompts)
     preds["tfidf_logreg"] = rows_from_probs(rows, baselines.tfidf_logreg(train_rows, rows, task.labels, cfg.seed),
                                             task.labels)
@@ -320,7 +321,7 @@ def run(cfg: EvalConfig) -> EvalResult:
     out = run_dir / "eval"
     summary = {
         "labels": list(task.labels), "adapter": cfg.adapter_name, "max_length": cfg.max_length,
-        "parameters": asdict(cfg), "models": results,
+        "prompt_tokens": budget, "parameters": asdict(cfg), "models": results,
         "tuned_minus_base_accuracy": results["tuned"]["accuracy"] - results["base_zero_shot"]["accuracy"],
         "tuned_vs_base_zero_shot": paired_bootstrap([p["correct"] for p in preds["tuned"]],
                                                     [p["correct"] for p in preds["base_zero_shot"]],
@@ -379,7 +380,7 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
     """
     from kit import answer_metrics, baselines
 
-    budget = meta.get("prompt_tokens") or cfg.max_length - 8
+    budget = prompt_budget(meta, cfg.max_length)
     max_new = int(meta.get("answer_tokens", 64) * 1.25) + 8
     prompts = [task.prompt(fmt, r["text"], tok, budget) for r in rows]
     base_system = task.schema_system()

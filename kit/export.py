@@ -26,7 +26,7 @@ from kit import KitError, hardware, llamacpp, progress
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_text_atomic
 from kit.settings import advanced
 from kit.modelfile import parse_modelfile  # noqa: F401  (kit.export.parse_modelfile, as before)
-from kit.task import Task
+from kit.task import Task, prompt_budget
 
 GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
 CONVERTER_TYPES = ("f16", "q8_0", "bf16", "f32")  # written directly by the converter; others are quantized after
@@ -358,11 +358,6 @@ def first_divergence(a: str, b: str) -> int:
     return len(commonprefix([a, b]))
 
 
-def prompt_budget(eval_metrics: dict) -> int:
-    """How many tokens a holdout prompt may take, as the evaluate stage cut them (eval/metrics.json)."""
-    return eval_metrics.get("prompt_tokens") or eval_metrics.get("max_length", 192) - 8
-
-
 def _reported(items, report):
     """`items`, calling `report()` after each one is used (progress from a llama.cpp child process)."""
     for item in items:
@@ -522,7 +517,7 @@ def run(cfg: ExportConfig) -> ExportResult:
     adapter_preds = [p for p in read_jsonl(preds_path) if p["model"] == "tuned"]
     if cfg.max_examples:
         adapter_preds = adapter_preds[: cfg.max_examples]
-    budget = prompt_budget(eval_metrics)
+    budget = prompt_budget(read_json(adapter_dir / "kit_adapter.json"), eval_metrics.get("max_length", 192))
     prompts = [task.prompt(fmt, holdout[p["id"]]["text"], tok, budget) for p in adapter_preds]
     parity = {"n": len(adapter_preds), "threshold": cfg.parity_threshold, "task": task.kind, "types": {}}
     expected_ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]

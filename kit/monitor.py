@@ -41,7 +41,7 @@ import numpy as np
 
 from kit import KitError, adapters, llamacpp, progress
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_jsonl, write_text_atomic
-from kit.task import Task, canonical_json, parse_object
+from kit.task import Task, canonical_json, parse_object, prompt_budget
 
 DECISIONS = ("keep", "retrain", "roll back")
 WORD = re.compile(r"[^\W\d_][\w'’-]*")
@@ -398,9 +398,7 @@ def _prompts(run_dir: Path, task: Task, texts: list[str]):
     meta = read_json(_adapter_meta_path(run_dir))
     resolved, tok = _model_and_tokenizer(meta["base_model"])
     metrics = read_json(run_dir / "eval" / "metrics.json")
-    from kit.export import prompt_budget
-
-    budget = prompt_budget(metrics)
+    budget = prompt_budget(meta, metrics.get("max_length", 192))
     fmt = resolved.chat_format
     return [task.prompt(fmt, t, tok, budget) for t in texts], fmt, metrics
 

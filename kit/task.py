@@ -72,6 +72,17 @@ def flatten(obj, prefix: str = "") -> dict:
 
 
 @dataclass(frozen=True)
+def prompt_budget(adapter_meta: dict, max_length: int = 192) -> int:
+    """How many tokens a prompt may take for this adapter: the one rule every stage after training uses.
+
+    Training cuts prompts at `max_length` minus the longest answer (`kit.train.prompt_budget`) and stores the result in
+    the adapter's kit_adapter.json as `prompt_tokens`; evaluation, export parity, the served-model check and
+    monitoring cut at exactly that, so a long ticket reads the same everywhere. Adapters written before kit stored it
+    fall back to `max_length - 8`, the cut kit used then.
+    """
+    return int(adapter_meta.get("prompt_tokens") or max_length - 8)
+
+
 class Task:
     labels: tuple[str, ...]
     system: str

@@ -58,7 +58,7 @@ def tiny_router(tmp_path_factory, tokenizer):
 
 def test_endpoint_scores_labels_like_transformers_on_the_same_model(tiny_router, tokenizer):
     model, gguf, rows = tiny_router
-    prompts = evaluate.prompts_for(TASK, GEMMA, tokenizer, rows, 192)
+    prompts = evaluate.prompts_for(TASK, GEMMA, tokenizer, rows, 184)
     local = evaluate.predict(evaluate.HFScorer(model, tokenizer, progress=False), TASK, rows, prompts)
     with endpoint.serve_gguf(gguf) as url:
         assert url.startswith("http://127.0.0.1:")
@@ -122,7 +122,7 @@ def test_a_server_that_crashes_mid_evaluation_is_named_with_its_signal(tiny_rout
 
     monkeypatch.setenv(llamacpp.ENV_EXTRA_BUFFERS, "0")
     _, gguf, rows = tiny_router
-    prompts = evaluate.prompts_for(TASK, GEMMA, tokenizer, rows, 192)
+    prompts = evaluate.prompts_for(TASK, GEMMA, tokenizer, rows, 184)
     with pytest.raises(endpoint.EndpointError, match=r"server for model-f16.gguf crashed with SIGSEGV.*KIT_LLAMA"):
         with endpoint.serve_gguf(gguf) as url:
             scorer = endpoint.EndpointScorer.for_tokenizer(url, tokenizer, LABELS)

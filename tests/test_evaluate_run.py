@@ -40,6 +40,17 @@ def test_every_model_is_measured_on_the_same_holdout(tiny_eval):
     assert result.metrics["verdict"]["baseline"] == best and result.metrics["verdict"]["sentence"]
 
 
+def test_prompts_are_cut_at_the_budget_training_stored_with_the_adapter(tiny_eval):
+    from kit.task import prompt_budget
+
+    cfg, result = tiny_eval
+    meta = json.loads((__import__("pathlib").Path(cfg.run_dir) / "adapters" / cfg.adapter_name /
+                       "kit_adapter.json").read_text())
+    assert meta["prompt_tokens"] + meta["answer_tokens"] == cfg.max_length  # training's rule: room for the answer
+    assert result.metrics["prompt_tokens"] == meta["prompt_tokens"] == prompt_budget(meta, cfg.max_length)
+    assert prompt_budget({}, 192) == 184  # an adapter from before kit stored its budget: the old cut
+
+
 def test_files_written_and_probes_recorded(tiny_eval):
     cfg, result = tiny_eval
     eval_dir = __import__("pathlib").Path(cfg.run_dir) / "eval"
