@@ -71,7 +71,6 @@ def flatten(obj, prefix: str = "") -> dict:
     return out
 
 
-@dataclass(frozen=True)
 def prompt_budget(adapter_meta: dict, max_length: int = 192) -> int:
     """How many tokens a prompt may take for this adapter: the one rule every stage after training uses.
 
@@ -83,6 +82,7 @@ def prompt_budget(adapter_meta: dict, max_length: int = 192) -> int:
     return int(adapter_meta.get("prompt_tokens") or max_length - 8)
 
 
+@dataclass(frozen=True)
 class Task:
     labels: tuple[str, ...]
     system: str
