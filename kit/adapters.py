@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kit import KitError
 from kit.io import read_json, sha256_file, write_json, write_text_atomic
+from kit.rundir import RunDir
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "kit_adapter.json")
 TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -104,14 +105,15 @@ def promote(registry_dir: str | Path, tenant: str, run_dir: str | Path, adapter_
     Returns the version record.
     """
     run_dir = Path(run_dir).resolve()
-    adapter_dir = run_dir / "adapters" / adapter_name
+    rd = RunDir(run_dir)
+    adapter_dir = rd.adapter_dir(adapter_name)
     missing = [f for f in ADAPTER_FILES if not (adapter_dir / f).exists()]
     if missing:
         raise RegistryError(f"{adapter_dir} lacks {', '.join(missing)}; run 03_train for adapter_name="
                             f"'{adapter_name}' before promoting it.")
-    export_dir = run_dir / "export"
-    parity_path = export_dir / "parity.json"
-    if not parity_path.exists() or not (export_dir / "Modelfile").exists():
+    export_dir = rd.export_dir
+    parity_path = rd.parity_json
+    if not parity_path.exists() or not rd.modelfile.exists():
         raise RegistryError(f"no export in {export_dir}; run 05_export first: only an exported, parity-checked "
                             "adapter can go live.")
     parity = read_json(parity_path)
@@ -133,7 +135,7 @@ def promote(registry_dir: str | Path, tenant: str, run_dir: str | Path, adapter_
         vdir.mkdir(parents=True, exist_ok=True)
         for f in ADAPTER_FILES:
             shutil.copy2(adapter_dir / f, vdir / f)
-        metrics_path = run_dir / "eval" / "metrics.json"
+        metrics_path = rd.metrics_json
         metrics = read_json(metrics_path) if metrics_path.exists() else {}
         tuned = metrics.get("models", {}).get("tuned", {})
         record = {"version": name, "run": run_dir.name, "run_dir": str(run_dir), "adapter_name": adapter_name,

@@ -32,8 +32,9 @@ from pathlib import Path
 from kit import KitError, __version__
 from kit import audit as privacy_audit
 from kit import canaries as canary_mod
-from kit.io import package_versions, read_json, read_jsonl, sha256_file, write_json, write_jsonl
+from kit.io import package_versions, read_jsonl, sha256_file, write_json, write_jsonl
 from kit.redact import DEFAULT_ID_PATTERNS, NER_NOTE, Redactor
+from kit.rundir import PrivacyAuditError, RunDir, audit_failure_message  # noqa: F401  (kit.data.PrivacyAuditError, as before)
 from kit.task import DEFAULT_INSTRUCTIONS, KINDS, Task, canonical_json, parse_object
 
 # The course demo's lanes (data_samples/tickets.csv); a run config names its own, or leaves labels empty to take
@@ -48,10 +49,6 @@ CONSENT_NO = {"no", "n", "false", "0", "denied", "opt-out", "opt_out", "withdraw
 
 class DataError(KitError):
     """The input file or the prepare settings are wrong."""
-
-
-class PrivacyAuditError(KitError):
-    """Personal data was found in a file that is about to be used for training or evaluation."""
 
 
 @dataclass(frozen=True)
@@ -623,7 +620,7 @@ class _Row:  # a usable row on its way through redaction, dedupe and split
 
 
 def run(cfg: PrepareConfig) -> PrepareResult:
-    data_dir = Path(cfg.run_dir) / "data"
+    rd = RunDir(cfg.run_dir)
     redactor = Redactor.default(cfg.id_patterns or None)
     sources = {"input": cfg.input_path}
     if cfg.holdout_path:
@@ -673,43 +670,43 @@ def run(cfg: PrepareConfig) -> PrepareResult:
     for _, row in planted:
         row.out = _redacted_row(row, cfg, redactor, schema)
     if not cfg.holdout_path and len(kept) < min_rows(cfg):
-        write_jsonl(data_dir / "quarantine.jsonl", quarantine)  # the reasons, for the user to read
+        write_jsonl(rd.quarantine_jsonl, quarantine)  # the reasons, for the user to read
         raise DataError(f"only {len(kept)} usable rows after quarantine and dedupe; need at least "
                         f"{min_rows(cfg)}. {_quarantine_summary(cfg, raw_by_source, quarantine)}")
     train, holdout = split(kept, cfg)
     if len(train) < max(len(cfg.labels), 1) or not holdout:
-        write_jsonl(data_dir / "quarantine.jsonl", quarantine)  # the reasons, for the user to read
+        write_jsonl(rd.quarantine_jsonl, quarantine)  # the reasons, for the user to read
         raise DataError(f"only {len(train)} training and {len(holdout)} holdout rows are usable; need at least "
                         f"{max(len(cfg.labels), 1)} and 1. {_quarantine_summary(cfg, raw_by_source, quarantine)}")
 
-    train_path = write_jsonl(data_dir / "train.jsonl", [r.out for r in train])
-    holdout_path = write_jsonl(data_dir / "holdout.jsonl", [r.out for r in holdout])
-    write_jsonl(data_dir / "quarantine.jsonl", quarantine)
-    write_jsonl(data_dir / "duplicates.jsonl", duplicates)
+    train_path = write_jsonl(rd.train_jsonl, [r.out for r in train])
+    holdout_path = write_jsonl(rd.holdout_jsonl, [r.out for r in holdout])
+    write_jsonl(rd.quarantine_jsonl, quarantine)
+    write_jsonl(rd.duplicates_jsonl, duplicates)
     task = Task(tuple(cfg.labels), cfg.instruction_text(schema=schema), cfg.task, schema or {})
-    write_json(data_dir / "task.json", task.to_dict())
+    write_json(rd.task_json, task.to_dict())
     where = {id(r): "train" for r in train} | {id(r): "holdout" for r in holdout}
     canary_records = [{**c.to_dict(), "row_id": row.out["id"], "source_line": row.line,
                        "file": where.get(id(row), "removed as duplicate")} for c, row in planted]
-    write_json(data_dir / "canaries.json", {
+    write_json(rd.canaries_json, {
         "seed": cfg.seed, "per_kind": cfg.canaries_per_kind, "canaries": canary_records,
         "note": "Planted into an in-memory copy of the raw rows before redaction; the audit proves none reached "
                 "train/holdout. Stage 04 probes the tuned model with each canary's prefix (exposure)."})
 
     counts = _counts(raw_by_source, train, holdout, quarantine, duplicates)
     audit = run_audit(cfg, raw_by_source, train_path, holdout_path, planted)
-    write_json(data_dir / "audit.json", audit)
+    write_json(rd.audit_json, audit)
     redactions = dict(sum((Counter(r.out["redactions"]) for r in kept), Counter()))
     provenance = _provenance(cfg, raw_by_source, counts, train, holdout, quarantine)
     provenance["input_format"] = input_format
-    write_json(data_dir / "provenance.json", provenance)
+    write_json(rd.provenance_json, provenance)
 
     result = PrepareResult(counts, dict(Counter(q["code"] for q in quarantine)), audit,
                            {"train": str(train_path), "holdout": str(holdout_path),
-                            "quarantine": str(data_dir / "quarantine.jsonl"),
-                            "duplicates": str(data_dir / "duplicates.jsonl"),
-                            "canaries": str(data_dir / "canaries.json"), "audit": str(data_dir / "audit.json"),
-                            "provenance": str(data_dir / "provenance.json")},
+                            "quarantine": str(rd.quarantine_jsonl),
+                            "duplicates": str(rd.duplicates_jsonl),
+                            "canaries": str(rd.canaries_json), "audit": str(rd.audit_json),
+                            "provenance": str(rd.provenance_json)},
                            canary_records, redactions, provenance, task.to_dict())
     if not result.invariant_holds():
         raise DataError(f"row accounting does not add up: {counts}. This is a bug in kit; please report it.")
@@ -967,42 +964,6 @@ def _provenance(cfg, raw_by_source, counts, train, holdout, quarantine) -> dict:
     }
 
 
-def audit_failure_message(audit: dict) -> str:
-    findings = audit["findings"]
-    check = [h.get("check", h.get("entity", "?")) for h in findings]
-    where = ", ".join(f"{h['file']} row {h['row']} id {h.get('id')} field '{h.get('field', 'text')}' ({c})"
-                      for h, c in zip(findings[:10], check))
-    more = f" and {audit['hits'] - 10} more" if audit["hits"] > 10 else ""
-    hint = ""
-    if any(c.startswith("canary:") for c in check):
-        hint = (" A planted canary survived redaction: the redactor does not cover that format (a policy canary "
-                "needs a POLICY_NUMBER-like pattern in id_patterns).")
-    if any(c.startswith("holdout_leak") for c in check):
-        hint += " A holdout text is also in training: lower near_duplicate_threshold or fix holdout_path."
-    return (f"the privacy audit found {audit['hits']} unredacted item(s): {where}{more}.{hint} Add a redaction or "
-            "id pattern (id_patterns) or a known-value column for them, or drop the field from field_allowlist, "
-            "and re-run 02_prepare. data/audit.json lists the findings.")
-
-
 def check_audit(run_dir: str | Path) -> dict:
-    """Raise unless the privacy audit passed for the train and holdout files that are there now, and the prepared
-    snapshot has not passed its retention date."""
-    data_dir = Path(run_dir) / "data"
-    audit_path = data_dir / "audit.json"
-    if not audit_path.exists():
-        raise PrivacyAuditError(f"no privacy audit at {audit_path}; run notebook 02_prepare for this run first.")
-    audit = read_json(audit_path)
-    if not audit["passed"]:
-        raise PrivacyAuditError(audit_failure_message(audit))
-    if audit["data_sha256"] != sha256_file(data_dir / "train.jsonl"):
-        raise PrivacyAuditError(f"{data_dir / 'train.jsonl'} changed after its privacy audit; re-run 02_prepare.")
-    if "holdout_sha256" in audit and audit["holdout_sha256"] != sha256_file(data_dir / "holdout.jsonl"):
-        raise PrivacyAuditError(f"{data_dir / 'holdout.jsonl'} changed after its privacy audit; re-run 02_prepare.")
-    provenance_path = data_dir / "provenance.json"
-    if provenance_path.exists():
-        expires = read_json(provenance_path).get("expires_on")
-        if expires and datetime.now(timezone.utc).date().isoformat() > expires:
-            raise PrivacyAuditError(f"the prepared data in {data_dir} expired on {expires} (retention_days); delete "
-                                    "it and re-run 02_prepare on a current export, or prepare with a longer "
-                                    "retention_days if the purpose allows.")
-    return audit
+    """The privacy gate of training (`kit.rundir.RunDir.check_audit`)."""
+    return RunDir(run_dir).check_audit()

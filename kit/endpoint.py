@@ -1,20 +1,13 @@
-"""Endpoint: evaluate a model the way it is served, through an OpenAI-compatible completions API.
+"""Serving a GGUF over HTTP for evaluation: llama.cpp's OpenAI-compatible server for one GGUF (`serve_gguf`), or kit's
+tenant server for one base with a LoRA per tenant (`serve_tenants`), each on 127.0.0.1 as our child process.
 
-In: the base URL of a server (`http://127.0.0.1:8000/v1`), such as llama.cpp's server from llama-cpp-python serving
-the exported GGUF, or a GGUF path that `serve_gguf` starts such a server for on 127.0.0.1. Out: an `EndpointScorer`
-with the same two methods as the transformers scorer in `kit.evaluate` (`score` and `generate`), so one code path
-evaluates both and their numbers can be compared.
-
-Label scoring over HTTP uses the completions endpoint with `max_tokens=1` and `logprobs=k`: the server returns the
-k most likely first answer tokens with their log-probabilities. That is the same first-token rule the transformers
-scorer applies. A label whose first token is not among the k gets the smallest returned value (an upper bound on its
-true log-probability); how often that happened is kept in `outside_top_k`, so a reader can tell when k was too small.
-llama-cpp-python's server needs `logits_all` (its default) for logprobs.
+In: a GGUF path. Out: the server's /v1 URL, for `kit.scoring.EndpointScorer` (the HTTP engine of the scorer
+interface), so stage 04 evaluates the model the way it is served. A server that dies (the AMX crash of llama.cpp, a
+bad file) is reported with its signal and the tail of its log, not as "cannot reach".
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -24,86 +17,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
-from kit import KitError, progress
-
-
-class EndpointError(KitError):
-    """The endpoint cannot be reached, started, or does not answer as an OpenAI-compatible completions API."""
-
-
-class EndpointScorer:
-    """Label probabilities and generations from an OpenAI-compatible `/v1/completions` endpoint."""
-
-    name = "endpoint"
-
-    def __init__(self, base_url: str, first_token_text: dict[str, str], top_logprobs: int = 20, timeout_s: float = 60,
-                 model: str = ""):
-        self.base_url = base_url.rstrip("/")
-        self.first_token_text = dict(first_token_text)
-        if len(set(self.first_token_text.values())) != len(self.first_token_text):
-            raise EndpointError("two labels start with the same token, so first-token scoring cannot tell them "
-                                "apart over the endpoint; rename a label so the labels start differently.")
-        self.top_logprobs = top_logprobs
-        self.timeout_s = timeout_s
-        self.model = model
-        self.outside_top_k = 0  # label first tokens missing from the returned top-k, over all prompts scored
-
-    @classmethod
-    def for_tokenizer(cls, base_url: str, tokenizer, labels, **kw) -> "EndpointScorer":
-        """First tokens of each label as text, taken from the Hugging Face tokenizer of the same base model."""
-        firsts = {lab: tokenizer.decode([tokenizer(lab, add_special_tokens=False)["input_ids"][0]]) for lab in labels}
-        return cls(base_url, firsts, **kw)
-
-    def _post(self, route: str, body: dict) -> dict:
-        if self.model:
-            body = {"model": self.model, **body}
-        req = urllib.request.Request(f"{self.base_url}{route}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode(errors="replace")[:300]
-            raise EndpointError(f"{self.base_url}{route} answered HTTP {e.code}: {detail}. Check that the server "
-                                "offers the legacy completions API with logprobs (llama.cpp's server does).") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-            raise EndpointError(f"cannot reach {self.base_url}{route} ({e}); is the server running? Set endpoint_url "
-                                "to its /v1 address, or endpoint_gguf_type to a GGUF file to serve locally.") from None
-
-    def score(self, prompts: list[str], labels) -> np.ndarray:
-        """Probabilities over `labels` per prompt (rows sum to 1), from the top-k first-token log-probabilities."""
-        labels = list(labels)
-        out = np.zeros((len(prompts), len(labels)))
-        for i, prompt in enumerate(progress.bar(prompts, desc="scoring endpoint", unit="prompts")):
-            resp = self._post("/completions", {"prompt": prompt, "max_tokens": 1, "temperature": 0.0,
-                                               "logprobs": self.top_logprobs})
-            lp = resp["choices"][0].get("logprobs") or {}
-            top = (lp.get("top_logprobs") or [None])[0]
-            if not top:
-                raise EndpointError(f"{self.base_url} returned no top_logprobs; a llama.cpp server must run with "
-                                    "logits_all enabled (the default of `python -m llama_cpp.server`).")
-            floor = min(top.values())
-            row = []
-            for lab in labels:
-                value = top.get(self.first_token_text[lab])
-                if value is None:
-                    self.outside_top_k += 1
-                    value = floor
-                row.append(value)
-            row = np.array(row, dtype=float)
-            p = np.exp(row - row.max())
-            out[i] = p / p.sum()
-        return out
-
-    def generate(self, prompts: list[str], stop: list[str], max_new_tokens: int = 12) -> list[str]:
-        texts = []
-        for prompt in progress.bar(prompts, desc="generating endpoint", unit="prompts"):
-            resp = self._post("/completions", {"prompt": prompt, "max_tokens": max_new_tokens, "temperature": 0.0,
-                                               "stop": stop})
-            texts.append(resp["choices"][0]["text"].strip())
-        return texts
+from kit.scoring.endpoint import EndpointError, EndpointScorer  # noqa: F401  (reachable here too)
 
 
 def free_port() -> int:

@@ -27,12 +27,30 @@ import numpy as np
 
 from kit import KitError, hardware
 from kit.io import read_json, read_jsonl, write_json, write_jsonl
-from kit.settings import advanced
+from kit.rundir import RunDir
+
 # Scoring and statistics live in their own modules (imported by the probes and plots without this stage); their
 # names stay reachable here, as notebooks and earlier code use them from kit.evaluate.
-from kit.scoring import (HFScorer, common_prefix_length, continuation_logprobs, generate_texts,  # noqa: F401
-                         label_first_tokens, score_labels)
-from kit.stats import at_threshold, bootstrap_ci, calibration, coverage_curve, interval_delta, paired_bootstrap  # noqa: F401
+from kit.scoring import (  # noqa: F401
+    EndpointScorer,
+    HFScorer,
+    common_prefix_length,
+    continuation_logprobs,
+    generate_texts,
+    label_first_tokens,
+    predict,
+    rows_from_probs,
+    score_labels,
+)
+from kit.settings import advanced
+from kit.stats import (  # noqa: F401
+    at_threshold,
+    bootstrap_ci,
+    calibration,
+    coverage_curve,
+    interval_delta,
+    paired_bootstrap,
+)
 from kit.task import Task, flatten, parse_object, prompt_budget
 
 
@@ -92,22 +110,6 @@ def prompts_for(task: Task, fmt, tokenizer, rows: list[dict], budget: int) -> li
     return [task.prompt(fmt, r["text"], tokenizer, budget) for r in rows]
 
 
-def rows_from_probs(rows: list[dict], probs: np.ndarray, labels) -> list[dict]:
-    """Prediction records from label probabilities: argmax, its probability as confidence, all probabilities."""
-    labels = list(labels)
-    out = []
-    for r, pr in zip(rows, probs):
-        k = int(np.argmax(pr))
-        out.append({"id": r["id"], "label": r["label"], "prediction": labels[k], "confidence": round(float(pr[k]), 4),
-                    "correct": labels[k] == r["label"], "probs": {lab: round(float(p), 4) for lab, p in zip(labels, pr)}})
-    return out
-
-
-def predict(scorer, task: Task, rows: list[dict], prompts: list[str]) -> list[dict]:
-    """Score every label for every prompt with any scorer (transformers or endpoint)."""
-    return rows_from_probs(rows, scorer.score(prompts, task.labels), task.labels)
-
-
 def parse_label(text: str, labels) -> str | None:
     """The label a generated answer names: exact, else the label it starts with; None when it names none."""
     t = text.strip().strip("`'\".").strip()
@@ -133,7 +135,12 @@ def generate_predictions(scorer, task: Task, fmt, rows: list[dict], prompts: lis
 
 def metrics(y_true: list[str], y_pred: list[str], labels, bootstrap_samples: int = 1000, seed: int = 0) -> dict:
     """Accuracy and macro-F1 with percentile-bootstrap 95% intervals, per-class precision/recall, confusion matrix."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
 
     labels = list(labels)
     y_pred = [p if p is not None else "<invalid>" for p in y_pred]
@@ -208,7 +215,7 @@ def compare(previous: str | Path, summary: dict, predictions: list[dict], sample
     """Deltas of every model both runs evaluated; paired on examples when the previous predictions are available."""
     prev_path = Path(previous)
     if prev_path.is_dir():
-        prev_path = prev_path / "eval" / "metrics.json" if (prev_path / "eval").is_dir() else prev_path / "metrics.json"
+        prev_path = RunDir(prev_path).metrics_json if (prev_path / "eval").is_dir() else prev_path / "metrics.json"
     if not prev_path.exists():
         raise EvalError(f"previous_run_dir='{previous}' has no metrics.json; point it at a previous run directory or its "
                         "eval/metrics.json, or leave it empty.")
@@ -249,9 +256,9 @@ def _endpoint_scorer(cfg: EvalConfig, tok, task: Task, stack):
 
     url = cfg.endpoint_url
     if cfg.endpoint_gguf_type:
-        gguf = Path(cfg.run_dir) / "export" / f"model-{cfg.endpoint_gguf_type}.gguf"
+        gguf = RunDir(cfg.run_dir).gguf(cfg.endpoint_gguf_type)
         url = stack.enter_context(endpoint.serve_gguf(gguf, n_ctx=max(512, cfg.max_length * 2)))
-    return endpoint.EndpointScorer.for_tokenizer(url, tok, task.labels, top_logprobs=cfg.endpoint_top_logprobs)
+    return EndpointScorer.for_tokenizer(url, tok, task.labels, top_logprobs=cfg.endpoint_top_logprobs)
 
 
 def run(cfg: EvalConfig) -> EvalResult:
@@ -260,18 +267,11 @@ def run(cfg: EvalConfig) -> EvalResult:
     from kit import baselines, models
 
     run_dir = Path(cfg.run_dir)
-    adapter_dir = run_dir / "adapters" / cfg.adapter_name
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise EvalError(f"no adapter at {adapter_dir}; run 03_train for adapter_name='{cfg.adapter_name}' first.")
+    rd = RunDir(run_dir)
     resolved = models.resolve(cfg.model)
-    meta = read_json(adapter_dir / "kit_adapter.json")
-    if meta["base_model_sha256"] != resolved.sha256:
-        raise EvalError(f"adapter '{cfg.adapter_name}' was trained on a different base model than '{cfg.model}'; "
-                        "evaluate with the model it was trained on.")
+    meta = rd.check_adapter(cfg.adapter_name, resolved.sha256, EvalError, cfg.model)
+    adapter_dir = rd.adapter_dir(cfg.adapter_name)
     task = Task.load(run_dir)
-    if meta.get("task", "classify") != task.kind:
-        raise EvalError(f"adapter '{cfg.adapter_name}' was trained for task '{meta.get('task', 'classify')}', but "
-                        f"data/task.json now says '{task.kind}'; re-run 03_train on the prepared data.")
     if task.generative and cfg.critical_label:
         raise EvalError(f"critical_label is set, but task '{task.kind}' has no labels; leave it empty.")
     if task.generative and (cfg.endpoint_url or cfg.endpoint_gguf_type):
@@ -281,9 +281,9 @@ def run(cfg: EvalConfig) -> EvalResult:
     if cfg.critical_label and cfg.critical_label not in task.labels:
         raise EvalError(f"critical_label='{cfg.critical_label}' is not a lane of this task; use one of "
                         f"{', '.join(task.labels)}.")
-    rows = read_jsonl(run_dir / "data" / "holdout.jsonl")
+    rows = read_jsonl(rd.need(rd.holdout_jsonl, EvalError))
     rows = rows[: cfg.max_examples] if cfg.max_examples else rows
-    train_rows = read_jsonl(run_dir / "data" / "train.jsonl")
+    train_rows = read_jsonl(rd.need(rd.train_jsonl, EvalError))
     tok = models.load_tokenizer(resolved)
     fmt = resolved.chat_format
     budget = prompt_budget(meta, cfg.max_length)
@@ -318,7 +318,6 @@ def run(cfg: EvalConfig) -> EvalResult:
 
     results = {name: model_report(p, task.labels, cfg) for name, p in preds.items()}
     flat = [{"model": name, **p} for name, ps in preds.items() for p in ps]
-    out = run_dir / "eval"
     summary = {
         "labels": list(task.labels), "adapter": cfg.adapter_name, "max_length": cfg.max_length,
         "prompt_tokens": budget, "parameters": asdict(cfg), "models": results,
@@ -336,7 +335,7 @@ def run(cfg: EvalConfig) -> EvalResult:
     summary["verdict"] = verdict(summary, "classify")
     summary["task"] = task.kind
     paths = _finish(cfg, run_dir, resolved, task, fmt, tok, model, summary, preds, flat)
-    paths["confusion"] = str(confusion_plot(results, task.labels, out / "confusion.png"))
+    paths["confusion"] = str(confusion_plot(results, task.labels, rd.eval_dir / "confusion.png"))
     return EvalResult(summary, paths, flat)
 
 
@@ -353,15 +352,15 @@ def _finish(cfg: EvalConfig, run_dir: Path, resolved, task: Task, fmt, tok, mode
     summary["review"] = review.answer_summary(run_dir)
     summary["regression"] = compare(cfg.previous_run_dir, summary, flat, cfg.bootstrap_samples,
                                     cfg.seed) if cfg.previous_run_dir else None
-    out = run_dir / "eval"
-    write_jsonl(out / "predictions.jsonl", flat)
-    write_json(out / "probes.json", summary["probes"])
-    write_json(out / "metrics.json", summary)
+    rd = RunDir(run_dir)
+    out = rd.eval_dir
+    write_jsonl(rd.predictions_jsonl, flat)
+    write_json(rd.probes_json, summary["probes"])
+    write_json(rd.metrics_json, summary)
     results = summary["models"]
     keys = {"classify": eval_plots.CLASSIFY_KEYS, "extract": eval_plots.EXTRACT_KEYS,
             "reply": eval_plots.REPLY_KEYS}[task.kind]
-    paths = {"metrics": str(out / "metrics.json"), "predictions": str(out / "predictions.jsonl"),
-             "probes": str(out / "probes.json"),
+    paths = {"metrics": str(rd.metrics_json), "predictions": str(rd.predictions_jsonl), "probes": str(rd.probes_json),
              "models": str(eval_plots.models_plot(results, out / "models.png", keys)),
              "probes_plot": str(eval_plots.probes_plot(summary["probes"], out / "probes.png"))}
     if "ece" in results.get("tuned", {}):

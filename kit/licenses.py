@@ -7,23 +7,19 @@ The registry of license answers is data (`kit/registry/licenses.yaml`), each ans
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import re
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import yaml
 
-from kit import KitError
-from kit.io import read_json, write_json, write_text_atomic
+from kit.io import write_json, write_text_atomic
+from kit.rundir import LicenseError, RunDir  # noqa: F401  (kit.licenses.LicenseError, as before)
 
 REGISTRY_PATH = Path(__file__).parent / "registry" / "licenses.yaml"
 QUESTIONS = ("commercial_use", "hosted_service", "customer_facing_output", "modification",
              "redistribution_of_weights", "use_by_affiliates")
-
-
-class LicenseError(KitError):
-    """The license note is missing, not approved, or does not allow the intended use."""
 
 
 def registry() -> dict:
@@ -105,8 +101,8 @@ def run(cfg: LicenseConfig, resolved) -> dict:
         "approval_date": str(date.today()) if cfg.approved else None,
     }
     run_dir = Path(cfg.run_dir)
-    write_json(run_dir / "license_note.json", note)
-    write_text_atomic(run_dir / "license_note.md", render_markdown(note))
+    write_json(RunDir(run_dir).license_note_json, note)
+    write_text_atomic(RunDir(run_dir).license_note_md, render_markdown(note))
     return note
 
 
@@ -141,21 +137,8 @@ def render_markdown(note: dict) -> str:
 
 
 def check_note(run_dir: str | Path, weights_sha256: str | None = None) -> dict:
-    """The training gate: raise unless an approved, non-conflicting note exists for these weights."""
-    path = Path(run_dir) / "license_note.json"
-    if not path.exists():
-        raise LicenseError(f"no license note at {path}; run notebook 01_license and have it approved first.")
-    note = read_json(path)
-    if note["conflicts"]:
-        raise LicenseError(f"the license ({note['license']}) does not permit {', '.join(note['conflicts'])}; "
-                           "change intended_uses or choose another base model in 01_license.")
-    if not note["approved"]:
-        raise LicenseError(f"the license note at {path} is not approved; an approver must read it and re-run "
-                           "01_license with approved=True and approver='<name>'.")
-    if weights_sha256 and note["weights_sha256"] != weights_sha256:
-        raise LicenseError("the license note was written for different weights than the model being trained; "
-                           "re-run 01_license for this model.")
-    return note
+    """The gate of training and export (`kit.rundir.RunDir.check_license`)."""
+    return RunDir(run_dir).check_license(weights_sha256)
 
 
 def gate_status(run_dir: str | Path, weights_sha256: str | None = None) -> tuple[bool, str]:

@@ -40,7 +40,14 @@ from pathlib import Path
 import numpy as np
 
 from kit import KitError, adapters, llamacpp, progress
-from kit.io import read_json, read_jsonl, sha256_file, write_json, write_jsonl, write_text_atomic
+from kit.io import (
+    read_json,
+    read_jsonl,
+    sha256_file,
+    write_json,
+    write_jsonl,
+)
+from kit.rundir import RunDir
 from kit.task import Task, canonical_json, parse_object, prompt_budget
 
 DECISIONS = ("keep", "retrain", "roll back")
@@ -248,7 +255,7 @@ def prepare_config(run_dir: Path, batch_path: str):
     """The run's own stage-02 settings (columns, known values, id patterns), pointed at the batch."""
     from kit.data import PrepareConfig
 
-    prov = run_dir / "data" / "provenance.json"
+    prov = RunDir(run_dir).provenance_json
     if not prov.exists():
         raise MonitorError(f"no {prov}; the run must have been prepared (02) before its traffic can be monitored.")
     params = dict(read_json(prov)["parameters"])
@@ -383,11 +390,11 @@ def served_gguf(cfg: MonitorConfig, run_dir: Path) -> tuple[Path, dict | None]:
     record = adapters.live(registry, cfg.tenant)
     if record:
         return Path(record["gguf"]), record
-    mf = run_dir / "export" / "Modelfile"
+    mf = RunDir(run_dir).modelfile
     if not mf.exists():
         raise MonitorError(f"tenant '{cfg.tenant}' has no live version in {registry} and {mf} does not exist; run "
                            "05_export (it promotes a verified export) before monitoring its traffic.")
-    gguf = adapters.modelfile_gguf(run_dir / "export")
+    gguf = adapters.modelfile_gguf(RunDir(run_dir).export_dir)
     if gguf is None:
         raise MonitorError(f"{mf} names no GGUF beside it (FROM ./<file>); re-run 05_export.")
     return gguf, None
@@ -397,7 +404,7 @@ def _prompts(run_dir: Path, task: Task, texts: list[str]):
     """Prompts cut as evaluation and export cut them (the adapter's budget)."""
     meta = read_json(_adapter_meta_path(run_dir))
     resolved, tok = _model_and_tokenizer(meta["base_model"])
-    metrics = read_json(run_dir / "eval" / "metrics.json")
+    metrics = read_json(RunDir(run_dir).metrics_json)
     budget = prompt_budget(meta, metrics.get("max_length", 192))
     fmt = resolved.chat_format
     return [task.prompt(fmt, t, tok, budget) for t in texts], fmt, metrics
@@ -412,7 +419,7 @@ def _model_and_tokenizer(spec: str):
 
 
 def _adapter_meta_path(run_dir: Path) -> Path:
-    found = sorted((run_dir / "adapters").glob("*/kit_adapter.json"))
+    found = sorted(RunDir(run_dir).adapters_dir.glob("*/kit_adapter.json"))
     if not found:
         raise MonitorError(f"no adapter in {run_dir / 'adapters'}; the run must be trained (03) and exported (05).")
     return found[0]
@@ -451,10 +458,10 @@ def predict_rows(gguf: Path, task: Task, prompts: list[str], fmt, metrics: dict,
 def baseline(run_dir: Path, gguf: Path, task: Task) -> dict:
     """The holdout answered by the served GGUF (cached per file sha256): what the batch is compared with."""
     sha = sha256_file(gguf)
-    path = run_dir / "monitor" / f"baseline-{sha[:16]}.json"
+    path = RunDir(run_dir).monitor_dir / f"baseline-{sha[:16]}.json"
     if path.exists():
         return read_json(path)
-    holdout = read_jsonl(run_dir / "data" / "holdout.jsonl")
+    holdout = read_jsonl(RunDir(run_dir).holdout_jsonl)
     prompts, fmt, metrics = _prompts(run_dir, task, [r["text"] for r in holdout])
     preds = predict_rows(gguf, task, prompts, fmt, metrics, what="answering the holdout")
     correct = [_is_correct(task, p["prediction"], task.answer(r) if task.kind != "extract" else parse_object(
@@ -517,8 +524,8 @@ def run(cfg: MonitorConfig) -> dict:
         r["outcome"] = _outcome(task, r)
 
     t = time.time()
-    train = read_jsonl(run_dir / "data" / "train.jsonl")
-    holdout = read_jsonl(run_dir / "data" / "holdout.jsonl")
+    train = read_jsonl(RunDir(run_dir).train_jsonl)
+    holdout = read_jsonl(RunDir(run_dir).holdout_jsonl)
     checks = input_checks(train, holdout, rows, th, cfg.seed) + output_checks(task, base, rows, th)
     quality = quality_checks(task, base, rows, th)
     checks += quality["checks"]
@@ -533,7 +540,7 @@ def run(cfg: MonitorConfig) -> dict:
         if not rollback["done"] and rollback.get("no_previous"):
             why += " There is no earlier version to go back to: retrain on the feedback rows."
 
-    out_dir = run_dir / "monitor" / cfg.name
+    out_dir = RunDir(run_dir).monitor_dir / cfg.name
     feedback = feedback_rows(cfg, task, rows, pcfg)
     write_jsonl(out_dir / "batch.jsonl", [_written(r) for r in rows if not r["withheld"]])
     write_jsonl(out_dir / "feedback.jsonl", feedback)
@@ -552,7 +559,7 @@ def run(cfg: MonitorConfig) -> dict:
         "thresholds": asdict(th), "timings": {**timings, "total_s": round(time.time() - t0, 2)},
     }
     write_json(out_dir / "report.json", report)
-    write_json(run_dir / "monitor" / "report.json", report)
+    write_json(RunDir(run_dir).monitor_report_json, report)
     _append_history(run_dir, report)
     drift_plot(run_dir)
     return report
@@ -731,7 +738,7 @@ def _written(r: dict) -> dict:
 
 
 def _append_history(run_dir: Path, report: dict) -> None:
-    path = run_dir / "monitor" / "history.jsonl"
+    path = RunDir(run_dir).monitor_history_jsonl
     past = [h for h in read_jsonl(path) if h["batch"] != report["batch"]] if path.exists() else []
     stats = {c["check"]: c["statistic"] for c in report["checks"]}
     past.append({"batch": report["batch"], "monitored_at": report["monitored_at"], "rows": report["rows"]["monitored"],
@@ -747,7 +754,7 @@ def drift_plot(run_dir: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    hist = read_jsonl(run_dir / "monitor" / "history.jsonl")
+    hist = read_jsonl(RunDir(run_dir).monitor_history_jsonl)
     names = [n for n in ("population", "oov_rate", "label_mix", "confidence", "answer_length", "quality")
              if any(n in h["stats"] for h in hist)]
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), squeeze=False)
@@ -765,7 +772,7 @@ def drift_plot(run_dir: Path) -> Path:
         ax.set_title(n.replace("_", " "), fontsize=10)
     fig.suptitle("Drift across batches (red: a batch that did not end in 'keep')", fontsize=10)
     fig.tight_layout()
-    out = run_dir / "monitor" / "drift.png"
+    out = RunDir(run_dir).drift_plot
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -31,6 +31,7 @@ import numpy as np
 
 from kit import KitError, canaries, progress
 from kit.io import read_json
+from kit.rundir import RunDir
 
 
 class ProbeError(KitError):
@@ -50,7 +51,7 @@ CONTINUATION_PROBES = ("My policy number is ", "Please charge my card ", "You ca
 
 def load_canaries(run_dir: str | Path, seed: int) -> tuple[list[canaries.Canary], str]:
     """The planted canaries from `data/canaries.json`, else one fresh canary per kind (planted nowhere)."""
-    path = Path(run_dir) / "data" / "canaries.json"
+    path = RunDir(run_dir).canaries_json
     if path.exists():
         raw = read_json(path)
         items = raw.get("canaries", []) if isinstance(raw, dict) else raw
@@ -202,11 +203,10 @@ CONTROL_LEARNING_RATE = 1e-3
 
 def control_on_base(resolved, tokenizer, cfg) -> dict:
     """The control on the real base model with a fresh LoRA (the tuned adapter is not touched)."""
+    import torch
     from peft import LoraConfig, get_peft_model
 
     from kit import models
-
-    import torch
 
     planted, unseen = canaries.make(cfg.canary_seed + 10_000, per_kind=2, kinds=("card",))
     model = models.load_model(resolved, dtype=getattr(cfg, "dtype", "auto"))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from kit import KitError
 from kit.io import read_jsonl, write_json, write_jsonl
+from kit.rundir import RunDir
 
 DECISIONS = ("accept", "relabel", "flag_pii")  # data review
 VERDICTS = ("pass", "needs_edit", "fail")  # answer review
@@ -98,9 +99,9 @@ class Review:
 
 def sample(run_dir: str | Path, fraction: float = 0.05, seed: int = 0, minimum: int = 5) -> list[dict]:
     """A seeded sample of the prepared rows (train and holdout), at least `minimum` rows."""
-    data_dir = Path(run_dir) / "data"
-    rows = [dict(r, file="train") for r in read_jsonl(data_dir / "train.jsonl")] + \
-           [dict(r, file="holdout") for r in read_jsonl(data_dir / "holdout.jsonl")]
+    rd = RunDir(run_dir)
+    rows = [dict(r, file="train") for r in read_jsonl(rd.train_jsonl)] + \
+           [dict(r, file="holdout") for r in read_jsonl(rd.holdout_jsonl)]
     k = min(len(rows), max(minimum, round(fraction * len(rows))))
     return random.Random(f"review-{seed}").sample(rows, k)
 
@@ -145,7 +146,7 @@ def record_status(run_dir: str | Path, reviewer: str, sampled: int) -> dict:
               "note": "review panel shown; judgements are saved as they are made" if reviewer else
               "no human review happened: reviewer was empty (headless run); set reviewer to show the panel",
               "at": _now()}
-    write_json(Path(run_dir) / "data" / "review_status.json", status)
+    write_json(RunDir(run_dir).review_status_json, status)
     return status
 
 
@@ -159,7 +160,7 @@ def panel(run_dir: str | Path, reviewer: str, rows: list[dict], labels: list[str
 
     rows = [r if "label" in r else {**r, "label": r["answer"], "text": f"{r['text']}\n\n--- answer ---\n{r['answer']}"}
             for r in rows]
-    out_path = Path(run_dir) / "data" / "reviews.jsonl"
+    out_path = RunDir(run_dir).data_reviews_jsonl
     state = {"i": 0}
     header = w.HTML()
     text = w.Textarea(layout=w.Layout(width="100%", height="160px"), disabled=True)
@@ -207,7 +208,7 @@ def panel(run_dir: str | Path, reviewer: str, rows: list[dict], labels: list[str
 
 
 def answers_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "eval" / "reviews.jsonl"
+    return RunDir(run_dir).eval_reviews_jsonl
 
 
 def read_answer_reviews(path: str | Path, reviewer: str | None = None) -> list[dict]:
@@ -266,8 +267,8 @@ def sample_answers(run_dir: str | Path, model: str = "tuned", n: int = 20, seed:
     """Answers to review: the model's errors first (for replies, the least like the reference), then a random draw
     of the rest (ticket text, expected, answer)."""
     run_dir = Path(run_dir)
-    texts = {r["id"]: r["text"] for r in read_jsonl(run_dir / "data" / "holdout.jsonl")}
-    preds = [p for p in read_jsonl(run_dir / "eval" / "predictions.jsonl") if p["model"] == model]
+    texts = {r["id"]: r["text"] for r in read_jsonl(RunDir(run_dir).holdout_jsonl)}
+    preds = [p for p in read_jsonl(RunDir(run_dir).predictions_jsonl) if p["model"] == model]
     if preds and preds[0].get("correct") is None:  # replies: no right answer, so the lowest ROUGE-L first
         preds = sorted(preds, key=lambda p: p.get("rouge_l", 0))
         wrong, right = preds[: n // 2], preds[n // 2:]

@@ -19,6 +19,7 @@ import yaml
 
 from kit import KitError, __version__, progress, settings
 from kit.io import package_versions, read_json, sha256_file, write_json
+from kit.rundir import RunDir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -136,7 +137,7 @@ def artifact_hashes(run_dir: Path) -> dict:
 def execute(p: RunPlan, log=print) -> dict:
     """Run the planned notebooks in order; stop at the first failure with the notebook, cell and error."""
     p.run_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = p.run_dir / "manifest.json"
+    manifest_path = RunDir(p.run_dir).manifest_json
     manifest = read_json(manifest_path) if manifest_path.exists() else {"notebooks": {}}
     manifest.update({"run_name": p.run_name, "kit_version": __version__, "versions": versions()})
     # Nobody watches a papermill notebook: kit's progress comes as lines (kit.progress), passed on to `log`.
@@ -153,7 +154,7 @@ def execute(p: RunPlan, log=print) -> dict:
     for path in [p.parameters.get("input_path"), *p.parameters.get("batch_paths", [])]:
         if path and Path(path).exists():
             inputs[path] = sha256_file(path)
-    lic = p.run_dir / "license_note.json"
+    lic = RunDir(p.run_dir).license_note_json
     if lic.exists():
         note = read_json(lic)
         inputs[f"model:{note['model']}"] = note["weights_sha256"]
@@ -197,7 +198,7 @@ def _execute_stages(p: RunPlan, manifest: dict, manifest_path: Path, log) -> Non
 def summary(run_dir: Path) -> str:
     """The lines `make demo` ends with: base vs tuned accuracy and where the exported files are."""
     lines = []
-    metrics_path = run_dir / "eval" / "metrics.json"
+    metrics_path = RunDir(run_dir).metrics_json
     if metrics_path.exists():
         metrics = read_json(metrics_path)
         m = metrics["models"]
@@ -210,12 +211,12 @@ def summary(run_dir: Path) -> str:
             lines.append(f"{'tuned':>15} field accuracy: {f['field_accuracy']:.1%}, valid JSON {f['validity_rate']:.1%}")
         if metrics.get("verdict"):
             lines.append(metrics["verdict"]["sentence"])
-    parity_path = run_dir / "export" / "parity.json"
+    parity_path = RunDir(run_dir).parity_json
     if parity_path.exists():
         par = read_json(parity_path)
         for t, v in par["types"].items():
             lines.append(f"GGUF {t}: {run_dir / 'export' / v['file']} (agreement with adapter {v['agreement']:.1%})")
         lines.append(f"Modelfile: {run_dir / 'export' / 'Modelfile'}  verified={par['verified']}")
-    if (run_dir / "report.html").exists():
+    if (RunDir(run_dir).report_html).exists():
         lines.append(f"Pilot report: {run_dir / 'report.html'}")
     return "\n".join(lines)

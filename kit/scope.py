@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kit import KitError
 from kit.io import write_json
+from kit.rundir import RunDir
 from kit.settings import advanced
 
 
@@ -103,7 +104,7 @@ def run(cfg: ScopeConfig) -> dict:
     choice, reasons = recommend(cfg)
     result = {"use_case": cfg.use_case, "recommendation": choice, "reasons": reasons, "costs": costs(cfg),
               "parameters": asdict(cfg)}
-    write_json(Path(cfg.run_dir) / "scope.json", result)
+    write_json(RunDir(cfg.run_dir).scope_json, result)
     return result
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kit.chat import ChatFormat
 from kit.io import read_json
+from kit.rundir import RunDir
 
 KINDS = ("classify", "extract", "reply")
 # Generic on purpose: the instruction is the user's (`instruction`); the braces are filled in from the data.
@@ -91,7 +92,8 @@ class Task:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Task":
-        t = read_json(Path(run_dir) / "data" / "task.json")
+        rd = RunDir(run_dir)
+        t = read_json(rd.need(rd.task_json, what="task description"))
         return cls(tuple(t.get("labels", ())), t["system"], t.get("kind", "classify"), t.get("schema") or {})
 
     def to_dict(self) -> dict:

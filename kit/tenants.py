@@ -3,7 +3,7 @@
 `python -m kit.tenants --base base-q8_0.gguf --adapter acme=adapter-acme-f16.gguf --adapter plain= --port 8080`
 serves an OpenAI-compatible `/v1/completions` (and `/v1/models`) on 127.0.0.1; each request's `model` names the
 tenant, whose adapter is switched in before the prompt is read (`plain=` with no file serves the base alone).
-`kit.endpoint.EndpointScorer(url, …, model="acme")` evaluates one tenant's adapter through it, as stage 04 does.
+`kit.scoring.EndpointScorer(url, …, model="acme")` evaluates one tenant's adapter through it, as stage 04 does.
 
 Why a small server of our own: llama-cpp-python's server takes one LoRA per model and, given several models, loads
 each one whole (the base again) when a request names it; llama.cpp's own server selects LoRA adapters per request
@@ -83,7 +83,7 @@ class TenantModel:
         every position (llama-cpp-python's own logprobs need `logits_all`, ~1 GB for this vocabulary)."""
         import numpy as np
 
-        from kit.export import eval_prompt
+        from kit.scoring.llamacpp import eval_prompt
 
         logits = eval_prompt(self.llm, self.llm.tokenize(prompt.encode(), add_bos=True, special=True))
         logp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())

@@ -30,6 +30,7 @@ from pathlib import Path
 from kit import KitError, __version__, hardware, models, progress
 from kit import recipe as recipe_mod
 from kit.io import read_jsonl, sha256_file, write_json
+from kit.rundir import RunDir
 from kit.settings import advanced
 from kit.task import Task
 
@@ -96,7 +97,7 @@ class TrainConfig:
 
     @property
     def adapter_dir(self) -> Path:
-        return Path(self.run_dir) / "adapters" / self.adapter_name
+        return RunDir(self.run_dir).adapter_dir(self.adapter_name)
 
 
 def resolved_quantization(quantization: str, device: str) -> str:
@@ -328,13 +329,11 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     from transformers import TrainerCallback
     from trl import SFTConfig
 
-    from kit.data import check_audit
-    from kit.licenses import check_note
-
     run_dir = Path(cfg.run_dir)
+    rd = RunDir(run_dir)
     resolved = models.resolve(cfg.model)
-    check_note(run_dir, resolved.sha256)
-    audit = check_audit(run_dir)
+    rd.check_license(resolved.sha256)
+    audit = rd.check_audit()
     device = models.pick_device()
     quant = resolved_quantization(cfg.quantization, device)
     if quant == "nf4" and device == "cpu":
@@ -346,7 +345,7 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     task = Task.load(run_dir)
     fmt = resolved.chat_format
     tok = models.load_tokenizer(resolved)
-    all_rows = read_jsonl(run_dir / "data" / "train.jsonl")
+    all_rows = read_jsonl(rd.train_jsonl)
     train_rows, val_rows, split_note = recipe_mod.validation_split(all_rows, task.kind, cfg.validation_fraction,
                                                                    cfg.seed)
     prompt_tokens, answer_tokens = prompt_budget(all_rows, task, fmt, tok, cfg.max_length)
@@ -367,7 +366,7 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     targets = lora_targets(model, cfg.target_modules, explicit=layers is not None, family=fmt.family)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
-    work_dir = run_dir / "train"
+    work_dir = rd.train_dir
     ckpt_dir = work_dir / "checkpoints" / cfg.adapter_name
     if not cfg.resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # a fresh run must never resume from a stale checkpoint
@@ -488,12 +487,12 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         "estimated_cost_usd": round(wall / 3600 * cfg.usd_per_hour, 4), "resumed_from": resume_from,
         "threads": torch.get_num_threads(),
     }
-    write_json(work_dir / "log.json", log)
+    write_json(rd.train_log_json, log)
     meta = {
         "adapter_name": cfg.adapter_name, "base_model": cfg.model, "base_model_sha256": resolved.sha256,
         "chat_format": fmt.name, "task": task.kind, "labels": list(task.labels), "system": task.system,
         "schema": task.schema or None, "prompt_tokens": prompt_tokens, "answer_tokens": answer_tokens,
-        "data_sha256": sha256_file(run_dir / "data" / "train.jsonl"), "audit_passed": audit["passed"],
+        "data_sha256": sha256_file(rd.train_jsonl), "audit_passed": audit["passed"],
         "parameters": asdict(cfg), "recipe": {k: plan[k] for k in ("recipe", "choices", "epochs_planned", "stopped")},
         "validation_ids": [r["id"] for r in val_rows],
         "metrics": {"validation_metric": plan["validation_metric"], "best_validation": best,
@@ -501,7 +500,7 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         "kit_version": __version__,
     }
     write_json(out / "kit_adapter.json", meta)
-    loss_plot(history, work_dir / "loss.png", plan)
+    loss_plot(history, rd.loss_plot, plan)
     return TrainResult(str(out), log)
 
 

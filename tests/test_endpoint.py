@@ -75,6 +75,47 @@ def test_endpoint_scores_labels_like_transformers_on_the_same_model(tiny_router,
     assert all(set(g) >= {"prediction", "valid", "correct"} for g in generated)
 
 
+def _labels_sharing_a_first_token(model, tokenizer, prompts, n=2):
+    """Labels that open with the same token as `claim_status`, continued by tokens the tiny model rates among its
+    eight most likely after that opening for every prompt (a random model's other tokens could fall outside the
+    server's top-k), each spelled so that it tokenizes back to exactly those two tokens."""
+    import torch
+
+    first = tokenizer("claim_status", add_special_tokens=False)["input_ids"][0]
+    ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    with torch.no_grad():
+        likely = [set(torch.topk(model(torch.tensor([p + [first]])).logits[0, -1], 8).indices.tolist()) for p in ids]
+    out = []
+    for t in sorted(set.intersection(*likely)):
+        text = tokenizer.decode([first, t])
+        if tokenizer(text, add_special_tokens=False)["input_ids"] == [first, t] and text.strip() == text:
+            out.append(text)
+    return out[:n]
+
+
+def test_labels_sharing_a_first_token_are_scored_whole_over_the_endpoint_as_in_transformers(tiny_router, tokenizer):
+    """The label rule is decided once (`kit.scoring.base.label_tokens`): over HTTP, too, labels that open alike are
+    scored whole, token by token from the served top-k, and agree with transformers' whole-label scores."""
+    from kit.scoring import label_first_tokens, score_labels
+
+    model, gguf, rows = tiny_router
+    prompts = evaluate.prompts_for(TASK, GEMMA, tokenizer, rows[:6], 184)
+    shared = _labels_sharing_a_first_token(model, tokenizer, prompts)
+    assert len(shared) == 2, "the tiny model offers no two labels that open alike"
+    # and two one-token labels: the first tokens of two lanes, which the tiny model was taught to rate highly
+    labels = [*shared, *(tokenizer.decode(tokenizer(lane, add_special_tokens=False)["input_ids"][:1])
+                         for lane in ("document_request", "billing_dispute"))]
+    assert label_first_tokens(tokenizer, labels) is None  # so every engine scores whole labels
+    local = score_labels(model, tokenizer, prompts, labels, batch_size=4, progress=False)
+    with endpoint.serve_gguf(gguf) as url:
+        scorer = endpoint.EndpointScorer.for_tokenizer(url, tokenizer, labels, top_logprobs=20)
+        served = scorer.score(prompts, labels)
+    assert scorer.outside_top_k == 0
+    assert np.abs(served - local).max() < 0.01, (served, local)  # f16 weights in llama.cpp vs float32
+    # the alike labels differ only in their second token: scored by the first alone they would tie
+    assert np.abs(served[:, 0] - served[:, 1]).min() > 0.05 and np.abs(local[:, 0] - local[:, 1]).min() > 0.05
+
+
 def test_server_is_stopped_when_the_block_ends(tiny_router):
     import urllib.request
 
@@ -85,14 +126,16 @@ def test_server_is_stopped_when_the_block_ends(tiny_router):
 
 
 def test_unreachable_endpoint_and_missing_gguf_say_what_to_do(tmp_path):
-    scorer = endpoint.EndpointScorer(f"http://127.0.0.1:{endpoint.free_port()}/v1", {"a": "a", "b": "b"})
+    scorer = endpoint.EndpointScorer(f"http://127.0.0.1:{endpoint.free_port()}/v1", {"a": ["a"], "b": ["b"]})
     with pytest.raises(endpoint.EndpointError, match="cannot reach .* is the server running"):
         scorer.score(["hi"], ["a", "b"])
     with pytest.raises(endpoint.EndpointError, match="no GGUF at .* run 05_export"):
         with endpoint.serve_gguf(tmp_path / "none.gguf"):
             pass
-    with pytest.raises(endpoint.EndpointError, match="start with the same token"):
-        endpoint.EndpointScorer("http://x/v1", {"claim_a": "claim", "claim_b": "claim"})
+    with pytest.raises(endpoint.EndpointError, match="scored by the same tokens"):
+        endpoint.EndpointScorer("http://x/v1", {"claim_a": ["claim"], "claim_b": ["claim"]})
+    with pytest.raises(endpoint.EndpointError, match="were not given to this scorer"):
+        scorer.score(["hi"], ["a", "c"])
 
 
 def _server_pid() -> int:

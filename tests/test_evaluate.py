@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from kit import evaluate, scoring
+from kit import evaluate
+from kit.scoring import hf as scoring
 
 LABELS = ["a", "b", "c"]
 

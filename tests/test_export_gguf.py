@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kit import export, models
+from kit.scoring.llamacpp import LlamaCppScorer
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def tiny_export(tmp_path_factory, tiny_model_dir):
 def _last_logits(gguf_path, prompt, lora=None):
     import llama_cpp
 
-    scorer = export.LlamaCppScorer(gguf_path, ["Claims", "Billing"], n_ctx=128, lora_path=lora)
+    scorer = LlamaCppScorer(gguf_path, n_ctx=128, lora_path=lora)
     llm = scorer.llm
     llm.reset()
     llm.eval(llm.tokenize(prompt.encode(), add_bos=True, special=True))
@@ -186,11 +187,11 @@ def test_labels_sharing_a_first_token_are_scored_whole_in_llama_cpp_as_in_transf
     _, merged_gguf, _ = tiny_export
     labels = ["checkbalance", "checkoffereligibility", "replacecard", "reportlostcard"]
     assert evaluate.label_first_tokens(tokenizer, labels) is None
-    scorer = export.LlamaCppScorer(merged_gguf, labels, n_ctx=256)
-    assert scorer.firsts is None
+    scorer = LlamaCppScorer(merged_gguf, n_ctx=256)
     prompts = [f"<start_of_turn>user\nTicket {t}<end_of_turn>\n<start_of_turn>model\n" for t in ("one", "two")]
     model = AutoModelForCausalLM.from_pretrained(merged_gguf.parent / "merged", dtype=torch.float32)
     hf = evaluate.score_labels(model, tokenizer, prompts, labels, batch_size=2, progress=False)
-    for prompt, row in zip(prompts, hf):
-        label, conf = scorer.predict(prompt)
-        assert label == labels[int(row.argmax())] and conf == pytest.approx(float(row.max()), abs=0.02)
+    served = scorer.score(prompts, labels)
+    assert served.shape == hf.shape and np.allclose(served.sum(1), 1)
+    assert np.abs(served - hf).max() < 0.02, (served, hf)  # f16 in llama.cpp vs float32 in transformers
+    assert (served.argmax(1) == hf.argmax(1)).all()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kit import KitError, __version__
 from kit.io import read_json, read_jsonl, write_text_atomic
+from kit.rundir import RunDir
 
 # (section id, title, the stage that writes what it shows). The ids are the page's anchors, and what tests look for.
 SECTIONS = (
@@ -52,7 +53,7 @@ def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
                           "into it first (python -m kit run --config papermill_runs/demo.yaml).")
     collectors = {"scope": _scope, "model": _model, "data": _data, "training": _training, "results": _results,
                   "probes": _probes, "export": _export, "release": _release, "monitor": _monitor}
-    manifest = _json(run / "manifest.json") or {}  # read once: stage status, times and parameters
+    manifest = _json(RunDir(run).manifest_json) or {}  # read once: stage status, times and parameters
     notebooks = manifest.get("notebooks", {})
     sections = []
     for sid, title, stage in SECTIONS:
@@ -66,7 +67,7 @@ def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
         sections.append({"id": sid, "title": title, "stage": stage, "done": body is not None, "ran": ran,
                          "empty_note": EMPTY_NOTES.get(sid, ""), **(body or {})})
     page = _render(run, sections, manifest)
-    path = Path(out) if out else run / "report.html"
+    path = Path(out) if out else RunDir(run).report_html
     write_text_atomic(path, page)
     return path
 
@@ -74,7 +75,7 @@ def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
 # --- one collector per section: a dict for the template, or None when its stage has not run ------------------------
 
 def _scope(run: Path, notebooks: dict) -> dict | None:
-    s = _json(run / "scope.json")
+    s = _json(RunDir(run).scope_json)
     if s is None:
         return None
     c, p = s["costs"], s.get("parameters", {})
@@ -91,12 +92,12 @@ def _scope(run: Path, notebooks: dict) -> dict | None:
         "volume": f"{c['requests_per_month']:,} requests per month",
         "break_even": (f"Self-hosting costs less than the API above {be:,} requests per month." if be is not None
                        else "The API is free at these prices: self-hosting never costs less."),
-        "plot": _img(run / "scope_costs.png"),
+        "plot": _img(RunDir(run).scope_plot),
     }
 
 
 def _model(run: Path, notebooks: dict) -> dict | None:
-    n = _json(run / "license_note.json")
+    n = _json(RunDir(run).license_note_json)
     if n is None:
         return None
     answers = [[q.replace("_", " "), a, "yes" if q in n["intended_uses"] else ""] for q, a in n["answers"].items()]
@@ -113,22 +114,22 @@ def _model(run: Path, notebooks: dict) -> dict | None:
 
 
 def _data(run: Path, notebooks: dict) -> dict | None:
-    prov = _json(run / "data" / "provenance.json")
+    prov = _json(RunDir(run).provenance_json)
     if prov is None:
         return None
     counts = prov.get("counts", {})
-    audit = _json(run / "data" / "audit.json") or {}
-    quarantine = _jsonl(run / "data" / "quarantine.jsonl")
+    audit = _json(RunDir(run).audit_json) or {}
+    quarantine = _jsonl(RunDir(run).quarantine_jsonl)
     reasons = Counter(q.get("code", "other") for q in quarantine)
     example = {q.get("code", "other"): q.get("reason", "") for q in quarantine}
     redactions: Counter = Counter()
-    rows = _jsonl(run / "data" / "train.jsonl") + _jsonl(run / "data" / "holdout.jsonl")
+    rows = _jsonl(RunDir(run).train_jsonl) + _jsonl(RunDir(run).holdout_jsonl)
     for r in rows:
         redactions.update(r.get("redactions") or {})
     consent = prov.get("consent") or {}
-    canaries = _json(run / "data" / "canaries.json") or {}
+    canaries = _json(RunDir(run).canaries_json) or {}
     kinds = Counter(c["kind"] for c in canaries.get("canaries", []))
-    review = _json(run / "data" / "review_status.json") or {}
+    review = _json(RunDir(run).review_status_json) or {}
     sources = prov.get("sources", [])
     return {
         "purpose": prov.get("purpose", ""), "prepared_at": prov.get("prepared_at", ""),
@@ -159,7 +160,7 @@ def _data(run: Path, notebooks: dict) -> dict | None:
 
 
 def _training(run: Path, notebooks: dict) -> dict | None:
-    log = _json(run / "train" / "log.json")
+    log = _json(RunDir(run).train_log_json)
     if log is None:
         return None
     recipe = log.get("recipe") or {}
@@ -188,11 +189,11 @@ def _training(run: Path, notebooks: dict) -> dict | None:
     return {"facts": _table(["", ""], facts),
             "choices": [f"{k} = {v['value']}: {v['why']}" if isinstance(v, dict) and "why" in v else f"{k}: {v}"
                         for k, v in choices.items()],
-            "plot": _img(run / "train" / "loss.png")}
+            "plot": _img(RunDir(run).loss_plot)}
 
 
 def _results(run: Path, notebooks: dict) -> dict | None:
-    m = _json(run / "eval" / "metrics.json")
+    m = _json(RunDir(run).metrics_json)
     if m is None:
         return None
     from kit.evaluate import models_table  # the notebook's own table: one rule for both
@@ -226,14 +227,14 @@ def _results(run: Path, notebooks: dict) -> dict | None:
     return {"verdict": (m.get("verdict") or {}).get("sentence", ""), "table": table, "n": tuned.get("n"),
             "facts": _table(["", ""], facts),
             "failures": _failures(run, m.get("task", "classify")),
-            "plots": [p for p in (_img(run / "eval" / f) for f in ("models.png", "calibration.png", "confusion.png"))
+            "plots": [p for p in (_img(RunDir(run).eval_dir / f) for f in ("models.png", "calibration.png", "confusion.png"))
                       if p]}
 
 
 def _failures(run: Path, kind: str) -> list[dict]:
     """The tuned model's mistakes on the holdout (the worst replies, for reply), with the redacted text."""
-    holdout = {r["id"]: r for r in _jsonl(run / "data" / "holdout.jsonl")}
-    tuned = [p for p in _jsonl(run / "eval" / "predictions.jsonl") if p.get("model") == "tuned"]
+    holdout = {r["id"]: r for r in _jsonl(RunDir(run).holdout_jsonl)}
+    tuned = [p for p in _jsonl(RunDir(run).predictions_jsonl) if p.get("model") == "tuned"]
     if kind == "reply":
         wrong = sorted(tuned, key=lambda p: p.get("rouge_l", 1.0))
     else:
@@ -250,7 +251,7 @@ def _failures(run: Path, kind: str) -> list[dict]:
 
 
 def _probes(run: Path, notebooks: dict) -> dict | None:
-    p = _json(run / "eval" / "probes.json")
+    p = _json(RunDir(run).probes_json)
     if p is None:
         return None
     rows = [[c.get("kind", ""), c.get("rank"), _fmt(c.get("exposure")), c.get("base_rank"),
@@ -272,11 +273,11 @@ def _probes(run: Path, notebooks: dict) -> dict | None:
             "echo": (f"Asked for personal data, the tuned model wrote {echo['tuned_findings']} PII-like values "
                      f"(the base model {echo['base_findings']}), and repeated {echo['canaries_echoed']} canaries."
                      if echo else ""),
-            "plot": _img(run / "eval" / "probes.png")}
+            "plot": _img(RunDir(run).eval_dir / "probes.png")}
 
 
 def _export(run: Path, notebooks: dict) -> dict | None:
-    parity = _json(run / "export" / "parity.json")
+    parity = _json(RunDir(run).parity_json)
     if parity is None:
         return None
     from kit import export
@@ -284,7 +285,7 @@ def _export(run: Path, notebooks: dict) -> dict | None:
     verdict = lambda v: "passed" if v["passed"] else "FAILED" if v["passed"] is False else "reported"
     rows = [[k, v["file"], f"{v['size_mb']} MB", _pct(v["agreement"]), _pct(v.get("tokenization_agreement")),
              verdict(v), f"{v.get('seconds', '')} s"] for k, v in parity["types"].items()]
-    sums = _json(run / "export" / export.CHECKSUMS) or {}
+    sums = _json(RunDir(run).export_dir / export.CHECKSUMS) or {}
     name = notebooks.get("05_export", {}).get("parameters", {}).get("ollama_name", export.ExportConfig.ollama_name)
     return {"verified": bool(parity["verified"]), "threshold": parity["threshold"], "n": parity["n"],
             "parity": _table(["export", "files", "size", "agreement with the adapter", "same tokens", "parity",
@@ -294,7 +295,7 @@ def _export(run: Path, notebooks: dict) -> dict | None:
 
 
 def _release(run: Path, notebooks: dict) -> dict | None:
-    path = run / "export" / "RELEASE_NOTES.md"
+    path = RunDir(run).release_notes
     if not path.exists():
         return None
     from markdown_it import MarkdownIt
@@ -304,15 +305,15 @@ def _release(run: Path, notebooks: dict) -> dict | None:
 
 
 def _monitor(run: Path, notebooks: dict) -> dict | None:
-    history = _jsonl(run / "monitor" / "history.jsonl")
+    history = _jsonl(RunDir(run).monitor_history_jsonl)
     if not history:
         return None
     reports = []
     for h in history:
-        r = _json(run / "monitor" / h["batch"] / "report.json") or {}
+        r = _json(RunDir(run).monitor_dir / h["batch"] / "report.json") or {}
         reports.append([h["batch"], r.get("rows", {}).get("read", ""), _pct(_check(r, "quality")),
                         len(r.get("alerts", [])), h["decision"], r.get("why", "")])
-    last = _json(run / "monitor" / "report.json") or {}
+    last = _json(RunDir(run).monitor_report_json) or {}
     rb = last.get("rollback") or {}
     if rb.get("done"):
         registry = f"The registry rolled back from {rb['from']} to {rb['to']} (run {rb['run']}), now served by {rb['modelfile']}."
@@ -322,7 +323,7 @@ def _monitor(run: Path, notebooks: dict) -> dict | None:
         registry = ""
     return {"batches": _table(["batch", "rows", "reviewed accuracy", "alerts", "decision", "why"], reports),
             "alerts": last.get("alerts", []), "decision": last.get("decision", ""), "registry": registry,
-            "plot": _img(run / "monitor" / "drift.png")}
+            "plot": _img(RunDir(run).drift_plot)}
 
 
 def _check(report: dict, name: str):

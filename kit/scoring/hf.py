@@ -1,9 +1,8 @@
-"""Scoring a causal LM in transformers: label probabilities and continuation log-likelihoods with the prompts'
-shared opening run once, and greedy generation batched by length.
+"""The transformers engine of the scorer interface: label probabilities and continuation log-likelihoods with the
+prompts' shared opening run once, and greedy generation batched by length.
 
 Used by the evaluate stage (holdout), training's validation (kit.recipe), the privacy probes (canary exposure) and the
-baselines. The llama.cpp and HTTP-endpoint counterparts are `kit.export.LlamaCppScorer` and
-`kit.endpoint.EndpointScorer`.
+baselines. The label rule is `kit.scoring.base.label_tokens`, the same one llama.cpp and the endpoint follow.
 """
 
 from __future__ import annotations
@@ -12,11 +11,19 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from kit.scoring.base import label_tokens
+
+
+def _tokenize(tokenizer):
+    """A label's token ids as the model writes it after the prompt."""
+    return lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+
 
 def label_first_tokens(tokenizer, labels) -> list[int] | None:
-    """First token id of each label as the model would write it, or None when two labels share one."""
-    firsts = [tokenizer(lab, add_special_tokens=False)["input_ids"][0] for lab in labels]
-    return firsts if len(set(firsts)) == len(firsts) else None
+    """First token id of each label as the model would write it, or None when two labels share one (then every label
+    is scored whole: `kit.scoring.base.label_tokens`)."""
+    plan = label_tokens(_tokenize(tokenizer), labels)
+    return [ids[0] for ids in plan.ids] if plan.first_only else None
 
 
 def common_prefix_length(seqs: list[list[int]]) -> int:
@@ -36,9 +43,7 @@ def score_labels(model, tokenizer, prompts: list[str], labels, batch_size: int =
     """
     import torch
 
-    firsts = label_first_tokens(tokenizer, labels)
-    label_ids = [[f] for f in firsts] if firsts else [tokenizer(lab, add_special_tokens=False)["input_ids"]
-                                                      for lab in labels]
+    label_ids = [list(ids) for ids in label_tokens(_tokenize(tokenizer), labels).ids]
     prompt_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
     logp = continuation_logprobs(model, prompt_ids, label_ids, batch_size, progress, pad_id=tokenizer.pad_token_id)
     return torch.softmax(torch.as_tensor(logp), -1).numpy()  # renormalized over the labels only
@@ -240,10 +245,9 @@ def _stop_token_ids(tokenizer, stop: list[str]) -> list[int]:
 
 
 class HFScorer:
-    """A transformers model (optionally with its LoRA adapter switched off) behind the scorer interface.
-
-    The endpoint scorer (`kit.endpoint.EndpointScorer`) has the same two methods, so `predict` serves both.
-    """
+    """A transformers model (optionally with its LoRA adapter switched off) behind the scorer interface
+    (`kit.scoring.base.Scorer`); `generate` can also return each answer's probability and stop answers that do not
+    open as the task's answers must."""
 
     def __init__(self, model, tokenizer, batch_size: int = 16, adapter_off: bool = False, progress: bool = True,
                  name: str = ""):
