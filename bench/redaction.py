@@ -7,7 +7,7 @@ Sets (each with labelled character spans):
       the MultiDoGO identifiers test (real customer-service chat, lower case: names, addresses, numbers);
   (b) generated multi-locale messages: Faker values in templates written here, apart from the recogniser's training
       templates (`tools/train_ner.py`), from 10 locales it was trained on and 12 it never saw, reported apart;
-  (c) kit's own corpus (`kit.pii_corpus`), a regression line.
+  (c) kit's own corpus (`tools/pii_corpus.py`), a regression line.
 Engines: kit's Redactor (rules + the entity recogniser), kit's rules alone (no recogniser: what kit did before),
 Presidio's AnalyzerEngine (when `presidio-analyzer` is installed; with a blank spaCy English pipeline, as no spaCy
 English model is installable here, so its NER-based PERSON/LOCATION are off: its pattern recognisers run).
@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from kit import audit, pii_corpus  # noqa: E402
+from kit import audit  # noqa: E402
+from tools import pii_corpus  # noqa: E402
 from kit.redact import Redactor  # noqa: E402
 
 DEVDATA = ROOT.parent / "shared" / "devdata" / "pii"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # the data generators live in tools/ (not shipped in the kit package)
+    sys.path.insert(0, str(REPO))
 # What the tests convert and fetch (the embedded checkpoint, family tokenizers) is cached in the temp dir, shared by
 # later runs on the same machine, and never written into the user's own cache (~/.cache/kit). Set KIT_CACHE_DIR to
 # choose another place. Inherited by the notebook kernels and `kit run` processes the tests start.

@@ -5,7 +5,8 @@ import csv
 import pytest
 
 from conftest import REPO
-from kit import audit, canaries, pii_corpus
+from kit import audit, canaries
+from tools import pii_corpus
 from kit.redact import DEFAULT_ID_PATTERNS, Redactor
 
 KNOWN = {"PERSON": ["Maria Okafor"], "EMAIL": ["maria@example.com"], "POLICY_NUMBER": ["POL-123456"]}

@@ -4,7 +4,8 @@ import socket
 import pytest
 
 from conftest import REPO, read_jsonl
-from kit import data, synth
+from kit import data
+from tools import synth
 from kit.io import write_text_atomic
 
 SAMPLES = REPO / "data_samples"

@@ -170,7 +170,7 @@ def test_thresholds_from_a_dict_and_unknown_names(tmp_path):
 
 
 def test_production_batches_are_what_the_samples_hold(tmp_path):
-    from kit import synth
+    from tools import synth
 
     synth.write_production_batches(tmp_path)
     repo = Path(__file__).resolve().parent.parent / "data_samples" / "production"

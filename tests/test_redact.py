@@ -3,7 +3,8 @@ import csv
 import pytest
 
 from conftest import REPO
-from kit import gazetteer, pii_corpus, synth
+from kit import gazetteer
+from tools import pii_corpus, synth
 from kit.redact import Redactor
 
 

@@ -1,6 +1,6 @@
 from stdnum import luhn
 
-from kit import synth
+from tools import synth
 
 
 def test_generator_is_deterministic_and_balanced():
