@@ -42,7 +42,7 @@ IDENTIFIERS_MAP = {"PERSON": "PERSON", "ADDRESS": "ADDRESS", "LOCATION": "LOCATI
 TRAIN_LOCALES = ("en_US", "en_GB", "en_IE", "en_AU", "en_CA", "en_IN", "en_NG", "de_DE", "de_AT", "fr_FR", "fr_BE",
                  "es_ES", "es_MX", "it_IT", "pt_PT", "pt_BR", "nl_NL", "pl_PL", "sv_SE", "tr_TR", "ro_RO", "cs_CZ",
                  "id_ID", "vi_VN", "fil_PH", "zu_ZA", "yo_NG", "da_DK", "no_NO", "fi_FI", "hu_HU", "hr_HR", "sk_SK",
-                 "lt_LT", "sw")
+                 "lt_LT", "sw", "fr_CA", "en_MS", "en_TH", "is_IS", "en_KE", "uz_UZ", "en_PH", "es_CA")
 
 # Slots: {name} full name, {first}, {last}, {city}, {country}, {street} street line, {postcode}, {address} a whole
 # address on one line, {company}, {idnum}; {phone}, {email}, {date}, {amount}, {product} are context, unlabelled.
@@ -161,6 +161,49 @@ Can {first} sign instead of me?
 Mrs {last} is away, her daughter {first} will answer.
 Give my regards to {first} {last} from {city}.
 The case was handled by {last}.
+{first} said the parcel would come on Tuesday.
+I gave the spare keys to {first} yesterday.
+Please let {first} know the invoice is wrong.
+Could you put {first} through to billing?
+{first} will phone you back tomorrow, she said.
+Ask {first} about it, he knows the details.
+My colleague {first} handles the payments now.
+Last time I was helped by {first}, who was great.
+Forward this to {first} please, not to me.
+Is {first} still working in that team?
+We met {first} {last} at the trade fair in {city}.
+Apparently {first} cancelled it without asking me.
+Why did {first} close my ticket?
+{first} from accounts emailed me twice.
+the guy on the phone, {first} i think, hung up on me
+Tell {last} the meter reading is wrong.
+{first} {last} is no longer authorised on this account.
+Policyholder {name}, renewal due next month.
+Payee: {name}. Reference attached.
+Beneficiary {name}, {address}
+Driver's name {name}, address {street}, {city}
+I'm at {street} until Monday, then back home.
+The van stopped at {street} twice and left again.
+Bring it round to {street} after six please.
+{street} is my new address from the 1st.
+Collect from {street}, {city} on the 3rd.
+Moving from {street} to {street} next week.
+Unit 4, {street}, {city} {postcode} - please note the unit number
+the keys are with my neighbour at {street}
+{company} changed its name, the new invoices come from {company}.
+Our supplier {company} went bust, can you reroute the order?
+We buy everything from {company} in {city}.
+I work for {company} and we have {n} licences.
+my name's {first}, {first} {last}
+{first} here, {first} {last} from {city}.
+its {first} again, any news?
+hi {first} hi {last}
+contact: {first} {last}, {city}, {country}
+{first}, {last} and {first} signed the form.
+I have been waiting since {first} promised a callback.
+She lives in {city} near {postcode}.
+Send it to postcode {postcode} please, the street is {street}.
+we live in {city}, {country}, address {address}
 """.strip("\n").split("\n")
 OPENINGS = ("Hi,", "Hello,", "Hi team,", "Dear Sir or Madam,", "Good afternoon,", "Hey,", "To whom it may concern,",
             "Dear {company} team,", "Hello {first},", "Hi there,", "Good morning", "Good morning,", "Dear Support,",
@@ -247,7 +290,14 @@ def _fakers(locales, seed):
 
 
 def _id_number(rng: random.Random) -> str:
-    kind = rng.randrange(5)
+    kind = rng.randrange(7)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    if kind == 5:  # letters, a space, digits, as typed in chat ("qfr 318062774")
+        return f"{''.join(rng.choice(letters) for _ in range(rng.randint(2, 4)))} {rng.randrange(10, 10 ** 9)}"
+    if kind == 6:  # letter and digit groups spelt out one by one ("k 4 tz 81")
+        parts = [rng.choice(letters), str(rng.randrange(1, 999)),
+                 "".join(rng.choice(letters) for _ in range(rng.randint(1, 2))), str(rng.randrange(1, 99))]
+        return " ".join(parts[:rng.randint(3, 4)])
     if kind == 0:
         return str(rng.randrange(10 ** 5, 10 ** 10))
     if kind == 1:
@@ -321,7 +371,10 @@ def fill(template: str, f, rng: random.Random) -> dict:
                 text += f.prefix() + " "
             except AttributeError:
                 pass
-        if label:
+        if label and label == "PERSON" and spans and spans[-1]["label"] == "PERSON" \
+                and spans[-1]["end"] == len(text) - 1 and text[-1] == " ":
+            spans[-1]["end"] = len(text) + len(value)  # "{first} {last}" is one name, as "{name}" is
+        elif label:
             spans.append({"start": len(text), "end": len(text) + len(value), "label": label})
         text += value
         pos = m.end()
@@ -342,9 +395,9 @@ def synthetic(n: int, seed: int, locales=TRAIN_LOCALES) -> list[dict]:
             template = f"{rng.choice(OPENINGS)}{rng.choice([' ', chr(10)])}{template}{chr(10)}{rng.choice(CLOSINGS)}"
         rec = fill(template.replace("\\n", "\n"), f, rng)
         r = rng.random()
-        if r < 0.15:  # chat typed in lower case
+        if r < 0.2:  # chat typed in lower case
             rec["text"] = rec["text"].lower()
-        elif r < 0.18:  # a shouted message
+        elif r < 0.23:  # a shouted message
             rec["text"] = rec["text"].upper()
         out.append(rec)
     return out
