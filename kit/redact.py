@@ -77,14 +77,66 @@ STREET_RE = re.compile(
     r"(?:(?i:avenue|ave|road|rd|street|lane|ln|drive|strasse|straße|boulevard|blvd)|Close|Court|Way|Place|St|Dr)"
     r"|(?:[A-Za-z]+ )?[A-Za-z]+(?i:strasse|straße|weg|gasse)"
     r"|(?:(?i:rue|calle)|Via) (?:[A-Za-z]+ ){0,2}[A-Za-z]+)\b(?:,[^.\n!?]{1,40})?")
+# The street types of the US Postal Service's list (Publication 28, appendix C1) and their British kin, capitalised
+# after one to three capitalised name words and a house number ("6658 Alexander Overpass", "132 Leonard Ferry"), or in
+# a message typed all in lower case. A flat, suite or unit number may follow ("Apt. 905", "Suite 347").
+_USPS_TYPES = """
+alley annex arcade avenue bayou beach bend bluff bluffs bottom boulevard branch bridge brook brooks burg burgs bypass
+camp canyon cape causeway center centre centers circle circles cliff cliffs club common commons corner corners course
+court courts cove coves creek crescent crest crossing crossroad curve dale dam divide drive drives estate estates
+expressway extension extensions falls ferry field fields flat flats ford fords forest forge forges fork forks freeway
+garden gardens gateway glen glens green greens grove groves harbor harbors harbour haven heights highway hill hills
+hollow inlet island islands isle junction junctions key keys knoll knolls lake lakes landing lane light lights loaf
+lock locks lodge loop manor manors meadow meadows mews mill mills mission motorway mount mountain mountains neck
+orchard oval overpass park parks parkway parkways pass passage path pike pine pines place plain plains plaza point
+points port ports prairie radial ranch rapid rapids rest ridge ridges river road roads route row run shoal shoals
+shore shores skyway spring springs spur square squares station stravenue stream street streets summit terrace
+throughway trace track trafficway trail tunnel turnpike underpass union unions valley valleys viaduct view views
+village villages ville vista walk wall way ways well wells wharf
+""".split()
+_UNIT = r"(?:,? (?:(?i:apt|apartment|suite|ste|unit|flat|fl|floor|room|rm|#)\.? ?#?\d{1,5}[A-Za-z]?))?"
+STREET_TYPED_RE = re.compile(
+    r"(?<![\w.,])\d{1,5}[A-Za-z]?,? (?:[A-ZÀ-Þ][^\W\d_]+[ -]){1,3}(?:" + "|".join(t.title() for t in _USPS_TYPES)
+    + r")\b(?![ -](?!Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|Room)[A-Z][a-z])" + _UNIT)
+# In a message typed all in lower case, only the unambiguous street types count, after name words that are not
+# function words ("i waited 10 days and no way forward" is no street; "no 56 ben road" is).
+_LOWER_TYPES = ("street st road rd avenue ave lane ln drive dr boulevard blvd highway hwy parkway pkwy terrace "
+                "crescent circle court ct square sq cross").split()
+STREET_TYPED_LOWER_RE = re.compile(
+    r"(?<![\w.,])(?:(?:no\.?|#) ?)?\d{1,5},? ((?:[^\W\d_]+ |\d{1,3} (?:th|st|nd|rd) ){1,3})(?:"
+    + "|".join(_LOWER_TYPES) + r")\b" + _UNIT.replace("(?i:", "(?:"))
+# A flat, suite or unit before the street ("Flat 0, Wright Curve", "Studio 32, Newton Mountains", "Unit 4, 12 High
+# Street"): the number and the street together.
+UNIT_FIRST_RE = re.compile(r"\b(?:Flat|Apartment|Apt\.?|Unit|Suite|Studio)\s\d{1,4}[A-Za-z]?,\s(?:\d{1,5}\s)?"
+                           r"(?:[A-ZÀ-Þ][^\W\d_]+\s){0,3}(?:" + "|".join(t.title() for t in _USPS_TYPES) + r")\b")
+# A street name made of a name and a street word in one ("Dietzgasse 1", "Jockelallee 3-2", "Ladeckplatz 9/7",
+# "Lindenstraße 12", "Dannebrogsgade 77", "Storgatan 4"), with its house number.
+STREET_COMPOUND_RE = re.compile(
+    r"(?<![\w-])[A-ZÀ-Þ][^\W\d_]*(?:straße|strasse|str\.|gasse|weg|allee|platz|ring|damm|ufer|steig|pfad|"
+    r"gade|vej|gatan|vägen|gata|veien|vegen|katu|tie|straat|laan|plein|gracht|utca|út|iela|gatvė|ulica)"
+    r",?\s(?:n[º°o]\.?\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4}[a-zA-Z]?)?\b")
+# US-style lines with no street word, as typed in chat: a house number, up to six words and a state code with a ZIP
+# ("504 north 8 th cross seatlle wa 56874"). State codes that are everyday words ("in", "me", "or", "ok", "hi") are
+# left out.
+_STATES = ("al ak az ar ca co ct dc fl ga ia id il ks ky la ma md mi mn mo ms mt nc nd ne nh nj nm nv ny pa ri sc "
+           "sd tn tx ut va vt wa wi wv wy").split()
+US_LINE_RE = re.compile(r"(?<![\w.,])(?:(?i:no\.?|#) ?)?\d{1,5} (?:[^\W\d_]+ |\d{1,3} ){1,7}"
+                        r"(?i:" + "|".join(_STATES) + r")\.? \d{4,5}(?:-\d{4})?\b")
 # Street lines written street-word first, house number last, as in much of Europe and Latin America ("Rua das Flores
 # 128", "avenue Lucas Badel 74", "ul. Marszałkowska 84/92", "Calle Mayor, 5", "Blv. San Fernando N° 921").
 STREET_FIRST_RE = re.compile(
     r"(?<!\w)(?:(?i:avenue|av\.|avda\.|avenida|boulevard|blvd?\.|chemin|allée|impasse|rua|travessa|praça|ulica|ul\.|"
-    r"aleja|osiedle|calle|carrera|cra?\.|cl\.|piazza|viale|strada|jalan|jl\.|gg\.)"
+    r"aleja|osiedle|calle|carrera|cra?\.|cl\.|piazza|viale|strada|jalan|jl\.|gg\.|alameda|rambla|ronda|contrada|"
+    r"vicolo|borgo|rotonda|quartiere|sentiero|ladeira|estrada|rodovia|vereda|diagonal|transversal|pasaje|"
+    r"callejón|glorieta|cuesta|senda|ruta|urbanización|sokak|sokağı|caddesi|bulevardul|strada|ngõ|ngách|phố|"
+    r"đường|hẻm)"
     # Words that are also everyday English or Spanish count only capitalised ("via phone 5", "plaza", "al.").
-    r"|Via|Corso|Plaza|Paseo|Camino|Largo|Plac|Quai|Gang)"
-    r"\s+(?:[^\W\d_][\w'’.\-]*,?\s+){1,6}(?:n[º°o]\.?\s?|#\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4})?\b")
+    r"|Via|Corso|Plaza|Paseo|Camino|Largo|Plac|Quai|Gang|"
+    r"Av|Avda|R\.|C\.|Cl|Cra|Rue|Khu|Số|Residencial|Conjunto|Setor|Loteamento|Vila|Núcleo|"
+    r"Travesía|Carretera|Camino|Prolongación|Calzada|Circuito|Cerrada|Privada|Andador|Retorno|Periférico|Viaducto|"
+    r"Eje|Corredor)"
+    r"\s+(?:[^\W\d_][\w'’.\-]*,?\s+){1,6}(?:n[º°o]\.?\s?|#\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4})?\b"
+    r"(?:,? (?:(?i:apt|apartment|appartamento|piso|andar|suite|unit|flat|bloco|casa|lote)\.? ?\d{1,5}[A-Za-z]?))?")
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "AU", "IN")
 
 # Secrets typed in prose: "password: hunter2", "my PIN is 4821", "api key = abc…". The value is redacted.
@@ -261,6 +313,58 @@ def _words_joined(piece: str) -> bool:
     return len(parts) >= 3 and all(p.isalpha() or p.isdigit() and len(p) <= 4 for p in parts if p)
 
 
+def _street_lines(text: str) -> Iterable[tuple[int, int]]:
+    """Street lines by their street type (USPS list), unit-first lines, compound street names, US lines with a state
+    and ZIP; in all-lower-case text also by the common street types after name words that are not function words."""
+    for pattern in (STREET_TYPED_RE, UNIT_FIRST_RE, STREET_COMPOUND_RE, US_LINE_RE):
+        for m in pattern.finditer(text):
+            yield m.start(), m.end()
+    if not any(c.isupper() for c in text):
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        for m in STREET_TYPED_LOWER_RE.finditer(text):
+            if not any(w in STOP_WORDS for w in m.group(1).split() if not w.isdigit() and w not in _ORDINALS):
+                yield m.start(), m.end()
+
+
+_ORDINALS = frozenset(("th", "st", "nd", "rd"))
+# Reference codes as people type them in chat, letters and digits in groups ("nma 647814914", "hkm 506", "f 9 wv 26",
+# "777 hhn"): only in a message with no capital letters (elsewhere ids have their own patterns and the recogniser).
+# A run of such groups is cut at everyday words, units and street types; a piece of two to eight groups with a group of
+# two or more digits and a group of letters (two letters at least when the piece has two groups) is a code ("room 12
+# b", "5 th ave" and "12 b" are not).
+_CODE_STOP = frozenset("""
+a an the and or of to in on at by for from with as is am are was be it its i my me we us you your he she his her
+they them no not yes so if but up out off all any one two per via vs x pm hr hrs min mins sec secs day days week
+weeks yr yrs km kg g mg ml l mb gb tb kb usd eur gbp inr rs ft lb lbs oz mi mph kmh th st nd rd pc pcs qty nr nos
+ph tel mob fax ext rm apt ste fl pin otp ssn id ref acc ac bal amt inv ord etc pls plz thx ok call text ring dial
+room unit flat door gate seat row line page item size ver step year age aged only just over cost paid pay took got
+get have has had were been will can cant dont did do does need want sent send lost more less than then last next
+each both few many much very also too now here time hour into onto upto till amp lt gt dr mr mrs ms new old
+""".split()) - {"vs"}
+_CODE_GROUP = re.compile(r"[a-z]{1,4}|\d{1,12}")
+
+
+def _chat_codes(text: str) -> Iterable[tuple[int, int]]:
+    if any(c.isupper() for c in text):
+        return
+    def group(g) -> bool:
+        return g is not None and bool(_CODE_GROUP.fullmatch(g.group())) and g.group() not in _CODE_STOP \
+            and g.group() not in _LOWER_TYPES
+
+    piece: list[re.Match] = []
+    for g in [*re.finditer(r"\S+", text), None]:
+        if group(g) and (not piece or g.start() == piece[-1].end() + 1):
+            piece.append(g)
+            continue
+        words = [x.group() for x in piece]
+        letters = [w for w in words if w.isalpha()]
+        if 2 <= len(words) <= 8 and any(w.isdigit() and len(w) >= 2 for w in words) and letters \
+                and (len(words) >= 3 or max(map(len, letters)) >= 2):
+            yield piece[0].start(), piece[-1].end()
+        piece = [g] if group(g) else []
+
+
 def _random_tokens(text: str) -> Iterable[tuple[int, int]]:
     for m in TOKEN_RE.finditer(text):
         value = m.group().rstrip(".,;:!?")
@@ -358,6 +462,40 @@ def _census_names(text: str) -> Iterable[tuple[int, int]]:
         run = [m] if name_part else []
 
 
+# A census given name standing alone ("ring Jane back", "the way Jessica handled my call"): added after the rules
+# and the recogniser, only where neither found anything, as a fallback for the lone first names the recogniser
+# misses. Not next to another capitalised word (a run such as "Austin Office Park" is a place or a product, and a
+# name pair is the census rule's), not in a text mostly in capitals, and at the start of a sentence not when the name is
+# also an everyday word ("Frank", "Drew", "Max").
+_EVERYDAY_GIVEN = frozenset("""
+else guy frank sue drew max jack pat ray dawn august christian cliff brook glen penny holly ivy daisy gale robin
+dee jan al ed lee bob mike rob sol tom son don van dell gene art iris skip buck cash chip dusty rusty sunny
+""".split())
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*|[\"(“]\s*)$")
+
+
+def _lone_given_names(text: str) -> Iterable[tuple[int, int]]:
+    if sum(c.isupper() for c in text) > sum(c.islower() for c in text):
+        return
+    words = list(CAPITALISED_RE.finditer(text))
+    for i, m in enumerate(words):
+        w = m.group()
+        if w.lower() in NOT_NAME_PARTS or not _is_given(w):
+            continue
+        before = words[i - 1] if i else None
+        after = words[i + 1] if i + 1 < len(words) else None
+        # A word before that is a greeting or other non-name word, or only capitalised as a sentence's first word
+        # ("Both Jerry and …", "Dear Jane"), does not make a run; any capitalised word after does ("Austin Office").
+        if before is not None and NAME_GAP_RE.fullmatch(text, before.end(), m.start()) \
+                and before.group().lower() not in NOT_NAME_PARTS \
+                and not _SENTENCE_START.search(text[:before.start()]) \
+                or after is not None and NAME_GAP_RE.fullmatch(text, m.end(), after.start()):
+            continue
+        if w.lower() in _EVERYDAY_GIVEN and _SENTENCE_START.search(text[:m.start()]):
+            continue
+        yield m.start(), m.end()
+
+
 @dataclass(frozen=True)
 class RedactionResult:
     text: str
@@ -415,8 +553,10 @@ class Redactor:
             Detector("phone", "PHONE", _phones),
             Detector("street_address", "ADDRESS", _regex(STREET_RE)),
             Detector("street_address_first", "ADDRESS", _regex(STREET_FIRST_RE)),
+            Detector("street_address_typed", "ADDRESS", _street_lines),
             Detector("person_cue", "PERSON", _names),
             Detector("person_census", "PERSON", _census_names),  # no cue: census given name or surname
+            Detector("chat_code", "ID_NUMBER", _chat_codes),  # "policy no nma 647814914" in lower-case chat
             # Last, so that a long IBAN or card number keeps its own type when both match the same characters.
             Detector("random_token", "SECRET", _random_tokens),
         ]
@@ -448,6 +588,7 @@ class Redactor:
                 kept.append((s, e, ent))
         if self.recogniser is not None:
             kept = _add_recognised(text, kept, self.recogniser.find(text))
+        kept += [(s, e, "PERSON") for s, e in _lone_given_names(text) if all(e <= ks or s >= ke for ks, ke, _ in kept)]
         return _with_address_tails(text, sorted(kept))
 
     def redact(self, text: str, known: dict[str, list[str]] | None = None) -> RedactionResult:
