@@ -70,7 +70,8 @@ def provenance(path: Path = MODEL_DIR) -> dict:
 
 # The rest of an address line after a street the model found: up to five words (town, state) and a postcode, with no
 # sentence break in between ("85 light house road" + " bridge town al 45289", "Joostpad 231" + ", 2006 Lobbes").
-_TAIL = re.compile(r"(?:,? [^\W\d_][\w'’\-.]*){0,5},? (?:\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})\b"
+_TAIL = re.compile(r"(?:,? [^\W\d_][\w'’\-.]*){0,5},? (?:\d{4,8}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|"
+                   r"[A-Z]{2}-?\d{4,5})\b"
                    r"(?:,? [A-ZÀ-Þ][^\W\d_]+(?: [A-ZÀ-Þ][^\W\d_]+)?)?")
 
 

@@ -89,12 +89,12 @@ garden gardens gateway glen glens green greens grove groves harbor harbors harbo
 hollow inlet island islands isle junction junctions key keys knoll knolls lake lakes landing lane light lights loaf
 lock locks lodge loop manor manors meadow meadows mews mill mills mission motorway mount mountain mountains neck
 orchard oval overpass park parks parkway parkways pass passage path pike pine pines place plain plains plaza point
-points port ports prairie radial ranch rapid rapids rest ridge ridges river road roads route row run shoal shoals
+points parade port ports prairie radial ranch rapid rapids rest ridge ridges river road roads route row run shoal shoals
 shore shores skyway spring springs spur square squares station stravenue stream street streets summit terrace
 throughway trace track trafficway trail tunnel turnpike underpass union unions valley valleys viaduct view views
 village villages ville vista walk wall way ways well wells wharf
 """.split()
-_UNIT = r"(?:,? (?:(?i:apt|apartment|suite|ste|unit|flat|fl|floor|room|rm|#)\.? ?#?\d{1,5}[A-Za-z]?))?"
+_UNIT = r"(?:,? (?:(?i:apt|apartment|suite|ste|unit|flat|fl|floor|room|rm|#)\.? ?#?\d{1,5}[A-Za-z]?|RD \d{1,2}))?"
 STREET_TYPED_RE = re.compile(
     r"(?<![\w.,])\d{1,5}[A-Za-z]?,? (?:[A-ZÀ-Þ][^\W\d_]+[ -]){1,3}(?:" + "|".join(t.title() for t in _USPS_TYPES)
     + r")\b(?![ -](?!Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|Room)[A-Z][a-z])" + _UNIT)
@@ -113,8 +113,24 @@ UNIT_FIRST_RE = re.compile(r"\b(?:Flat|Apartment|Apt\.?|Unit|Suite|Studio)\s\d{1
 # "Lindenstraße 12", "Dannebrogsgade 77", "Storgatan 4"), with its house number.
 STREET_COMPOUND_RE = re.compile(
     r"(?<![\w-])[A-ZÀ-Þ][^\W\d_]*(?:straße|strasse|str\.|gasse|weg|allee|platz|ring|damm|ufer|steig|pfad|"
-    r"gade|vej|gatan|vägen|gata|veien|vegen|katu|tie|straat|laan|plein|gracht|utca|út|iela|gatvė|ulica)"
+    r"gade|vej|gatan|vägen|gata|veien|vegen|katu|tie|straat|laan|plein|gracht|hof|dreef|kade|singel|markt|utca|út|"
+    r"iela|gatvė|ulica)"
     r",?\s(?:n[º°o]\.?\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4}[a-zA-Z]?)?\b")
+# A post-office box ("PO Box 23", "Postfach 1207", "Apartado 45", "Caixa Postal 12"); the town and postcode after it
+# come with the address tail.
+PO_BOX_RE = re.compile(r"(?<!\w)(?:(?i:p\.?\s?o\.?\s?box|post office box|postfach|apartado(?: postal)?|caixa postal|"
+                       r"casilla(?: de correo)?|boîte postale|postbus|postboks))\s?\d{1,6}\b")
+# Colombian and other Latin American lines: a street type, its number or name, then "#" or "N°" and the plate
+# ("Cl. 109 # 7R-3 Sur", "Cr. 3I Este # 1-6", "Diag. San Juan N° 55", "av. calle 1ª # 7-1").
+PLATE_RE = re.compile(
+    r"(?<!\w)(?i:cl|calle|cr|cra|kr|carrera|dg|diag|diagonal|tv|transv|transversal|av|avda|avenida|ak|ac|blv|bv|"
+    r"circular|autopista)\.?\s(?:[\w.ªº]+\s){0,3}?(?:#|(?i:n[º°o]\.?))\s?\d{1,4}[A-Za-z]?(?:-\d{1,4}[A-Za-z]?)?"
+    r"(?:\s(?:Sur|Este|Norte|Oeste|Bis|sur|este|norte|oeste|bis)\b)?"
+    r"(?:,?\s(?i:apto|apartamento|torre|casa|interior|int|piso|of|oficina|local)\.?\s?\d{1,5}[A-Za-z]?){0,2}")
+# Capitalised words, a house number and a unit as written in Chile and elsewhere ("Los Palmitos 13 Of. 2195", "Calle
+# Esmeralda 29 Dpto. 5147", "Pedro Aguirre Cerda 2681 Of. 9472").
+NAME_NUMBER_UNIT_RE = re.compile(r"(?<![\w.])(?:[A-ZÀ-Þ][^\W\d_]+ ){1,4}\d{1,5} (?:Of|Dpto|Depto|Oficina|Piso|Apto|"
+                                 r"Local|Casa)\.? ?\d{1,5}\b")
 # US-style lines with no street word, as typed in chat: a house number, up to six words and a state code with a ZIP
 # ("504 north 8 th cross seatlle wa 56874"). State codes that are everyday words ("in", "me", "or", "ok", "hi") are
 # left out.
@@ -136,7 +152,8 @@ STREET_FIRST_RE = re.compile(
     r"Travesía|Carretera|Camino|Prolongación|Calzada|Circuito|Cerrada|Privada|Andador|Retorno|Periférico|Viaducto|"
     r"Eje|Corredor)"
     r"\s+(?:[^\W\d_][\w'’.\-]*,?\s+){1,6}(?:n[º°o]\.?\s?|#\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4})?\b"
-    r"(?:,? (?:(?i:apt|apartment|appartamento|piso|andar|suite|unit|flat|bloco|casa|lote)\.? ?\d{1,5}[A-Za-z]?))?")
+    r"(?:,? (?:(?i:apt|apartment|appartamento|piso|andar|suite|unit|flat|bloco|casa|lote|dpto|depto|of|apto)\.? ?"
+    r"\d{1,5}[A-Za-z]?))?")
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "AU", "IN")
 
 # Secrets typed in prose: "password: hunter2", "my PIN is 4821", "api key = abc…". The value is redacted.
@@ -316,7 +333,8 @@ def _words_joined(piece: str) -> bool:
 def _street_lines(text: str) -> Iterable[tuple[int, int]]:
     """Street lines by their street type (USPS list), unit-first lines, compound street names, US lines with a state
     and ZIP; in all-lower-case text also by the common street types after name words that are not function words."""
-    for pattern in (STREET_TYPED_RE, UNIT_FIRST_RE, STREET_COMPOUND_RE, US_LINE_RE):
+    for pattern in (STREET_TYPED_RE, UNIT_FIRST_RE, STREET_COMPOUND_RE, US_LINE_RE, PO_BOX_RE, PLATE_RE,
+                    NAME_NUMBER_UNIT_RE):
         for m in pattern.finditer(text):
             yield m.start(), m.end()
     if not any(c.isupper() for c in text):
