@@ -574,7 +574,6 @@ class Redactor:
             Detector("street_address_typed", "ADDRESS", _street_lines),
             Detector("person_cue", "PERSON", _names),
             Detector("person_census", "PERSON", _census_names),  # no cue: census given name or surname
-            Detector("chat_code", "ID_NUMBER", _chat_codes),  # "policy no nma 647814914" in lower-case chat
             # Last, so that a long IBAN or card number keeps its own type when both match the same characters.
             Detector("random_token", "SECRET", _random_tokens),
         ]
@@ -606,7 +605,7 @@ class Redactor:
                 kept.append((s, e, ent))
         if self.recogniser is not None:
             kept = _add_recognised(text, kept, self.recogniser.find(text))
-        kept += [(s, e, "PERSON") for s, e in _lone_given_names(text) if all(e <= ks or s >= ke for ks, ke, _ in kept)]
+        kept = _add_fallbacks(text, kept)
         return _with_address_tails(text, sorted(kept))
 
     def redact(self, text: str, known: dict[str, list[str]] | None = None) -> RedactionResult:
@@ -661,6 +660,21 @@ def _with_address_tails(text: str, kept: list[Span]) -> list[Span]:
             e = max(e, end if text[e:end].strip(" ,") else e)
         out.append((s, e, ent))
     return out
+
+
+def _add_fallbacks(text: str, kept: list[Span]) -> list[Span]:
+    """The rules that only add what the rules and the recogniser left: a lone census given name where nothing was
+    found, and a chat code, which may take in a phone number or id number it overlaps ("nma" + "647814914") but gives
+    way to anything else (a card number keeps its type in "card 5105 9054 2406 8594")."""
+    kept = list(kept)
+    for s, e in _chat_codes(text):
+        over = [k for k in kept if k[0] < e and s < k[1]]
+        if all(k[2] in ("PHONE", "ID_NUMBER") for k in over):
+            for k in over:
+                kept.remove(k)
+            kept.append((min([s, *(k[0] for k in over)]), max([e, *(k[1] for k in over)]), "ID_NUMBER"))
+    kept += [(s, e, "PERSON") for s, e in _lone_given_names(text) if all(e <= ks or s >= ke for ks, ke, _ in kept)]
+    return kept
 
 
 def _add_recognised(text: str, kept: list[Span], recognised: list[Span]) -> list[Span]:
