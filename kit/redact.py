@@ -359,6 +359,8 @@ ph tel mob fax ext rm apt ste fl pin otp ssn id ref acc ac bal amt inv ord etc p
 room unit flat door gate seat row line page item size ver step year age aged only just over cost paid pay took got
 get have has had were been will can cant dont did do does need want sent send lost more less than then last next
 each both few many much very also too now here time hour into onto upto till amp lt gt dr mr mrs ms new old
+card bank cash acct loan bill plan fee fees tax rate code zip box lot bus car van tv cell home work visa amex cvv exp
+sum net due date dept euro quid cent ends with what when who how why else like same last just even once
 """.split()) - {"vs"}
 _CODE_GROUP = re.compile(r"[a-z]{1,4}|\d{1,12}")
 
