@@ -77,22 +77,22 @@ STREET_RE = re.compile(
     r"(?:(?i:avenue|ave|road|rd|street|lane|ln|drive|strasse|straße|boulevard|blvd)|Close|Court|Way|Place|St|Dr)"
     r"|(?:[A-Za-z]+ )?[A-Za-z]+(?i:strasse|straße|weg|gasse)"
     r"|(?:(?i:rue|calle)|Via) (?:[A-Za-z]+ ){0,2}[A-Za-z]+)\b(?:,[^.\n!?]{1,40})?")
-# The street types of the US Postal Service's list (Publication 28, appendix C1) and their British kin, capitalised
+# The street types of the US Postal Service's list (Publication 28, appendix C1) and their British kin, less those that
+# are often a product's or a ticket's last word ("3 Day Pass", "2 Smart Lights", "Key", "Club", "Course"), capitalised
 # after one to three capitalised name words and a house number ("6658 Alexander Overpass", "132 Leonard Ferry"), or in
 # a message typed all in lower case. A flat, suite or unit number may follow ("Apt. 905", "Suite 347").
 _USPS_TYPES = """
-alley annex arcade avenue bayou beach bend bluff bluffs bottom boulevard branch bridge brook brooks burg burgs bypass
-camp canyon cape causeway center centre centers circle circles cliff cliffs club common commons corner corners course
-court courts cove coves creek crescent crest crossing crossroad curve dale dam divide drive drives estate estates
-expressway extension extensions falls ferry field fields flat flats ford fords forest forge forges fork forks freeway
-garden gardens gateway glen glens green greens grove groves harbor harbors harbour haven heights highway hill hills
-hollow inlet island islands isle junction junctions key keys knoll knolls lake lakes landing lane light lights loaf
-lock locks lodge loop manor manors meadow meadows mews mill mills mission motorway mount mountain mountains neck
-orchard oval overpass park parks parkway parkways pass passage path pike pine pines place plain plains plaza point
-points parade port ports prairie radial ranch rapid rapids rest ridge ridges river road roads route row run shoal shoals
-shore shores skyway spring springs spur square squares station stravenue stream street streets summit terrace
-throughway trace track trafficway trail tunnel turnpike underpass union unions valley valleys viaduct view views
-village villages ville vista walk wall way ways well wells wharf
+alley annex arcade avenue bayou beach bend bluff bluffs bottom boulevard branch bridge brook brooks burg burgs
+bypass canyon cape causeway center centre centers circle circles cliff cliffs corner corners court courts cove coves
+creek crescent crest crossing crossroad curve dale dam divide drive drives estate estates expressway extension
+extensions falls ferry field fields flat flats ford fords forest forge forges fork forks freeway garden gardens
+gateway glen glens green greens grove groves harbor harbors harbour haven heights highway hill hills hollow inlet
+island islands isle junction junctions knoll knolls lake lakes landing lane lodge loop manor manors meadow meadows
+mews mill mills motorway mount mountain mountains neck orchard oval overpass park parks parkway parkways passage
+path pike pine pines place plain plains plaza point points parade port ports prairie radial ranch rapid rapids rest
+ridge ridges river road roads route row shoal shoals shore shores skyway spring springs square squares station
+stravenue stream street streets summit terrace throughway trace track trafficway trail tunnel turnpike underpass
+valley valleys viaduct view views village villages ville vista walk way ways wharf
 """.split()
 _UNIT = r"(?:,? (?:(?i:apt|apartment|suite|ste|unit|flat|fl|floor|room|rm|#)\.? ?#?\d{1,5}[A-Za-z]?|RD \d{1,2}))?"
 STREET_TYPED_RE = re.compile(
