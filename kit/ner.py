@@ -26,6 +26,8 @@ from kit import progress
 from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
 
 MODEL_DIR = Path(__file__).resolve().parent / "ner_model"
+# The models the redactor runs, their spans united; each folder has its own provenance.json.
+MODEL_DIRS = (MODEL_DIR,)
 ENTITY = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ADDRESS": "ADDRESS", "ORG": "ORGANIZATION",
           "ID_NUMBER": "ID_NUMBER"}
 # Words that are never a whole name, place or organisation, beyond the gazetteer's NOT_NAME_PARTS (greetings,
@@ -72,7 +74,7 @@ def provenance(path: Path = MODEL_DIR) -> dict:
 # sentence break in between ("85 light house road" + " bridge town al 45289", "Joostpad 231" + ", 2006 Lobbes").
 _TAIL = re.compile(r"(?:,? [^\W\d_][\w'’\-.]*){0,5},? (?:\d{4,8}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|"
                    r"[A-Z]{2}-?\d{4,5})\b"
-                   r"(?:,? [A-ZÀ-Þ][^\W\d_]+(?: [A-ZÀ-Þ][^\W\d_]+)?)?")
+                   r"(?:,? [A-ZÀ-Þ][^\W\d_]+(?:(?: (?:and|of|the|de|da|do|del|di|y|e|et|und))? [A-ZÀ-Þ][^\W\d_]+){0,2})?")
 
 
 # Trained on lower-cased chat too, the model takes everyday lower-case words for names ("Order a kettle for 5", "Be
@@ -144,9 +146,27 @@ def plausible(value: str, label: str) -> bool:
     return not all(not w or w in everyday or w in NEVER_ALONE for w in words)
 
 
+def _union(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Spans of several models as one list: overlapping spans become one, with the label of the longer (an address
+    when either is one, as in `_merge_adjacent`)."""
+    out: list[tuple[int, int, str]] = []
+    for s, e, lab in sorted(spans):
+        if out and s < out[-1][1]:
+            ps, pe, plab = out[-1]
+            label = "ADDRESS" if "ADDRESS" in (plab, lab) else plab if pe - ps >= e - s else lab
+            out[-1] = (ps, max(pe, e), label)
+        else:
+            out.append((s, e, lab))
+    return out
+
+
 class EntityRecogniser:
-    def __init__(self, path: str | Path = MODEL_DIR, batch_size: int = 128):
-        self.path = str(path)
+    """The shipped models run one after the other on each batch and their spans are united (an ensemble: two models
+    trained apart miss different names, so the union misses fewer); `path` picks one model instead."""
+
+    def __init__(self, path: str | Path | None = None, batch_size: int = 128):
+        self.paths = [str(path)] if path is not None else [str(p) for p in MODEL_DIRS]
+        self.path = self.paths[0]
         self.batch_size = batch_size
         self._cache: dict[str, list[Span]] = {}
 
@@ -159,12 +179,18 @@ class EntityRecogniser:
         todo = list(dict.fromkeys(t for t in texts if t and t not in self._cache))
         if len(self._cache) + len(todo) > CACHE_MAX:
             self._cache.clear()
-        docs = zip(todo, self.nlp.pipe(todo, batch_size=self.batch_size))
-        for text, doc in progress.bar(docs, total=len(todo), desc="finding names and places", unit="texts",
-                                      disable=len(todo) < PROGRESS_FROM):
-            spans = [(e.start_char, e.end_char, e.label_) for e in doc.ents
-                     if e.label_ in ENTITY and plausible(e.text, e.label_)
-                     and _lower_case_guess_holds(text, e.start_char, e.end_char, e.label_)]
+        found: list[list[tuple[int, int, str]]] = [[] for _ in todo]
+        for n, path in enumerate(self.paths):
+            docs = enumerate(_load(path).pipe(todo, batch_size=self.batch_size))
+            desc = "finding names and places" + (f" ({n + 1}/{len(self.paths)})" if len(self.paths) > 1 else "")
+            for i, doc in progress.bar(docs, total=len(todo), desc=desc, unit="texts",
+                                       disable=len(todo) < PROGRESS_FROM):
+                text = todo[i]
+                found[i] += [(e.start_char, e.end_char, e.label_) for e in doc.ents
+                             if e.label_ in ENTITY and plausible(e.text, e.label_)
+                             and _lower_case_guess_holds(text, e.start_char, e.end_char, e.label_)]
+        for text, spans in zip(todo, found):
+            spans = _union(spans) if len(self.paths) > 1 else spans
             self._cache[text] = [(s, address_tail(text, e) if lab == "ADDRESS" else e, ENTITY[lab])
                                  for s, e, lab in _merge_adjacent(text, spans)]
 

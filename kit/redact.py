@@ -643,6 +643,9 @@ class Redactor:
         return out
 
 
+_NUMBER_MARKER = re.compile(r"(?<!\w)(?:(?i:no)\.?|#|N[º°]) ?$")
+
+
 def _with_address_tails(text: str, kept: list[Span]) -> list[Span]:
     """An address line's town and postcode after the street ("Rua das Flores 128" + ", 4050-265 Porto"); a postcode
     another detector took for a phone or an id number inside that tail becomes part of the address."""
@@ -652,6 +655,10 @@ def _with_address_tails(text: str, kept: list[Span]) -> list[Span]:
         s, e, ent = kept[i]
         i += 1
         if ent == "ADDRESS":
+            # "no 4546 gate way", "No. 12 Jalan Mawar", "# 5 ben road": the number's marker belongs to the line.
+            marker = _NUMBER_MARKER.search(text, 0, s)
+            if marker and text[s:s + 1].isdigit():
+                s = marker.start()
             end = address_tail(text, e)
             while i < len(kept) and kept[i][0] < end:
                 if kept[i][1] <= end and kept[i][2] in ("PHONE", "ID_NUMBER", "LOCATION", "ADDRESS"):

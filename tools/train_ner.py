@@ -447,6 +447,9 @@ def main(argv=None) -> int:
     ap.add_argument("--norm-rows", type=int, default=10000)
     ap.add_argument("--real-repeat", type=int, default=3, help="how many times the real rows are repeated")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--embed", choices=("hash", "char"), default="hash",
+                    help="token features: hashed NORM/PREFIX/SUFFIX/SHAPE (spaCy's default) or each word's first and "
+                         "last characters (spaCy's CharacterEmbed): a second model that errs differently")
     args = ap.parse_args(argv)
 
     import spacy
@@ -475,6 +478,10 @@ def main(argv=None) -> int:
     config["components"]["tok2vec"]["model"]["encode"].update({"width": args.width, "depth": args.depth})
     # More rows for NORM than spaCy's default 5000: fewer hash collisions between names and everyday words.
     config["components"]["tok2vec"]["model"]["embed"]["rows"] = [args.norm_rows, 1000, 2500, 2500]
+    if args.embed == "char":
+        config["components"]["tok2vec"]["model"]["embed"] = {
+            "@architectures": "spacy.CharacterEmbed.v2", "width": args.width, "rows": args.norm_rows, "nM": 64,
+            "nC": 8, "include_static_vectors": False, "feature": "NORM"}
     config["training"]["logger"]["progress_bar"] = False
     cfg = work / "config.cfg"
     config.to_disk(cfg)
@@ -490,9 +497,12 @@ def main(argv=None) -> int:
     shutil.copytree(best, out)
     meta = json.loads((out / "meta.json").read_text())
     provenance = {
-        "what": "kit's entity recogniser: spaCy tok2vec (CNN) + transition-based NER",
+        "what": "kit's entity recogniser: spaCy tok2vec (CNN" + (", character embeddings" if args.embed == "char" else "")
+                + ") + transition-based NER",
         "labels": list(LABELS),
-        "trained_by": "tools/train_ner.py", "args": vars(args) | {"out": "kit/ner_model"},
+        "trained_by": "tools/train_ner.py",
+        "args": vars(args) | {"out": str(out.resolve().relative_to(ROOT)) if out.resolve().is_relative_to(ROOT)
+                              else out.name},
         "spacy_version": spacy.__version__, "train_seconds": round(time.time() - started),
         "inputs": {"wnut17_train": {"path": "devdata/pii/train.jsonl", "sha256": sha256(wnut),
                                     "licence": "CC BY 4.0 (WNUT-17, Derczynski et al. 2017)"},
