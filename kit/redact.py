@@ -338,14 +338,18 @@ def _street_lines(text: str) -> Iterable[tuple[int, int]]:
         for m in pattern.finditer(text):
             yield m.start(), m.end()
     if not any(c.isupper() for c in text):
-        from spacy.lang.en.stop_words import STOP_WORDS
-
         for m in STREET_TYPED_LOWER_RE.finditer(text):
-            if not any(w in STOP_WORDS for w in m.group(1).split() if not w.isdigit() and w not in _ORDINALS):
+            if not any(w in _FUNCTION_WORDS for w in m.group(1).split()):
                 yield m.start(), m.end()
 
 
-_ORDINALS = frozenset(("th", "st", "nd", "rd"))
+# Words that never stand inside a street's name in lower-case chat ("10 days and no way", "5 of the court").
+_FUNCTION_WORDS = frozenset("""
+a an the and or but nor of to in on at by for from with into onto over under about after before than then as is am
+are was were be been being it its i my me we our us you your he him his she her they them their this that these those
+no not yes so if up out off all any some each every both few more most many much very just only also too again still
+days day weeks week months month years year hours hour minutes minute times more less per
+""".split())
 # Reference codes as people type them in chat, letters and digits in groups ("nma 647814914", "hkm 506", "f 9 wv 26",
 # "777 hhn"): only in a message with no capital letters (elsewhere ids have their own patterns and the recogniser).
 # A run of such groups is cut at everyday words, units and street types; a piece of two to eight groups with a group of
