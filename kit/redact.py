@@ -175,6 +175,19 @@ DEFAULT_ID_PATTERNS = {
     "INVOICE_NUMBER": r"\bINV-?\d{5,12}\b",
 }
 
+# An organisation by its legal form, after one to five capitalised words, "and"/"&" between them allowed ("Rogner Albers
+# KG", "Bähr e.V.", "Hermanos Andreu S.L.", "Mzyk Sp.k.", "Comercial Valdés y Asociados SPA", "Jans CommV"). Forms that
+# are also everyday words or initials ("AS", "SA", "ME", "CV", "AB") are left out; leading greetings, function and
+# support words are not part of the name ("Thanks, Maria Ltd" → "Maria Ltd").
+_LEGAL_FORMS = (r"GmbH(?: & Co\. KG)?|AG|KG|KGaA|OHG|GbR|UG|e\.\s?V\.|e\.\s?G\.|S\.\s?L\.|S\.\s?A\.|S\.A\.S\.|"
+                r"S\.p\.A\.|SpA|SPA|S\.r\.l\.|Srl|SRL|S\.C\.|SARL|Ltd\.?|Limited|LLC|L\.L\.C\.|Inc\.?|"
+                r"Corp\.?|PLC|plc|LLP|Pty\.? Ltd\.?|BV|B\.V\.|NV|N\.V\.|VOF|CommV|BVBA|Oy|Oyj|ASA|A/S|ApS|"
+                r"Sp\. z o\.o\.|Sp\.\s?k\.|S\.A\.|s\.r\.o\.|a\.s\.|d\.o\.o\.|d\.d\.|Kft\.|Zrt\.|Nyrt\.|MMC|ASC|"
+                r"TNHH|JSC|Tbk|C\.V\.|Ltda\.?|EIRELI|S\.A\.C\.|S\.R\.L\.|e figli|y Asociados|and Sons|& Sons|"
+                r"e Hijos|y Hnos\.?|& Co\.?|und Partner|en Zonen")
+LEGAL_FORM_RE = re.compile(r"(?<![\w-])(?:[A-ZÀ-Þ][^\W\d_]*(?:[-'’][^\W\d_]+)*,? (?:(?:and|und|e|y|et|en|&) )?){1,5}"
+                           r"(?:" + _LEGAL_FORMS + r")(?![\w/])")
+
 # Person-name cues. A name is one to three capitalised words (any alphabet's letters, hyphens, apostrophes), with
 # lower-case particles allowed inside ("Aisha van der Berg").
 _WORD = r"[A-ZÀ-ÖØ-Þ][^\W\d_]*(?:['’\-][^\W\d_]+)*"
@@ -389,6 +402,20 @@ def _chat_codes(text: str) -> Iterable[tuple[int, int]]:
         piece = [g] if group(g) else []
 
 
+def _organisations(text: str) -> Iterable[tuple[int, int]]:
+    for m in LEGAL_FORM_RE.finditer(text):
+        start = m.start()
+        for w in re.finditer(r"[^\s,]+,?\s", m.group()):
+            if w.group().strip(" ,").lower() not in NOT_NAME_PARTS:
+                break
+            start = m.start() + w.end()
+        if m.end() - start > 2 and text[start:m.end()].split()[0] not in _LEGAL_WORDS:
+            yield start, m.end()
+
+
+_LEGAL_WORDS = frozenset(("GmbH", "AG", "KG", "Ltd", "LLC", "Inc", "BV", "NV", "&", "and", "y", "e"))
+
+
 def _random_tokens(text: str) -> Iterable[tuple[int, int]]:
     for m in TOKEN_RE.finditer(text):
         value = m.group().rstrip(".,;:!?")
@@ -578,6 +605,7 @@ class Redactor:
             Detector("street_address", "ADDRESS", _regex(STREET_RE)),
             Detector("street_address_first", "ADDRESS", _regex(STREET_FIRST_RE)),
             Detector("street_address_typed", "ADDRESS", _street_lines),
+            Detector("organization_legal_form", "ORGANIZATION", _organisations),
             Detector("person_cue", "PERSON", _names),
             Detector("person_census", "PERSON", _census_names),  # no cue: census given name or surname
             # Last, so that a long IBAN or card number keeps its own type when both match the same characters.
