@@ -241,6 +241,10 @@ def _masked(text, spans, value):
     ("Could you ask Hannah to call me back?", ["Hannah"]),  # a lone census given name
     ("Both Jerry and his sister Mary were on the booking.", ["Jerry", "Mary"]),
     ("Dear Patricia, thanks for the quick answer.", ["Patricia"]),
+    ("The invoice was made out to Bähr e.V., not to me.", ["Bähr e.V."]),  # organisations by legal form
+    ("Rogner Albers KG has been our supplier for years.", ["Rogner Albers KG"]),
+    ("Bill Hermanos Andreu S.L. instead.", ["Hermanos Andreu S.L."]),
+    ("We buy from De Backer, Janssens en De Wilde BV.", ["De Backer, Janssens en De Wilde BV"]),
 ])
 def test_address_grammar_chat_codes_and_lone_given_names(rules, text, values):
     spans = rules.find(text)
@@ -263,6 +267,8 @@ def test_address_grammar_chat_codes_and_lone_given_names(rules, text, values):
     "Austin Office Park is closed on Sunday.",
     "we need 2 more seats on the pro plan for 3 months",
     "order 3 x 250 g of tea",
+    "I am a Pro user AS well, and my CV is attached.",
+    "The ME team at Insurance Ltd said no.",
 ])
 def test_address_grammar_chat_codes_and_lone_given_names_near_misses(rules, text):
     assert rules.find(text) == [], [(text[s:e], t) for s, e, t in rules.find(text)]
