@@ -134,30 +134,33 @@ def address_tail(text: str, end: int) -> int:
 def plausible(value: str, label: str) -> bool:
     """Cheap checks on what the model tagged, where its guesses are known to go wrong: a name, place or organisation
     has no digits ("version 2.4.1", "3 boxes") and is not made only of everyday words ("Urgent", "IBAN", "Customer
-    Service"); an id number has at least three digits ("lasted 14 minutes" is not one; "hkm 506" is)."""
+    Service"); an id number has at least three digits ("lasted 14 minutes" is not one; "hkm 506" is); an address in
+    lower case has a digit or a street or place word."""
     digits = sum(c.isdigit() for c in value)
     if label == "ID_NUMBER":
         return digits >= 3
     if label in ("PERSON", "LOCATION", "ORG", "ORGANIZATION") and digits:
         return False
     words = [w.strip(".,;:!?'’\"()[]-").lower() for w in value.split()]
+    if label == "ADDRESS" and not digits and value.islower() and not PLACE_WORDS & set(words):
+        return False  # a street line typed in lower case has a number or a street word; "never showed up" has neither
     # Place words end a person's name in the gazetteer, but they are places: "Porto", "New York", "Lake Como".
     everyday = NOT_NAME_PARTS - PLACE_WORDS if label in ("LOCATION", "ADDRESS") else NOT_NAME_PARTS
     return not all(not w or w in everyday or w in NEVER_ALONE for w in words)
 
 
-def _union(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Spans of several models as one list: overlapping spans become one, with the label of the longer (an address
-    when either is one, as in `_merge_adjacent`)."""
-    out: list[tuple[int, int, str]] = []
-    for s, e, lab in sorted(spans):
+def _union(spans: list[tuple[int, int, str, int]]) -> list[tuple[int, int, str]]:
+    """Spans of several models (start, end, label, model number) as one list: overlapping spans become one, with the
+    label of the longer, of the first model on a tie (an address when either is one, as in `_merge_adjacent`)."""
+    out: list[list] = []
+    for s, e, lab, n in sorted(spans, key=lambda x: (x[0], x[3], -x[1])):
         if out and s < out[-1][1]:
-            ps, pe, plab = out[-1]
-            label = "ADDRESS" if "ADDRESS" in (plab, lab) else plab if pe - ps >= e - s else lab
-            out[-1] = (ps, max(pe, e), label)
+            ps, pe, plab, pn = out[-1]
+            longer = plab if (pe - ps, -pn) >= (e - s, -n) else lab
+            out[-1] = [ps, max(pe, e), "ADDRESS" if "ADDRESS" in (plab, lab) else longer, min(pn, n)]
         else:
-            out.append((s, e, lab))
-    return out
+            out.append([s, e, lab, n])
+    return [(s, e, lab) for s, e, lab, _ in out]
 
 
 class EntityRecogniser:
@@ -186,11 +189,11 @@ class EntityRecogniser:
             for i, doc in progress.bar(docs, total=len(todo), desc=desc, unit="texts",
                                        disable=len(todo) < PROGRESS_FROM):
                 text = todo[i]
-                found[i] += [(e.start_char, e.end_char, e.label_) for e in doc.ents
+                found[i] += [(e.start_char, e.end_char, e.label_, n) for e in doc.ents
                              if e.label_ in ENTITY and plausible(e.text, e.label_)
                              and _lower_case_guess_holds(text, e.start_char, e.end_char, e.label_)]
         for text, spans in zip(todo, found):
-            spans = _union(spans) if len(self.paths) > 1 else spans
+            spans = _union(spans) if len(self.paths) > 1 else [x[:3] for x in spans]
             self._cache[text] = [(s, address_tail(text, e) if lab == "ADDRESS" else e, ENTITY[lab])
                                  for s, e, lab in _merge_adjacent(text, spans)]
 
