@@ -1,18 +1,21 @@
 """Entity recogniser: person names, places, street addresses and postcodes, organisations and typed-in id numbers.
 
 In: texts. Out: for each text, `(start, end, entity)` spans with entity PERSON, LOCATION, ADDRESS, ORGANIZATION or
-ID_NUMBER. The model is a small spaCy pipeline (CNN token vectors and a transition-based NER, 8.8 MB) trained by
+ID_NUMBER. Two small spaCy pipelines (CNN token vectors and a transition-based NER, 8.8 and 7.3 MB) run on every text
+and their spans are united (an ensemble: trained apart, they miss different names). Both are trained by
 `tools/train_ner.py` on real public NER text (WNUT-17 social-media posts, MultiDoGO customer-service chat) and on
-generated customer messages with names and addresses from 35 Faker locales; it ships inside the package
-(`kit/ner_model/`, with `provenance.json`), so nothing is downloaded. spaCy's published English models are not on
-PyPI and model hubs are out of reach; a model trained here on data whose licences we checked is the one we can vouch
-for. `bench/redaction.py` measures it on text and locales it was not trained on.
+generated customer messages with names and addresses from Faker locales: `kit/ner_model/` with hashed word features
+(35 locales, seed 7), `kit/ner_model_2/` with each word's first and last characters (`--embed char`, 43 locales,
+more templates, seed 9). They ship inside the package, each with its `provenance.json`, so nothing is downloaded.
+spaCy's published English models are not on PyPI and model hubs are out of reach; models trained here on data whose
+licences we checked are the ones we can vouch for. `bench/redaction.py` measures them on text and locales they were
+not trained on.
 
     from kit.ner import EntityRecogniser
     EntityRecogniser().find_many(["Aigerim Nurlanova lives at Rua das Flores 128, 4050-265 Porto"])
 
-Texts go through `nlp.pipe` in batches; results are cached per text, so a record's text can be looked up again by the
-redactor after a batch call for the whole file (`prefetch`).
+Texts go through each model's `nlp.pipe` in batches; results are cached per text, so a record's text can be looked up
+again by the redactor after a batch call for the whole file (`prefetch`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from kit import progress
 from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
 
 MODEL_DIR = Path(__file__).resolve().parent / "ner_model"
-# The models the redactor runs, their spans united; each folder has its own provenance.json.
-MODEL_DIRS = (MODEL_DIR,)
+# The models the redactor runs, their spans united; each folder has its own provenance.json. The first has hashed word
+# features (spaCy's default), the second each word's first and last characters, trained on another seed and a wider
+# template set (`tools/train_ner.py --embed char`): they miss different names.
+MODEL_DIR_2 = Path(__file__).resolve().parent / "ner_model_2"
+MODEL_DIRS = (MODEL_DIR, MODEL_DIR_2)
 ENTITY = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ADDRESS": "ADDRESS", "ORG": "ORGANIZATION",
           "ID_NUMBER": "ID_NUMBER"}
 # Words that are never a whole name, place or organisation, beyond the gazetteer's NOT_NAME_PARTS (greetings,
@@ -61,7 +67,8 @@ def _load(path: str):
     p = Path(path)
     if not (p / "meta.json").exists():
         raise NERUnavailable(f"the entity recogniser is missing at {p}: reinstall kit (`pip install -e .` in the "
-                             "repository, which ships kit/ner_model), or retrain it with `python tools/train_ner.py`.")
+                             "repository, which ships kit/ner_model and kit/ner_model_2), or retrain it with "
+                             "`python tools/train_ner.py` (see its docstring for the second model's settings).")
     return spacy.load(p)
 
 
@@ -111,6 +118,9 @@ def _merge_adjacent(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[
     stand between them, or "and"/"en"/"y"/"&" between two organisations; an address absorbs what it touches."""
     out: list[tuple[int, int, str]] = []
     for s, e, lab in spans:
+        if out and s < out[-1][1] and lab != out[-1][2]:  # two models' guesses of different labels overlap
+            out.append((s, e, lab))
+            continue
         if out:
             ps, pe, plab = out[-1]
             gap = text[pe:s]
@@ -120,7 +130,7 @@ def _merge_adjacent(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[
                 or (plab == lab == "ORG" and word.lower() in ("and", "en", "y", "und", "et", "e"))
             if joins and "\n" not in gap:
                 longer = plab if pe - ps >= e - s else lab
-                out[-1] = (ps, e, "ADDRESS" if "ADDRESS" in (plab, lab) else longer)
+                out[-1] = (ps, max(pe, e), "ADDRESS" if "ADDRESS" in (plab, lab) else longer)
                 continue
         out.append((s, e, lab))
     return out
@@ -150,17 +160,16 @@ def plausible(value: str, label: str) -> bool:
 
 
 def _union(spans: list[tuple[int, int, str, int]]) -> list[tuple[int, int, str]]:
-    """Spans of several models (start, end, label, model number) as one list: overlapping spans become one, with the
-    label of the longer, of the first model on a tie (an address when either is one, as in `_merge_adjacent`)."""
+    """Spans of several models (start, end, label, model number) as one list: overlapping spans of one label become
+    one; spans of different labels stay apart, and the redactor settles them as it settles rules and recogniser (so
+    a name is not lost inside a neighbour's wrong guess: "claim clm-2024-743402: any update? Anouk Adeyemi")."""
     out: list[list] = []
-    for s, e, lab, n in sorted(spans, key=lambda x: (x[0], x[3], -x[1])):
-        if out and s < out[-1][1]:
-            ps, pe, plab, pn = out[-1]
-            longer = plab if (pe - ps, -pn) >= (e - s, -n) else lab
-            out[-1] = [ps, max(pe, e), "ADDRESS" if "ADDRESS" in (plab, lab) else longer, min(pn, n)]
+    for s, e, lab, _ in sorted(spans, key=lambda x: (x[2], x[0], -x[1])):
+        if out and out[-1][2] == lab and s < out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
         else:
-            out.append([s, e, lab, n])
-    return [(s, e, lab) for s, e, lab, _ in out]
+            out.append([s, e, lab])
+    return sorted((s, e, lab) for s, e, lab in out)
 
 
 class EntityRecogniser:

@@ -17,13 +17,17 @@ Stripe, JWT, private keys …), `ipaddress` validates IPs. The regexes kept by h
 does: business identifiers, street lines, dates of birth (a date is only personal next to "born"/"DOB"), secrets
 typed as "password: …", and names next to a cue ("my name is …", a sign-off line).
 
-Names, places, street addresses, postcodes and organisations are found by an entity recogniser (`kit.ner`: a small
-spaCy pipeline kit trains itself on public NER text and generated multi-locale messages, shipped in the package),
-and also (1) as known values from structured columns, (2) by the cue heuristic above and (3) with no cue, as two or
-three adjacent capitalised words whose first is a given name or whose last is a surname of the 1990 US Census
-(`kit.gazetteer`; the census files ship in the PyPI package `names`). The rules run first; a recogniser span mostly
-covered by a rule's span of another type gives way to it. What one text of a record reveals is a known value for the
-record's other texts (the answer's bare "Porto"). `bench/redaction.py` measures all of it on text kit did not write;
+Names, places, street addresses, postcodes and organisations are found by an entity recogniser (`kit.ner`: two small
+spaCy pipelines kit trains itself on public NER text and generated multi-locale messages, spans united, shipped in
+the package), and also (1) as known values from structured columns, (2) by the cue heuristic above, (3) with no cue,
+as two or three adjacent capitalised words whose first is a given name or whose last is a surname of the 1990 US
+Census (`kit.gazetteer`; the census files ship in the PyPI package `names`), (4) by address grammar: street types of
+the US Postal Service's list after a house number, street words of other languages before one, compound street
+names ("Dietzgasse 1"), PO boxes, Latin American plate numbers ("Cl. 109 # 7R-3 Sur"), US lines ending in a state and
+ZIP, and (5) organisations by their legal form ("Rogner Albers KG"). The rules run first; a recogniser span mostly
+covered by a rule's span of another type gives way to it. Two fallbacks add only what nothing else found: a lone
+census given name ("ring Jane back") and, in chat typed in lower case, letter-and-digit codes ("nma 647814914").
+What one text of a record reveals is a known value for the record's other texts (the answer's bare "Porto"). `bench/redaction.py` measures all of it on text kit did not write;
 `NER_NOTE` says what is used, for reports.
 """
 
@@ -48,9 +52,12 @@ NER_ENTITIES = tuple(sorted(set(_NER_LABELS.values())))
 
 Span = tuple[int, int, str]
 
-NER_NOTE = ("entity recogniser: kit's spaCy NER (kit/ner_model; PERSON, LOCATION, ADDRESS, ORGANIZATION, ID_NUMBER; "
-            "trained on WNUT-17, MultiDoGO and generated messages from 35 Faker locales), beside known values from "
-            "structured columns, name cues and the 1990 US Census name gazetteer; measured by bench/redaction.py")
+NER_NOTE = ("entity recogniser: two spaCy NER models of kit's, spans united (kit/ner_model, kit/ner_model_2; PERSON, "
+            "LOCATION, ADDRESS, ORGANIZATION, ID_NUMBER; trained on WNUT-17, MultiDoGO and generated messages from "
+            "35 and 43 Faker locales), beside known values from structured columns, name cues, the 1990 US Census "
+            "name gazetteer (name pairs, and lone given names as a fallback), address grammar (street types, "
+            "PO boxes, plate numbers, US state and ZIP) and legal forms of organisations; measured by "
+            "bench/redaction.py")
 
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 CARD_RE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
@@ -278,6 +285,8 @@ _PIECE_AFTER = re.compile(r"[ -]?\d")
 
 
 def _phones(text: str) -> Iterable[tuple[int, int]]:
+    if sum(c.isdigit() for c in text) < 7:
+        return  # no phone number to find (the check below wants 7 digits): skip six passes of the matcher
     seen = set()
     for region in PHONE_REGIONS:
         for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):

@@ -69,10 +69,26 @@ def test_near_misses_are_left_alone(r, text):
 
 
 def test_the_recogniser_ships_with_its_provenance():
-    p = ner.provenance()
-    assert set(p["labels"]) == {"PERSON", "LOCATION", "ADDRESS", "ORG", "ID_NUMBER"}
-    assert p["inputs"]["wnut17_train"]["sha256"] and p["inputs"]["generated"]["faker_locales"]
-    assert (ner.MODEL_DIR / "meta.json").exists()
+    assert len(ner.MODEL_DIRS) == 2
+    for path in ner.MODEL_DIRS:
+        p = ner.provenance(path)
+        assert set(p["labels"]) == {"PERSON", "LOCATION", "ADDRESS", "ORG", "ID_NUMBER"}
+        assert p["inputs"]["wnut17_train"]["sha256"] and p["inputs"]["generated"]["faker_locales"]
+        assert (path / "meta.json").exists()
+    # The bench's unseen locales stay unseen by both models.
+    import sys
+
+    sys.path.insert(0, str(ner.MODEL_DIR.parent.parent / "bench"))
+    from redaction import UNSEEN
+
+    for path in ner.MODEL_DIRS:
+        assert not set(UNSEEN) & set(ner.provenance(path)["inputs"]["generated"]["faker_locales"])
+
+
+def test_the_models_spans_are_united():
+    # Two models' guesses: one label's overlapping spans merge; different labels stay apart for the redactor to settle.
+    assert ner._union([(0, 5, "PERSON", 0), (3, 9, "PERSON", 1), (20, 30, "ORG", 0), (25, 40, "LOCATION", 1)]) \
+        == [(0, 9, "PERSON"), (20, 30, "ORG"), (25, 40, "LOCATION")]
 
 
 def test_batched_and_single_recognition_agree(r):
