@@ -39,6 +39,16 @@ def _masked(text, spans, value):
     ("Our office is at 221B Baker Street, London NW1 6XE.", ["221B Baker Street", "NW1 6XE"]),
     ("I spoke with Ingrid Johansson from your Malmö branch.", ["Ingrid Johansson", "Malmö"]),
     ("Send the forms to Avenida Paulista 1578, São Paulo.", ["Avenida Paulista 1578", "São Paulo"]),
+    # Lone given names with no cue and from outside the census, found by the two models together.
+    ("Toomas said the heater is still broken.", ["Toomas"]),
+    ("Please ask Zinaida about the refund.", ["Zinaida"]),
+    ("Gulnara and Bakhyt signed the lease together.", ["Gulnara", "Bakhyt"]),
+    ("my cousin ermek lives in bishkek now", ["ermek", "bishkek"]),
+    ("Our office: Kalvervej 12, 8000 Aarhus C", ["Kalvervej 12", "8000 Aarhus"]),
+    ("Send it to PO Box 771, Nelson 7040", ["PO Box 771", "Nelson 7040"]),
+    ("Flat 2, 9 Ormeau Road, Belfast BT7 1SH", ["Flat 2, 9 Ormeau Road", "Belfast", "BT7 1SH"]),
+    ("Ship to Calle 45 # 12-30, Bogotá", ["Calle 45 # 12-30", "Bogotá"]),
+    ("The contract is with Nordlicht Logistik GmbH in Kiel.", ["Nordlicht Logistik GmbH", "Kiel"]),
 ])
 def test_international_names_and_addresses_are_masked(r, text, values):
     spans = r.find(text)
@@ -63,6 +73,9 @@ def test_international_names_and_addresses_are_masked(r, text, values):
     "see section 12 of the terms",
     "my password reset did not work",
     "received 2026-03-05T09:15:00Z",
+    "the adjuster never showed up and nobody called",  # a lower-case guess of an address with no number or street
+    "Can I get the 3 Day Pass refunded?",
+    "Order 12 Green Tea Bags arrived broken.",
 ])
 def test_near_misses_are_left_alone(r, text):
     assert r.find(text) == [], [(text[s:e], t) for s, e, t in r.find(text)]
