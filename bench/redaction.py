@@ -9,7 +9,8 @@ Sets (each with labelled character spans):
   (b) generated multi-locale messages: Faker values in templates written here, apart from the recogniser's training
       templates (`tools/train_ner.py`), from 10 locales it was trained on and 12 it never saw, reported apart;
   (c) kit's own corpus (`kit.pii_corpus`), a regression line.
-Engines: kit's Redactor (rules + the entity recogniser), kit's rules alone (no recogniser: what kit did before),
+Engines: kit's Redactor (rules + the entity recogniser: the models of `kit.ner.MODEL_DIRS`, spans united, named on the
+first line of the output; `--ner-models` runs others), kit's rules alone (no recogniser),
 Presidio's AnalyzerEngine (when `presidio-analyzer` is installed; with a blank spaCy English pipeline, as no spaCy
 English model is installable here, so its NER-based PERSON/LOCATION are off: its pattern recognisers run).
 
