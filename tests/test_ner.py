@@ -102,6 +102,8 @@ def test_the_models_spans_are_united():
     # Two models' guesses: one label's overlapping spans merge; different labels stay apart for the redactor to settle.
     assert ner._union([(0, 5, "PERSON", 0), (3, 9, "PERSON", 1), (20, 30, "ORG", 0), (25, 40, "LOCATION", 1)]) \
         == [(0, 9, "PERSON"), (20, 30, "ORG"), (25, 40, "LOCATION")]
+    # Where both start together, the first model's span comes first, so its label wins in the redactor.
+    assert ner._union([(4, 11, "LOCATION", 1), (4, 11, "PERSON", 0)]) == [(4, 11, "PERSON"), (4, 11, "LOCATION")]
 
 
 def test_batched_and_single_recognition_agree(r):
