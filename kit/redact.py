@@ -130,8 +130,9 @@ PO_BOX_RE = re.compile(r"(?<!\w)(?:(?i:p\.?\s?o\.?\s?box|post office box|postfac
 # Colombian and other Latin American lines: a street type, its number or name, then "#" or "N°" and the plate
 # ("Cl. 109 # 7R-3 Sur", "Cr. 3I Este # 1-6", "Diag. San Juan N° 55", "av. calle 1ª # 7-1").
 PLATE_RE = re.compile(
-    r"(?<!\w)(?i:cl|calle|cr|cra|kr|carrera|dg|diag|diagonal|tv|transv|transversal|av|avda|avenida|ak|ac|blv|bv|"
-    r"circular|autopista)\.?\s(?:[\w.ªº]+\s){0,3}?(?:#|(?i:n[º°o]\.?))\s?\d{1,4}[A-Za-z]?(?:-\d{1,4}[A-Za-z]?)?"
+    r"(?<!\w)(?:(?i:cl|calle|cr|cra|kr|carrera|dg|diag|diagonal|tv|transv|transversal|av|avda|avenida|blv|bv|"
+    r"circular|autopista)|AK|AC)\.?\s(?:[\w.ªº]+\s){0,3}?(?:#|N[º°o]\.?|n[º°]\.?|no\.)\s?\d{1,4}[A-Za-z]?"
+    r"(?:-\d{1,4}[A-Za-z]?)?"
     r"(?:\s(?:Sur|Este|Norte|Oeste|Bis|sur|este|norte|oeste|bis)\b)?"
     r"(?:,?\s(?i:apto|apartamento|torre|casa|interior|int|piso|of|oficina|local)\.?\s?\d{1,5}[A-Za-z]?){0,2}")
 # Capitalised words, a house number and a unit as written in Chile and elsewhere ("Los Palmitos 13 Of. 2195", "Calle
