@@ -1,12 +1,12 @@
 """Entity recogniser: person names, places, street addresses and postcodes, organisations and typed-in id numbers.
 
 In: texts. Out: for each text, `(start, end, entity)` spans with entity PERSON, LOCATION, ADDRESS, ORGANIZATION or
-ID_NUMBER. Two small spaCy pipelines (CNN token vectors and a transition-based NER, 8.8 and 7.3 MB) run on every text
+ID_NUMBER. Two small spaCy pipelines (CNN token vectors and a transition-based NER, 8.8 MB each) run on every text
 and their spans are united (an ensemble: trained apart, they miss different names). Both are trained by
 `tools/train_ner.py` on real public NER text (WNUT-17 social-media posts, MultiDoGO customer-service chat) and on
-generated customer messages with names and addresses from Faker locales: `kit/ner_model/` with hashed word features
-(35 locales, seed 7), `kit/ner_model_2/` with each word's first and last characters (`--embed char`, 43 locales,
-more templates, seed 9). They ship inside the package, each with its `provenance.json`, so nothing is downloaded.
+generated customer messages with names and addresses from Faker locales: `kit/ner_model/` on 114 templates and 35
+locales (seed 7), `kit/ner_model_2/` on 157 templates and 43 locales (seed 8). They ship inside the package, each with
+its `provenance.json`, so nothing is downloaded.
 spaCy's published English models are not on PyPI and model hubs are out of reach; models trained here on data whose
 licences we checked are the ones we can vouch for. `bench/redaction.py` measures them on text and locales they were
 not trained on.
@@ -29,9 +29,9 @@ from kit import progress
 from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
 
 MODEL_DIR = Path(__file__).resolve().parent / "ner_model"
-# The models the redactor runs, their spans united; each folder has its own provenance.json. The first has hashed word
-# features (spaCy's default), the second each word's first and last characters, trained on another seed and a wider
-# template set (`tools/train_ner.py --embed char`): they miss different names.
+# The models the redactor runs, their spans united; each folder has its own provenance.json. The second was trained on
+# another seed and a wider template set and more locales (`tools/train_ner.py --out kit/ner_model_2 --seed 8`): the
+# two miss different names.
 MODEL_DIR_2 = Path(__file__).resolve().parent / "ner_model_2"
 MODEL_DIRS = (MODEL_DIR, MODEL_DIR_2)
 ENTITY = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ADDRESS": "ADDRESS", "ORG": "ORGANIZATION",
@@ -93,11 +93,17 @@ _NAME_CUE_BEFORE = re.compile(r"(?:name is|name's|i am|i'm|im|this is|it's|its|i
 _PLACE_CUE_BEFORE = re.compile(r"(?:in|from|to|near|at|around|city is|destination is|live in|lives in)\s*$")
 
 
-def _lower_case_guess_holds(text: str, start: int, end: int, label: str) -> bool:
+def _lower_case_guess_holds(text: str, start: int, end: int, label: str, strict: bool = False) -> bool:
+    """`strict` (the second model's guesses): in a message typed all in lower case a guess needs the same cue or
+    census name as in capitalised text, and in a message mostly in capitals a guess in capitals is dropped, where the
+    models are seen to take everyday words for names ("this is ridiculous", "PLEASE FILL IN")."""
     value = text[start:end]
+    if strict and value.isupper() and sum(c.isupper() for c in text) > sum(c.islower() for c in text) \
+            and label in ("PERSON", "ORG", "LOCATION"):
+        return False
     if not value.islower() or label not in ("PERSON", "ORG", "LOCATION"):
         return True
-    if text == text.lower() and len(text.split()) >= 4:
+    if text == text.lower() and len(text.split()) >= 4 and not strict:
         # A message typed all in lower case: casing says nothing and the model's guess stands. Privacy first: this
         # keeps "yael zehnder" and also costs words such as "inquire" or "block" in lower-case chat (README).
         return True
@@ -201,7 +207,7 @@ class EntityRecogniser:
                 text = todo[i]
                 found[i] += [(e.start_char, e.end_char, e.label_, n) for e in doc.ents
                              if e.label_ in ENTITY and plausible(e.text, e.label_)
-                             and _lower_case_guess_holds(text, e.start_char, e.end_char, e.label_)]
+                             and _lower_case_guess_holds(text, e.start_char, e.end_char, e.label_, strict=n > 0)]
         for text, spans in zip(todo, found):
             spans = _union(spans) if len(self.paths) > 1 else [x[:3] for x in spans]
             self._cache[text] = [(s, address_tail(text, e) if lab == "ADDRESS" else e, ENTITY[lab])
