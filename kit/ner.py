@@ -1,18 +1,21 @@
 """Entity recogniser: person names, places, street addresses and postcodes, organisations and typed-in id numbers.
 
 In: texts. Out: for each text, `(start, end, entity)` spans with entity PERSON, LOCATION, ADDRESS, ORGANIZATION or
-ID_NUMBER. The model is a small spaCy pipeline (CNN token vectors and a transition-based NER, 8.8 MB) trained by
+ID_NUMBER. Two small spaCy pipelines (CNN token vectors and a transition-based NER, 8.8 MB each) run on every text
+and their spans are united (an ensemble: trained apart, they miss different names). Both are trained by
 `tools/train_ner.py` on real public NER text (WNUT-17 social-media posts, MultiDoGO customer-service chat) and on
-generated customer messages with names and addresses from 35 Faker locales; it ships inside the package
-(`kit/ner_model/`, with `provenance.json`), so nothing is downloaded. spaCy's published English models are not on
-PyPI and model hubs are out of reach; a model trained here on data whose licences we checked is the one we can vouch
-for. `bench/redaction.py` measures it on text and locales it was not trained on.
+generated customer messages with names and addresses from Faker locales: `kit/ner_model/` on 114 templates and 35
+locales (seed 7), `kit/ner_model_2/` on 157 templates and 43 locales (seed 8). They ship inside the package, each with
+its `provenance.json`, so nothing is downloaded.
+spaCy's published English models are not on PyPI and model hubs are out of reach; models trained here on data whose
+licences we checked are the ones we can vouch for. `bench/redaction.py` measures them on text and locales they were
+not trained on.
 
     from kit.ner import EntityRecogniser
     EntityRecogniser().find_many(["Aigerim Nurlanova lives at Rua das Flores 128, 4050-265 Porto"])
 
-Texts go through `nlp.pipe` in batches; results are cached per text, so a record's text can be looked up again by the
-redactor after a batch call for the whole file (`prefetch`).
+Texts go through each model's `nlp.pipe` in batches; results are cached per text, so a record's text can be looked up
+again by the redactor after a batch call for the whole file (`prefetch`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from kit import progress
 from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
 
 MODEL_DIR = Path(__file__).resolve().parent / "ner_model"
+# The models the redactor runs, their spans united; each folder has its own provenance.json. The second was trained on
+# another seed and a wider template set and more locales (`tools/train_ner.py --out kit/ner_model_2 --seed 8`): the
+# two miss different names.
+MODEL_DIR_2 = Path(__file__).resolve().parent / "ner_model_2"
+MODEL_DIRS = (MODEL_DIR, MODEL_DIR_2)
 ENTITY = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ADDRESS": "ADDRESS", "ORG": "ORGANIZATION",
           "ID_NUMBER": "ID_NUMBER"}
 # Words that are never a whole name, place or organisation, beyond the gazetteer's NOT_NAME_PARTS (greetings,
@@ -59,7 +67,8 @@ def _load(path: str):
     p = Path(path)
     if not (p / "meta.json").exists():
         raise NERUnavailable(f"the entity recogniser is missing at {p}: reinstall kit (`pip install -e .` in the "
-                             "repository, which ships kit/ner_model), or retrain it with `python tools/train_ner.py`.")
+                             "repository, which ships kit/ner_model and kit/ner_model_2), or retrain it with "
+                             "`python tools/train_ner.py` (see its docstring for the second model's settings).")
     return spacy.load(p)
 
 
@@ -70,8 +79,9 @@ def provenance(path: Path = MODEL_DIR) -> dict:
 
 # The rest of an address line after a street the model found: up to five words (town, state) and a postcode, with no
 # sentence break in between ("85 light house road" + " bridge town al 45289", "Joostpad 231" + ", 2006 Lobbes").
-_TAIL = re.compile(r"(?:,? [^\W\d_][\w'’\-.]*){0,5},? (?:\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})\b"
-                   r"(?:,? [A-ZÀ-Þ][^\W\d_]+(?: [A-ZÀ-Þ][^\W\d_]+)?)?")
+_TAIL = re.compile(r"(?:,? [^\W\d_][\w'’\-.]*){0,5},? (?:\d{4,8}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|"
+                   r"[A-Z]{2}-?\d{4,5})\b"
+                   r"(?:,? [A-ZÀ-Þ][^\W\d_]+(?:(?: (?:and|of|the|de|da|do|del|di|y|e|et|und))? [A-ZÀ-Þ][^\W\d_]+){0,2})?")
 
 
 # Trained on lower-cased chat too, the model takes everyday lower-case words for names ("Order a kettle for 5", "Be
@@ -83,11 +93,17 @@ _NAME_CUE_BEFORE = re.compile(r"(?:name is|name's|i am|i'm|im|this is|it's|its|i
 _PLACE_CUE_BEFORE = re.compile(r"(?:in|from|to|near|at|around|city is|destination is|live in|lives in)\s*$")
 
 
-def _lower_case_guess_holds(text: str, start: int, end: int, label: str) -> bool:
+def _lower_case_guess_holds(text: str, start: int, end: int, label: str, strict: bool = False) -> bool:
+    """`strict` (the second model's guesses): in a message typed all in lower case a guess needs the same cue or
+    census name as in capitalised text, and in a message mostly in capitals a guess in capitals is dropped, where the
+    models are seen to take everyday words for names ("this is ridiculous", "PLEASE FILL IN")."""
     value = text[start:end]
+    if strict and value.isupper() and sum(c.isupper() for c in text) > sum(c.islower() for c in text) \
+            and label in ("PERSON", "ORG", "LOCATION"):
+        return False
     if not value.islower() or label not in ("PERSON", "ORG", "LOCATION"):
         return True
-    if text == text.lower() and len(text.split()) >= 4:
+    if text == text.lower() and len(text.split()) >= 4 and not strict:
         # A message typed all in lower case: casing says nothing and the model's guess stands. Privacy first: this
         # keeps "yael zehnder" and also costs words such as "inquire" or "block" in lower-case chat (README).
         return True
@@ -108,6 +124,9 @@ def _merge_adjacent(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[
     stand between them, or "and"/"en"/"y"/"&" between two organisations; an address absorbs what it touches."""
     out: list[tuple[int, int, str]] = []
     for s, e, lab in spans:
+        if out and s < out[-1][1] and lab != out[-1][2]:  # two models' guesses of different labels overlap
+            out.append((s, e, lab))
+            continue
         if out:
             ps, pe, plab = out[-1]
             gap = text[pe:s]
@@ -117,7 +136,7 @@ def _merge_adjacent(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[
                 or (plab == lab == "ORG" and word.lower() in ("and", "en", "y", "und", "et", "e"))
             if joins and "\n" not in gap:
                 longer = plab if pe - ps >= e - s else lab
-                out[-1] = (ps, e, "ADDRESS" if "ADDRESS" in (plab, lab) else longer)
+                out[-1] = (ps, max(pe, e), "ADDRESS" if "ADDRESS" in (plab, lab) else longer)
                 continue
         out.append((s, e, lab))
     return out
@@ -131,21 +150,42 @@ def address_tail(text: str, end: int) -> int:
 def plausible(value: str, label: str) -> bool:
     """Cheap checks on what the model tagged, where its guesses are known to go wrong: a name, place or organisation
     has no digits ("version 2.4.1", "3 boxes") and is not made only of everyday words ("Urgent", "IBAN", "Customer
-    Service"); an id number has at least three digits ("lasted 14 minutes" is not one; "hkm 506" is)."""
+    Service"); an id number has at least three digits ("lasted 14 minutes" is not one; "hkm 506" is); an address in
+    lower case has a digit or a street or place word."""
     digits = sum(c.isdigit() for c in value)
     if label == "ID_NUMBER":
         return digits >= 3
     if label in ("PERSON", "LOCATION", "ORG", "ORGANIZATION") and digits:
         return False
     words = [w.strip(".,;:!?'’\"()[]-").lower() for w in value.split()]
+    if label == "ADDRESS" and not digits and value.islower() and not PLACE_WORDS & set(words):
+        return False  # a street line typed in lower case has a number or a street word; "never showed up" has neither
     # Place words end a person's name in the gazetteer, but they are places: "Porto", "New York", "Lake Como".
     everyday = NOT_NAME_PARTS - PLACE_WORDS if label in ("LOCATION", "ADDRESS") else NOT_NAME_PARTS
     return not all(not w or w in everyday or w in NEVER_ALONE for w in words)
 
 
+def _union(spans: list[tuple[int, int, str, int]]) -> list[tuple[int, int, str]]:
+    """Spans of several models (start, end, label, model number) as one list: overlapping spans of one label become
+    one; spans of different labels stay apart, the first model's first where they start together, and the redactor
+    settles them as it settles rules and recogniser (the first one it takes wins: "Patrick" stays a person when the
+    second model calls it a place; a name is not lost inside a neighbour's wrong guess)."""
+    out: list[list] = []
+    for s, e, lab, n in sorted(spans, key=lambda x: (x[2], x[0], -x[1])):
+        if out and out[-1][2] == lab and s < out[-1][1]:
+            out[-1][1], out[-1][3] = max(out[-1][1], e), min(out[-1][3], n)
+        else:
+            out.append([s, e, lab, n])
+    return [(s, e, lab) for s, e, lab, _ in sorted(out, key=lambda x: (x[0], x[3], -x[1]))]
+
+
 class EntityRecogniser:
-    def __init__(self, path: str | Path = MODEL_DIR, batch_size: int = 128):
-        self.path = str(path)
+    """The shipped models run one after the other on each batch and their spans are united (an ensemble: two models
+    trained apart miss different names, so the union misses fewer); `path` picks one model instead."""
+
+    def __init__(self, path: str | Path | None = None, batch_size: int = 128):
+        self.paths = [str(path)] if path is not None else [str(p) for p in MODEL_DIRS]
+        self.path = self.paths[0]
         self.batch_size = batch_size
         self._cache: dict[str, list[Span]] = {}
 
@@ -158,12 +198,18 @@ class EntityRecogniser:
         todo = list(dict.fromkeys(t for t in texts if t and t not in self._cache))
         if len(self._cache) + len(todo) > CACHE_MAX:
             self._cache.clear()
-        docs = zip(todo, self.nlp.pipe(todo, batch_size=self.batch_size))
-        for text, doc in progress.bar(docs, total=len(todo), desc="finding names and places", unit="texts",
-                                      disable=len(todo) < PROGRESS_FROM):
-            spans = [(e.start_char, e.end_char, e.label_) for e in doc.ents
-                     if e.label_ in ENTITY and plausible(e.text, e.label_)
-                     and _lower_case_guess_holds(text, e.start_char, e.end_char, e.label_)]
+        found: list[list[tuple[int, int, str]]] = [[] for _ in todo]
+        for n, path in enumerate(self.paths):
+            docs = enumerate(_load(path).pipe(todo, batch_size=self.batch_size))
+            desc = "finding names and places" + (f" ({n + 1}/{len(self.paths)})" if len(self.paths) > 1 else "")
+            for i, doc in progress.bar(docs, total=len(todo), desc=desc, unit="texts",
+                                       disable=len(todo) < PROGRESS_FROM):
+                text = todo[i]
+                found[i] += [(e.start_char, e.end_char, e.label_, n) for e in doc.ents
+                             if e.label_ in ENTITY and plausible(e.text, e.label_)
+                             and _lower_case_guess_holds(text, e.start_char, e.end_char, e.label_, strict=n > 0)]
+        for text, spans in zip(todo, found):
+            spans = _union(spans) if len(self.paths) > 1 else [x[:3] for x in spans]
             self._cache[text] = [(s, address_tail(text, e) if lab == "ADDRESS" else e, ENTITY[lab])
                                  for s, e, lab in _merge_adjacent(text, spans)]
 

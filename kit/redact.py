@@ -17,13 +17,17 @@ Stripe, JWT, private keys …), `ipaddress` validates IPs. The regexes kept by h
 does: business identifiers, street lines, dates of birth (a date is only personal next to "born"/"DOB"), secrets
 typed as "password: …", and names next to a cue ("my name is …", a sign-off line).
 
-Names, places, street addresses, postcodes and organisations are found by an entity recogniser (`kit.ner`: a small
-spaCy pipeline kit trains itself on public NER text and generated multi-locale messages, shipped in the package),
-and also (1) as known values from structured columns, (2) by the cue heuristic above and (3) with no cue, as two or
-three adjacent capitalised words whose first is a given name or whose last is a surname of the 1990 US Census
-(`kit.gazetteer`; the census files ship in the PyPI package `names`). The rules run first; a recogniser span mostly
-covered by a rule's span of another type gives way to it. What one text of a record reveals is a known value for the
-record's other texts (the answer's bare "Porto"). `bench/redaction.py` measures all of it on text kit did not write;
+Names, places, street addresses, postcodes and organisations are found by an entity recogniser (`kit.ner`: two small
+spaCy pipelines kit trains itself on public NER text and generated multi-locale messages, spans united, shipped in
+the package), and also (1) as known values from structured columns, (2) by the cue heuristic above, (3) with no cue,
+as two or three adjacent capitalised words whose first is a given name or whose last is a surname of the 1990 US
+Census (`kit.gazetteer`; the census files ship in the PyPI package `names`), (4) by address grammar: street types of
+the US Postal Service's list after a house number, street words of other languages before one, compound street
+names ("Dietzgasse 1"), PO boxes, Latin American plate numbers ("Cl. 109 # 7R-3 Sur"), US lines ending in a state and
+ZIP, and (5) organisations by their legal form ("Rogner Albers KG"). The rules run first; a recogniser span mostly
+covered by a rule's span of another type gives way to it. Two fallbacks add only what nothing else found: a lone
+census given name ("ring Jane back") and, in chat typed in lower case, letter-and-digit codes ("nma 647814914").
+What one text of a record reveals is a known value for the record's other texts (the answer's bare "Porto"). `bench/redaction.py` measures all of it on text kit did not write;
 `NER_NOTE` says what is used, for reports.
 """
 
@@ -48,9 +52,12 @@ NER_ENTITIES = tuple(sorted(set(_NER_LABELS.values())))
 
 Span = tuple[int, int, str]
 
-NER_NOTE = ("entity recogniser: kit's spaCy NER (kit/ner_model; PERSON, LOCATION, ADDRESS, ORGANIZATION, ID_NUMBER; "
-            "trained on WNUT-17, MultiDoGO and generated messages from 35 Faker locales), beside known values from "
-            "structured columns, name cues and the 1990 US Census name gazetteer; measured by bench/redaction.py")
+NER_NOTE = ("entity recogniser: two spaCy NER models of kit's, spans united (kit/ner_model, kit/ner_model_2; PERSON, "
+            "LOCATION, ADDRESS, ORGANIZATION, ID_NUMBER; trained on WNUT-17, MultiDoGO and generated messages from "
+            "35 and 43 Faker locales), beside known values from structured columns, name cues, the 1990 US Census "
+            "name gazetteer (name pairs, and lone given names as a fallback), address grammar (street types, "
+            "PO boxes, plate numbers, US state and ZIP) and legal forms of organisations; measured by "
+            "bench/redaction.py")
 
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 CARD_RE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
@@ -77,14 +84,84 @@ STREET_RE = re.compile(
     r"(?:(?i:avenue|ave|road|rd|street|lane|ln|drive|strasse|straße|boulevard|blvd)|Close|Court|Way|Place|St|Dr)"
     r"|(?:[A-Za-z]+ )?[A-Za-z]+(?i:strasse|straße|weg|gasse)"
     r"|(?:(?i:rue|calle)|Via) (?:[A-Za-z]+ ){0,2}[A-Za-z]+)\b(?:,[^.\n!?]{1,40})?")
+# The street types of the US Postal Service's list (Publication 28, appendix C1) and their British kin, less those that
+# are often a product's or a ticket's last word ("3 Day Pass", "2 Smart Lights", "Key", "Club", "Course"), capitalised
+# after one to three capitalised name words and a house number ("6658 Alexander Overpass", "132 Leonard Ferry"), or in
+# a message typed all in lower case. A flat, suite or unit number may follow ("Apt. 905", "Suite 347").
+_USPS_TYPES = """
+alley annex arcade avenue bayou beach bend bluff bluffs bottom boulevard branch bridge brook brooks burg burgs
+bypass canyon cape causeway center centre centers circle circles cliff cliffs corner corners court courts cove coves
+creek crescent crest crossing crossroad curve dale dam divide drive drives estate estates expressway extension
+extensions falls ferry field fields flat flats ford fords forest forge forges fork forks freeway garden gardens
+gateway glen glens green greens grove groves harbor harbors harbour haven heights highway hill hills hollow inlet
+island islands isle junction junctions knoll knolls lake lakes landing lane lodge loop manor manors meadow meadows
+mews mill mills motorway mount mountain mountains neck orchard oval overpass park parks parkway parkways passage
+path pike pine pines place plain plains plaza point points parade port ports prairie radial ranch rapid rapids rest
+ridge ridges river road roads route row shoal shoals shore shores skyway spring springs square squares station
+stravenue stream street streets summit terrace throughway trace track trafficway trail tunnel turnpike underpass
+valley valleys viaduct view views village villages ville vista walk way ways wharf
+""".split()
+_UNIT = r"(?:,? (?:(?i:apt|apartment|suite|ste|unit|flat|fl|floor|room|rm|#)\.? ?#?\d{1,5}[A-Za-z]?|RD \d{1,2}))?"
+STREET_TYPED_RE = re.compile(
+    r"(?<![\w.,])\d{1,5}[A-Za-z]?,? (?:[A-ZÀ-Þ][^\W\d_]+[ -]){1,3}(?:" + "|".join(t.title() for t in _USPS_TYPES)
+    + r")\b(?![ -](?!Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|Room)[A-Z][a-z])" + _UNIT)
+# In a message typed all in lower case, only the unambiguous street types count, after name words that are not
+# function words ("i waited 10 days and no way forward" is no street; "no 56 ben road" is).
+_LOWER_TYPES = ("street st road rd avenue ave lane ln drive dr boulevard blvd highway hwy parkway pkwy terrace "
+                "crescent circle court ct square sq cross").split()
+STREET_TYPED_LOWER_RE = re.compile(
+    r"(?<![\w.,])(?:(?:no\.?|#) ?)?\d{1,5},? ((?:[^\W\d_]+ |\d{1,3} (?:th|st|nd|rd) ){1,3})(?:"
+    + "|".join(_LOWER_TYPES) + r")\b" + _UNIT.replace("(?i:", "(?:"))
+# A flat, suite or unit before the street ("Flat 0, Wright Curve", "Studio 32, Newton Mountains", "Unit 4, 12 High
+# Street"): the number and the street together.
+UNIT_FIRST_RE = re.compile(r"\b(?:Flat|Apartment|Apt\.?|Unit|Suite|Studio)\s\d{1,4}[A-Za-z]?,\s(?:\d{1,5}\s)?"
+                           r"(?:[A-ZÀ-Þ][^\W\d_]+\s){0,3}(?:" + "|".join(t.title() for t in _USPS_TYPES) + r")\b")
+# A street name made of a name and a street word in one ("Dietzgasse 1", "Jockelallee 3-2", "Ladeckplatz 9/7",
+# "Lindenstraße 12", "Dannebrogsgade 77", "Storgatan 4"), with its house number.
+STREET_COMPOUND_RE = re.compile(
+    r"(?<![\w-])[A-ZÀ-Þ][^\W\d_]*(?:straße|strasse|str\.|gasse|weg|allee|platz|ring|damm|ufer|steig|pfad|"
+    r"gade|vej|gatan|vägen|gata|veien|vegen|katu|tie|straat|laan|plein|gracht|hof|dreef|kade|singel|markt|utca|út|"
+    r"iela|gatvė|ulica)"
+    r",?\s(?:n[º°o]\.?\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4}[a-zA-Z]?)?\b")
+# A post-office box ("PO Box 23", "Postfach 1207", "Apartado 45", "Caixa Postal 12"); the town and postcode after it
+# come with the address tail.
+PO_BOX_RE = re.compile(r"(?<!\w)(?:(?i:p\.?\s?o\.?\s?box|post office box|postfach|apartado(?: postal)?|caixa postal|"
+                       r"casilla(?: de correo)?|boîte postale|postbus|postboks))\s?\d{1,6}\b")
+# Colombian and other Latin American lines: a street type, its number or name, then "#" or "N°" and the plate
+# ("Cl. 109 # 7R-3 Sur", "Cr. 3I Este # 1-6", "Diag. San Juan N° 55", "av. calle 1ª # 7-1").
+PLATE_RE = re.compile(
+    r"(?<!\w)(?:(?i:cl|calle|cr|cra|kr|carrera|dg|diag|diagonal|tv|transv|transversal|av|avda|avenida|blv|bv|"
+    r"circular|autopista)|AK|AC)\.?\s(?:[\w.ªº]+\s){0,3}?(?:#|N[º°o]\.?|n[º°]\.?|no\.)\s?\d{1,4}[A-Za-z]?"
+    r"(?:-\d{1,4}[A-Za-z]?)?"
+    r"(?:\s(?:Sur|Este|Norte|Oeste|Bis|sur|este|norte|oeste|bis)\b)?"
+    r"(?:,?\s(?i:apto|apartamento|torre|casa|interior|int|piso|of|oficina|local)\.?\s?\d{1,5}[A-Za-z]?){0,2}")
+# Capitalised words, a house number and a unit as written in Chile and elsewhere ("Los Palmitos 13 Of. 2195", "Calle
+# Esmeralda 29 Dpto. 5147", "Pedro Aguirre Cerda 2681 Of. 9472").
+NAME_NUMBER_UNIT_RE = re.compile(r"(?<![\w.])(?:[A-ZÀ-Þ][^\W\d_]+ ){1,4}\d{1,5} (?:Of|Dpto|Depto|Oficina|Piso|Apto|"
+                                 r"Local|Casa)\.? ?\d{1,5}\b")
+# US-style lines with no street word, as typed in chat: a house number, up to six words and a state code with a ZIP
+# ("504 north 8 th cross seatlle wa 56874"). State codes that are everyday words ("in", "me", "or", "ok", "hi") are
+# left out.
+_STATES = ("al ak az ar ca co ct dc fl ga ia id il ks ky la ma md mi mn mo ms mt nc nd ne nh nj nm nv ny pa ri sc "
+           "sd tn tx ut va vt wa wi wv wy").split()
+US_LINE_RE = re.compile(r"(?<![\w.,])(?:(?i:no\.?|#) ?)?\d{1,5} (?:[^\W\d_]+ |\d{1,3} ){1,7}"
+                        r"(?i:" + "|".join(_STATES) + r")\.? \d{4,5}(?:-\d{4})?\b")
 # Street lines written street-word first, house number last, as in much of Europe and Latin America ("Rua das Flores
 # 128", "avenue Lucas Badel 74", "ul. Marszałkowska 84/92", "Calle Mayor, 5", "Blv. San Fernando N° 921").
 STREET_FIRST_RE = re.compile(
     r"(?<!\w)(?:(?i:avenue|av\.|avda\.|avenida|boulevard|blvd?\.|chemin|allée|impasse|rua|travessa|praça|ulica|ul\.|"
-    r"aleja|osiedle|calle|carrera|cra?\.|cl\.|piazza|viale|strada|jalan|jl\.|gg\.)"
+    r"aleja|osiedle|calle|carrera|cra?\.|cl\.|piazza|viale|strada|jalan|jl\.|gg\.|alameda|rambla|ronda|contrada|"
+    r"vicolo|borgo|rotonda|quartiere|sentiero|ladeira|estrada|rodovia|vereda|diagonal|transversal|pasaje|"
+    r"callejón|glorieta|cuesta|senda|ruta|urbanización|sokak|sokağı|caddesi|bulevardul|strada|ngõ|ngách|phố|"
+    r"đường|hẻm)"
     # Words that are also everyday English or Spanish count only capitalised ("via phone 5", "plaza", "al.").
-    r"|Via|Corso|Plaza|Paseo|Camino|Largo|Plac|Quai|Gang)"
-    r"\s+(?:[^\W\d_][\w'’.\-]*,?\s+){1,6}(?:n[º°o]\.?\s?|#\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4})?\b")
+    r"|Via|Corso|Plaza|Paseo|Camino|Largo|Plac|Quai|Gang|"
+    r"Av|Avda|R\.|C\.|Cl|Cra|Rue|Khu|Số|Residencial|Conjunto|Setor|Loteamento|Vila|Núcleo|"
+    r"Travesía|Carretera|Camino|Prolongación|Calzada|Circuito|Cerrada|Privada|Andador|Retorno|Periférico|Viaducto|"
+    r"Eje|Corredor)"
+    r"\s+(?:[^\W\d_][\w'’.\-]*,?\s+){1,6}(?:n[º°o]\.?\s?|#\s?)?\d{1,5}[a-zA-Z]?(?:[/-]\d{1,4})?\b"
+    r"(?:,? (?:(?i:apt|apartment|appartamento|piso|andar|suite|unit|flat|bloco|casa|lote|dpto|depto|of|apto)\.? ?"
+    r"\d{1,5}[A-Za-z]?))?")
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "AU", "IN")
 
 # Secrets typed in prose: "password: hunter2", "my PIN is 4821", "api key = abc…". The value is redacted.
@@ -105,6 +182,19 @@ DEFAULT_ID_PATTERNS = {
     "ACCOUNT_NUMBER": r"\bACC-?\d{6,12}\b",
     "INVOICE_NUMBER": r"\bINV-?\d{5,12}\b",
 }
+
+# An organisation by its legal form, after one to five capitalised words, "and"/"&" between them allowed ("Rogner Albers
+# KG", "Bähr e.V.", "Hermanos Andreu S.L.", "Mzyk Sp.k.", "Comercial Valdés y Asociados SPA", "Jans CommV"). Forms that
+# are also everyday words or initials ("AS", "SA", "ME", "CV", "AB") are left out; leading greetings, function and
+# support words are not part of the name ("Thanks, Maria Ltd" → "Maria Ltd").
+_LEGAL_FORMS = (r"GmbH(?: & Co\. KG)?|AG|KG|KGaA|OHG|GbR|UG|e\.\s?V\.|e\.\s?G\.|S\.\s?L\.|S\.\s?A\.|S\.A\.S\.|"
+                r"S\.p\.A\.|SpA|SPA|S\.r\.l\.|Srl|SRL|S\.C\.|SARL|Ltd\.?|Limited|LLC|L\.L\.C\.|Inc\.?|"
+                r"Corp\.?|PLC|plc|LLP|Pty\.? Ltd\.?|BV|B\.V\.|NV|N\.V\.|VOF|CommV|BVBA|Oy|Oyj|ASA|A/S|ApS|"
+                r"Sp\. z o\.o\.|Sp\.\s?k\.|S\.A\.|s\.r\.o\.|a\.s\.|d\.o\.o\.|d\.d\.|Kft\.|Zrt\.|Nyrt\.|MMC|ASC|"
+                r"TNHH|JSC|Tbk|C\.V\.|Ltda\.?|EIRELI|S\.A\.C\.|S\.R\.L\.|e figli|y Asociados|and Sons|& Sons|"
+                r"e Hijos|y Hnos\.?|& Co\.?|und Partner|en Zonen")
+LEGAL_FORM_RE = re.compile(r"(?<![\w-])(?:[A-ZÀ-Þ][^\W\d_]*(?:[-'’][^\W\d_]+)*,? (?:(?:and|und|e|y|et|en|&) )?){1,5}"
+                           r"(?:" + _LEGAL_FORMS + r")(?![\w/])")
 
 # Person-name cues. A name is one to three capitalised words (any alphabet's letters, hyphens, apostrophes), with
 # lower-case particles allowed inside ("Aisha van der Berg").
@@ -196,6 +286,8 @@ _PIECE_AFTER = re.compile(r"[ -]?\d")
 
 
 def _phones(text: str) -> Iterable[tuple[int, int]]:
+    if sum(c.isdigit() for c in text) < 7:
+        return  # no phone number to find (the check below wants 7 digits): skip six passes of the matcher
     seen = set()
     for region in PHONE_REGIONS:
         for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
@@ -259,6 +351,79 @@ def _words_joined(piece: str) -> bool:
     """A link slug: words and short numbers joined by "_" or "-" ("nearcertain_fifpro_xi_for_2016")."""
     parts = re.split(r"[_\-.]", piece)
     return len(parts) >= 3 and all(p.isalpha() or p.isdigit() and len(p) <= 4 for p in parts if p)
+
+
+def _street_lines(text: str) -> Iterable[tuple[int, int]]:
+    """Street lines by their street type (USPS list), unit-first lines, compound street names, US lines with a state
+    and ZIP; in all-lower-case text also by the common street types after name words that are not function words."""
+    for pattern in (STREET_TYPED_RE, UNIT_FIRST_RE, STREET_COMPOUND_RE, US_LINE_RE, PO_BOX_RE, PLATE_RE,
+                    NAME_NUMBER_UNIT_RE):
+        for m in pattern.finditer(text):
+            yield m.start(), m.end()
+    if not any(c.isupper() for c in text):
+        for m in STREET_TYPED_LOWER_RE.finditer(text):
+            if not any(w in _FUNCTION_WORDS for w in m.group(1).split()):
+                yield m.start(), m.end()
+
+
+# Words that never stand inside a street's name in lower-case chat ("10 days and no way", "5 of the court").
+_FUNCTION_WORDS = frozenset("""
+a an the and or but nor of to in on at by for from with into onto over under about after before than then as is am
+are was were be been being it its i my me we our us you your he him his she her they them their this that these those
+no not yes so if up out off all any some each every both few more most many much very just only also too again still
+days day weeks week months month years year hours hour minutes minute times more less per
+""".split())
+# Reference codes as people type them in chat, letters and digits in groups ("nma 647814914", "hkm 506", "f 9 wv 26",
+# "777 hhn"): only in a message with no capital letters (elsewhere ids have their own patterns and the recogniser).
+# A run of such groups is cut at everyday words, units and street types; a piece of two to eight groups with a group of
+# two or more digits and a group of letters (two letters at least when the piece has two groups) is a code ("room 12
+# b", "5 th ave" and "12 b" are not).
+_CODE_STOP = frozenset("""
+a an the and or of to in on at by for from with as is am are was be it its i my me we us you your he she his her
+they them no not yes so if but up out off all any one two per via vs x pm hr hrs min mins sec secs day days week
+weeks yr yrs km kg g mg ml l mb gb tb kb usd eur gbp inr rs ft lb lbs oz mi mph kmh th st nd rd pc pcs qty nr nos
+ph tel mob fax ext rm apt ste fl pin otp ssn id ref acc ac bal amt inv ord etc pls plz thx ok call text ring dial
+room unit flat door gate seat row line page item size ver step year age aged only just over cost paid pay took got
+get have has had were been will can cant dont did do does need want sent send lost more less than then last next
+each both few many much very also too now here time hour into onto upto till amp lt gt dr mr mrs ms new old
+card bank cash acct loan bill plan fee fees tax rate code zip box lot bus car van tv cell home work visa amex cvv exp
+sum net due date dept euro quid cent ends with what when who how why else like same last just even once
+""".split()) - {"vs"}
+_CODE_GROUP = re.compile(r"[a-z]{1,4}|\d{1,12}")
+
+
+def _chat_codes(text: str) -> Iterable[tuple[int, int]]:
+    if any(c.isupper() for c in text):
+        return
+    def group(g) -> bool:
+        return g is not None and bool(_CODE_GROUP.fullmatch(g.group())) and g.group() not in _CODE_STOP \
+            and g.group() not in _LOWER_TYPES
+
+    piece: list[re.Match] = []
+    for g in [*re.finditer(r"\S+", text), None]:
+        if group(g) and (not piece or g.start() == piece[-1].end() + 1):
+            piece.append(g)
+            continue
+        words = [x.group() for x in piece]
+        letters = [w for w in words if w.isalpha()]
+        if 2 <= len(words) <= 8 and any(w.isdigit() and len(w) >= 2 for w in words) and letters \
+                and (len(words) >= 3 or max(map(len, letters)) >= 2):
+            yield piece[0].start(), piece[-1].end()
+        piece = [g] if group(g) else []
+
+
+def _organisations(text: str) -> Iterable[tuple[int, int]]:
+    for m in LEGAL_FORM_RE.finditer(text):
+        start = m.start()
+        for w in re.finditer(r"[^\s,]+,?\s", m.group()):
+            if w.group().strip(" ,").lower() not in NOT_NAME_PARTS:
+                break
+            start = m.start() + w.end()
+        if m.end() - start > 2 and text[start:m.end()].split()[0] not in _LEGAL_WORDS:
+            yield start, m.end()
+
+
+_LEGAL_WORDS = frozenset(("GmbH", "AG", "KG", "Ltd", "LLC", "Inc", "BV", "NV", "&", "and", "y", "e"))
 
 
 def _random_tokens(text: str) -> Iterable[tuple[int, int]]:
@@ -358,6 +523,40 @@ def _census_names(text: str) -> Iterable[tuple[int, int]]:
         run = [m] if name_part else []
 
 
+# A census given name standing alone ("ring Jane back", "the way Jessica handled my call"): added after the rules
+# and the recogniser, only where neither found anything, as a fallback for the lone first names the recogniser
+# misses. Not next to another capitalised word (a run such as "Austin Office Park" is a place or a product, and a
+# name pair is the census rule's), not in a text mostly in capitals, and at the start of a sentence not when the name is
+# also an everyday word ("Frank", "Drew", "Max").
+_EVERYDAY_GIVEN = frozenset("""
+else guy frank sue drew max jack pat ray dawn august christian cliff brook glen penny holly ivy daisy gale robin
+dee jan al ed lee bob mike rob sol tom son don van dell gene art iris skip buck cash chip dusty rusty sunny
+""".split())
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*|[\"(“]\s*)$")
+
+
+def _lone_given_names(text: str) -> Iterable[tuple[int, int]]:
+    if sum(c.isupper() for c in text) > sum(c.islower() for c in text):
+        return
+    words = list(CAPITALISED_RE.finditer(text))
+    for i, m in enumerate(words):
+        w = m.group()
+        if w.lower() in NOT_NAME_PARTS or not _is_given(w):
+            continue
+        before = words[i - 1] if i else None
+        after = words[i + 1] if i + 1 < len(words) else None
+        # A word before that is a greeting or other non-name word, or only capitalised as a sentence's first word
+        # ("Both Jerry and …", "Dear Jane"), does not make a run; any capitalised word after does ("Austin Office").
+        if before is not None and NAME_GAP_RE.fullmatch(text, before.end(), m.start()) \
+                and before.group().lower() not in NOT_NAME_PARTS \
+                and not _SENTENCE_START.search(text[:before.start()]) \
+                or after is not None and NAME_GAP_RE.fullmatch(text, m.end(), after.start()):
+            continue
+        if w.lower() in _EVERYDAY_GIVEN and _SENTENCE_START.search(text[:m.start()]):
+            continue
+        yield m.start(), m.end()
+
+
 @dataclass(frozen=True)
 class RedactionResult:
     text: str
@@ -415,6 +614,8 @@ class Redactor:
             Detector("phone", "PHONE", _phones),
             Detector("street_address", "ADDRESS", _regex(STREET_RE)),
             Detector("street_address_first", "ADDRESS", _regex(STREET_FIRST_RE)),
+            Detector("street_address_typed", "ADDRESS", _street_lines),
+            Detector("organization_legal_form", "ORGANIZATION", _organisations),
             Detector("person_cue", "PERSON", _names),
             Detector("person_census", "PERSON", _census_names),  # no cue: census given name or surname
             # Last, so that a long IBAN or card number keeps its own type when both match the same characters.
@@ -448,6 +649,7 @@ class Redactor:
                 kept.append((s, e, ent))
         if self.recogniser is not None:
             kept = _add_recognised(text, kept, self.recogniser.find(text))
+        kept = _add_fallbacks(text, kept)
         return _with_address_tails(text, sorted(kept))
 
     def redact(self, text: str, known: dict[str, list[str]] | None = None) -> RedactionResult:
@@ -483,6 +685,9 @@ class Redactor:
         return out
 
 
+_NUMBER_MARKER = re.compile(r"(?<!\w)(?:(?i:no)\.?|#|N[º°]) ?$")
+
+
 def _with_address_tails(text: str, kept: list[Span]) -> list[Span]:
     """An address line's town and postcode after the street ("Rua das Flores 128" + ", 4050-265 Porto"); a postcode
     another detector took for a phone or an id number inside that tail becomes part of the address."""
@@ -492,6 +697,10 @@ def _with_address_tails(text: str, kept: list[Span]) -> list[Span]:
         s, e, ent = kept[i]
         i += 1
         if ent == "ADDRESS":
+            # "no 4546 gate way", "No. 12 Jalan Mawar", "# 5 ben road": the number's marker belongs to the line.
+            marker = _NUMBER_MARKER.search(text, 0, s)
+            if marker and text[s:s + 1].isdigit():
+                s = marker.start()
             end = address_tail(text, e)
             while i < len(kept) and kept[i][0] < end:
                 if kept[i][1] <= end and kept[i][2] in ("PHONE", "ID_NUMBER", "LOCATION", "ADDRESS"):
@@ -502,6 +711,21 @@ def _with_address_tails(text: str, kept: list[Span]) -> list[Span]:
             e = max(e, end if text[e:end].strip(" ,") else e)
         out.append((s, e, ent))
     return out
+
+
+def _add_fallbacks(text: str, kept: list[Span]) -> list[Span]:
+    """The rules that only add what the rules and the recogniser left: a lone census given name where nothing was
+    found, and a chat code, which may take in a phone number or id number it overlaps ("nma" + "647814914") but gives
+    way to anything else (a card number keeps its type in "card 5105 9054 2406 8594")."""
+    kept = list(kept)
+    for s, e in _chat_codes(text):
+        over = [k for k in kept if k[0] < e and s < k[1]]
+        if all(k[2] in ("PHONE", "ID_NUMBER") for k in over):
+            for k in over:
+                kept.remove(k)
+            kept.append((min([s, *(k[0] for k in over)]), max([e, *(k[1] for k in over)]), "ID_NUMBER"))
+    kept += [(s, e, "PERSON") for s, e in _lone_given_names(text) if all(e <= ks or s >= ke for ks, ke, _ in kept)]
+    return kept
 
 
 def _add_recognised(text: str, kept: list[Span], recognised: list[Span]) -> list[Span]:

@@ -39,6 +39,16 @@ def _masked(text, spans, value):
     ("Our office is at 221B Baker Street, London NW1 6XE.", ["221B Baker Street", "NW1 6XE"]),
     ("I spoke with Ingrid Johansson from your Malmö branch.", ["Ingrid Johansson", "Malmö"]),
     ("Send the forms to Avenida Paulista 1578, São Paulo.", ["Avenida Paulista 1578", "São Paulo"]),
+    # Lone given names with no cue and from outside the census, found by the two models together.
+    ("Toomas said the heater is still broken.", ["Toomas"]),
+    ("Please ask Zinaida about the refund.", ["Zinaida"]),
+    ("Gulnara and Bakhyt signed the lease together.", ["Gulnara", "Bakhyt"]),
+    ("my cousin ermek lives in bishkek now", ["ermek", "bishkek"]),
+    ("Our office: Kalvervej 12, 8000 Aarhus C", ["Kalvervej 12", "8000 Aarhus"]),
+    ("Send it to PO Box 771, Nelson 7040", ["PO Box 771", "Nelson 7040"]),
+    ("Flat 2, 9 Ormeau Road, Belfast BT7 1SH", ["Flat 2, 9 Ormeau Road", "Belfast", "BT7 1SH"]),
+    ("Ship to Calle 45 # 12-30, Bogotá", ["Calle 45 # 12-30", "Bogotá"]),
+    ("The contract is with Nordlicht Logistik GmbH in Kiel.", ["Nordlicht Logistik GmbH", "Kiel"]),
 ])
 def test_international_names_and_addresses_are_masked(r, text, values):
     spans = r.find(text)
@@ -63,16 +73,39 @@ def test_international_names_and_addresses_are_masked(r, text, values):
     "see section 12 of the terms",
     "my password reset did not work",
     "received 2026-03-05T09:15:00Z",
+    "the adjuster never showed up and nobody called",  # a lower-case guess of an address with no number or street
+    "Can I get the 3 Day Pass refunded?",
+    # Known over-redaction, kept visible: the second model takes a number and capitalised product words for a street.
+    pytest.param("Order 12 Green Tea Bags arrived broken.",
+                 marks=pytest.mark.xfail(strict=True, reason="the second model tags '12 Green Tea Bags' ADDRESS")),
 ])
 def test_near_misses_are_left_alone(r, text):
     assert r.find(text) == [], [(text[s:e], t) for s, e, t in r.find(text)]
 
 
 def test_the_recogniser_ships_with_its_provenance():
-    p = ner.provenance()
-    assert set(p["labels"]) == {"PERSON", "LOCATION", "ADDRESS", "ORG", "ID_NUMBER"}
-    assert p["inputs"]["wnut17_train"]["sha256"] and p["inputs"]["generated"]["faker_locales"]
-    assert (ner.MODEL_DIR / "meta.json").exists()
+    assert len(ner.MODEL_DIRS) == 2
+    for path in ner.MODEL_DIRS:
+        p = ner.provenance(path)
+        assert set(p["labels"]) == {"PERSON", "LOCATION", "ADDRESS", "ORG", "ID_NUMBER"}
+        assert p["inputs"]["wnut17_train"]["sha256"] and p["inputs"]["generated"]["faker_locales"]
+        assert (path / "meta.json").exists()
+    # The bench's unseen locales stay unseen by both models.
+    import sys
+
+    sys.path.insert(0, str(ner.MODEL_DIR.parent.parent / "bench"))
+    from redaction import UNSEEN
+
+    for path in ner.MODEL_DIRS:
+        assert not set(UNSEEN) & set(ner.provenance(path)["inputs"]["generated"]["faker_locales"])
+
+
+def test_the_models_spans_are_united():
+    # Two models' guesses: one label's overlapping spans merge; different labels stay apart for the redactor to settle.
+    assert ner._union([(0, 5, "PERSON", 0), (3, 9, "PERSON", 1), (20, 30, "ORG", 0), (25, 40, "LOCATION", 1)]) \
+        == [(0, 9, "PERSON"), (20, 30, "ORG"), (25, 40, "LOCATION")]
+    # Where both start together, the first model's span comes first, so its label wins in the redactor.
+    assert ner._union([(4, 11, "LOCATION", 1), (4, 11, "PERSON", 0)]) == [(4, 11, "PERSON"), (4, 11, "LOCATION")]
 
 
 def test_batched_and_single_recognition_agree(r):

@@ -209,3 +209,76 @@ def test_gazetteer_reads_the_census_files_with_the_frequency_cut_off():
     assert {"HANNAH", "JAMES", "AISHA"} <= names["given"] and {"BRENNAN", "SMITH", "NGUYEN"} <= names["surname"]
     assert "GRACE" not in names["given"] and "PRICE" not in names["surname"]  # everyday words are no evidence
     assert "PAYMENT" not in names["surname"]  # the census's rare tail, cut off by CENSUS_MIN_PERCENT
+
+
+def _masked(text, spans, value):
+    """Leak view: `value` counts as masked when >= 90% of its characters are inside redacted spans."""
+    start = text.index(value)
+    covered = sum(1 for i in range(start, start + len(value)) if any(s <= i < e for s, e, _ in spans))
+    return covered >= 0.9 * len(value)
+
+
+# Address grammar, chat codes and lone given names that the rules find without the recogniser: street lines of many
+# countries, lower-case chat as customers type it, and first names with no cue.
+@pytest.mark.parametrize("text, values", [
+    ("Ship it to 6658 Alexander Overpass Apt. 905 please.", ["6658 Alexander Overpass Apt. 905"]),  # USPS type
+    ("New tenant moving in at 132 Leonard Ferry on Friday.", ["132 Leonard Ferry"]),
+    ("Correspondence address: Flat 3, Wright Curve, Johnsonhaven.", ["Flat 3, Wright Curve"]),  # unit first
+    ("Signed: Doreen, Dietzgasse 1", ["Dietzgasse 1"]),  # a compound street name
+    ("Bitte an Jockelallee 3-2 schicken", ["Jockelallee 3-2"]),
+    ("Stuur het naar Evyhof 89, 9198 Nieuwerkerken.", ["Evyhof 89", "9198 Nieuwerkerken"]),
+    ("My new home address: Cl. 109 # 7R-3 Sur, Yotoco, 684816.", ["Cl. 109 # 7R-3 Sur", "Yotoco", "684816"]),
+    ("We moved to Cr. 3I Este # 1-6 last week.", ["Cr. 3I Este # 1-6"]),
+    ("Mi dirección: Los Palmitos 13 Of. 2195, Calbuco.", ["Los Palmitos 13 Of. 2195"]),
+    ("Correspondence address: PO Box 54, Maungamotu 4231.", ["PO Box 54", "Maungamotu 4231"]),
+    ("moving in at 907 Wekamata Parade, RD 2 on Friday", ["907 Wekamata Parade, RD 2"]),
+    ("Send it to Av Emília Henriques, 44, 3172-853 Gandra.", ["Av Emília Henriques, 44", "3172-853 Gandra"]),
+    ("no 56 ben road ch 65", ["no 56 ben road ch 65"]),  # lower-case chat
+    ("504 north 8 th cross seatlle wa 56874", ["504 north 8 th cross seatlle wa 56874"]),  # state and ZIP
+    ("address 280 washinston st hanover ma 2542", ["280 washinston st hanover ma 2542"]),
+    ("policy no nma 647814914 and claim no xgd 624", ["nma 647814914", "xgd 624"]),  # chat codes
+    ("my name is inba and my booking number is f 9 sc 27", ["f 9 sc 27"]),
+    ("the claim number is 777 hhn", ["777 hhn"]),
+    ("Could you ask Hannah to call me back?", ["Hannah"]),  # a lone census given name
+    ("Both Jerry and his sister Mary were on the booking.", ["Jerry", "Mary"]),
+    ("Dear Patricia, thanks for the quick answer.", ["Patricia"]),
+    ("The invoice was made out to Bähr e.V., not to me.", ["Bähr e.V."]),  # organisations by legal form
+    ("Rogner Albers KG has been our supplier for years.", ["Rogner Albers KG"]),
+    ("Bill Hermanos Andreu S.L. instead.", ["Hermanos Andreu S.L."]),
+    ("We buy from De Backer, Janssens en De Wilde BV.", ["De Backer, Janssens en De Wilde BV"]),
+])
+def test_address_grammar_chat_codes_and_lone_given_names(rules, text, values):
+    spans = rules.find(text)
+    missed = [v for v in values if not _masked(text, spans, v)]
+    assert not missed, (missed, [(text[s:e], t) for s, e, t in spans])
+
+
+# Near-misses for the same rules: numbers before capitalised product words, everyday lower-case words between
+# numbers, a card number that fails Luhn after "card", names that are everyday words at a sentence's start, a
+# given name that starts a place or product name.
+@pytest.mark.parametrize("text", [
+    "I bought a 3 Day Pass and 2 Smart Lights.",
+    "i waited 10 days and no way forward",
+    "room 12 b was cold and the 2 nd floor too",
+    "i paid 30 eur for 2 kg of coffee",
+    "Check box 12 on the form, then page 3.",
+    "card 4111 1111 1111 1112 was charged",
+    "Frank feedback: the app is slow.",
+    "Drew up the plan. Max speed is 40.",
+    "Austin Office Park is closed on Sunday.",
+    "we need 2 more seats on the pro plan for 3 months",
+    "order 3 x 250 g of tea",
+    "I am a Pro user AS well, and my CV is attached.",
+    "The ME team at Insurance Ltd said no.",
+    "name manju and ssn is 0087 and ac no is 9980",  # "ac no" is no Colombian plate; short numbers are no ids
+])
+def test_address_grammar_chat_codes_and_lone_given_names_near_misses(rules, text):
+    assert rules.find(text) == [], [(text[s:e], t) for s, e, t in rules.find(text)]
+
+
+def test_a_chat_code_takes_in_a_phone_number_but_not_a_card():
+    rules = Redactor.default(ner=False)
+    text = "policy no nma 647814914"
+    assert [(text[s:e], t) for s, e, t in rules.find(text)] == [("nma 647814914", "ID_NUMBER")]
+    text = "you charged my card 5105 9054 2406 8594 after i switched"
+    assert [(text[s:e], t) for s, e, t in rules.find(text)] == [("5105 9054 2406 8594", "CARD_NUMBER")]

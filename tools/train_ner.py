@@ -1,7 +1,19 @@
-"""Train kit's entity recogniser (`kit/ner_model/`): a small spaCy CNN pipeline for PERSON, LOCATION, ADDRESS, ORG and
-ID_NUMBER in business text, from real public NER text and generated multi-locale customer messages.
+"""Train kit's entity recognisers (`kit/ner_model/`, `kit/ner_model_2/`): small spaCy CNN pipelines for PERSON,
+LOCATION, ADDRESS, ORG and ID_NUMBER in business text, from real public NER text and generated multi-locale customer
+messages.
 
     .venv/bin/python tools/train_ner.py [--out kit/ner_model] [--synthetic 24000] [--epochs 10] [--seed 7]
+                                        [--embed hash|char]
+
+The redactor unites the spans of both shipped models (`kit.ner.MODEL_DIRS`). `kit/ner_model` was trained with the
+defaults at an earlier state of this file (35 locales, 114 templates, 15% lower case; its provenance.json says so);
+`kit/ner_model_2` with `--seed 8` and the present templates and locales (157 templates, 43 locales, 20% lower case,
+"{first} {last}" labelled as one name; its provenance.json has a note on how it was written). Training is not
+bit-for-bit repeatable: a rerun of the same command scored about the same on bench/redaction.py but took everyday
+words for names in the course's demo tickets ("this is ridiculous", "my adjuster stopped replying") in 117 of the
+4,000 texts, against 12 for the shipped run; a model with `--embed char` (seed 9) found a little more on the bench's
+sets and changed 145 (also "fill", "DriveSafe"). So a new model is judged on the bench and on the demo tickets
+before it replaces a shipped one.
 
 Training data (nothing from any evaluation split):
 - `../shared/devdata/pii/train.jsonl`: WNUT-17 train, real social-media posts (CC BY 4.0); person, location and
@@ -12,11 +24,11 @@ Training data (nothing from any evaluation split):
   messages from its own templates, and on locales that are not in TRAIN_LOCALES, so the benchmark does not read back
   what the model was taught.
 
-Writes the pipeline and `kit/ner_model/provenance.json` (inputs with sha256, spaCy version, settings, the scores on
-a held-back tenth of the training mix). Takes about 11 minutes on 2 cores (AMD EPYC); the result is committed so
-that no run of the kit trains it. Runs differ with the seed and the mix by a few points of benchmark recall (a
+Writes the pipeline and its `provenance.json` (inputs with sha256, spaCy version, settings, the scores on a held-back
+tenth of the training mix). Takes about 11 minutes on 2 idle cores (AMD EPYC; about 20 minutes on a Xeon shared with
+a test suite); the result is committed so that no run of the kit trains it. Runs differ with the seed and the mix by a few points of benchmark recall (a
 variant with 30,000 messages and more lower-case text scored 0.86 instead of 0.89 on the unseen locales), so a new
-model replaces the committed one only after `bench/redaction.py` shows it is better.
+model replaces a committed one only after `bench/redaction.py` shows it is better (`--ner-models` compares them).
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ IDENTIFIERS_MAP = {"PERSON": "PERSON", "ADDRESS": "ADDRESS", "LOCATION": "LOCATI
 TRAIN_LOCALES = ("en_US", "en_GB", "en_IE", "en_AU", "en_CA", "en_IN", "en_NG", "de_DE", "de_AT", "fr_FR", "fr_BE",
                  "es_ES", "es_MX", "it_IT", "pt_PT", "pt_BR", "nl_NL", "pl_PL", "sv_SE", "tr_TR", "ro_RO", "cs_CZ",
                  "id_ID", "vi_VN", "fil_PH", "zu_ZA", "yo_NG", "da_DK", "no_NO", "fi_FI", "hu_HU", "hr_HR", "sk_SK",
-                 "lt_LT", "sw")
+                 "lt_LT", "sw", "fr_CA", "en_MS", "en_TH", "is_IS", "en_KE", "uz_UZ", "en_PH", "es_CA")
 
 # Slots: {name} full name, {first}, {last}, {city}, {country}, {street} street line, {postcode}, {address} a whole
 # address on one line, {company}, {idnum}; {phone}, {email}, {date}, {amount}, {product} are context, unlabelled.
@@ -161,6 +173,49 @@ Can {first} sign instead of me?
 Mrs {last} is away, her daughter {first} will answer.
 Give my regards to {first} {last} from {city}.
 The case was handled by {last}.
+{first} said the parcel would come on Tuesday.
+I gave the spare keys to {first} yesterday.
+Please let {first} know the invoice is wrong.
+Could you put {first} through to billing?
+{first} will phone you back tomorrow, she said.
+Ask {first} about it, he knows the details.
+My colleague {first} handles the payments now.
+Last time I was helped by {first}, who was great.
+Forward this to {first} please, not to me.
+Is {first} still working in that team?
+We met {first} {last} at the trade fair in {city}.
+Apparently {first} cancelled it without asking me.
+Why did {first} close my ticket?
+{first} from accounts emailed me twice.
+the guy on the phone, {first} i think, hung up on me
+Tell {last} the meter reading is wrong.
+{first} {last} is no longer authorised on this account.
+Policyholder {name}, renewal due next month.
+Payee: {name}. Reference attached.
+Beneficiary {name}, {address}
+Driver's name {name}, address {street}, {city}
+I'm at {street} until Monday, then back home.
+The van stopped at {street} twice and left again.
+Bring it round to {street} after six please.
+{street} is my new address from the 1st.
+Collect from {street}, {city} on the 3rd.
+Moving from {street} to {street} next week.
+Unit 4, {street}, {city} {postcode} - please note the unit number
+the keys are with my neighbour at {street}
+{company} changed its name, the new invoices come from {company}.
+Our supplier {company} went bust, can you reroute the order?
+We buy everything from {company} in {city}.
+I work for {company} and we have {n} licences.
+my name's {first}, {first} {last}
+{first} here, {first} {last} from {city}.
+its {first} again, any news?
+hi {first} hi {last}
+contact: {first} {last}, {city}, {country}
+{first}, {last} and {first} signed the form.
+I have been waiting since {first} promised a callback.
+She lives in {city} near {postcode}.
+Send it to postcode {postcode} please, the street is {street}.
+we live in {city}, {country}, address {address}
 """.strip("\n").split("\n")
 OPENINGS = ("Hi,", "Hello,", "Hi team,", "Dear Sir or Madam,", "Good afternoon,", "Hey,", "To whom it may concern,",
             "Dear {company} team,", "Hello {first},", "Hi there,", "Good morning", "Good morning,", "Dear Support,",
@@ -247,7 +302,14 @@ def _fakers(locales, seed):
 
 
 def _id_number(rng: random.Random) -> str:
-    kind = rng.randrange(5)
+    kind = rng.randrange(7)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    if kind == 5:  # letters, a space, digits, as typed in chat ("qfr 318062774")
+        return f"{''.join(rng.choice(letters) for _ in range(rng.randint(2, 4)))} {rng.randrange(10, 10 ** 9)}"
+    if kind == 6:  # letter and digit groups spelt out one by one ("k 4 tz 81")
+        parts = [rng.choice(letters), str(rng.randrange(1, 999)),
+                 "".join(rng.choice(letters) for _ in range(rng.randint(1, 2))), str(rng.randrange(1, 99))]
+        return " ".join(parts[:rng.randint(3, 4)])
     if kind == 0:
         return str(rng.randrange(10 ** 5, 10 ** 10))
     if kind == 1:
@@ -321,7 +383,10 @@ def fill(template: str, f, rng: random.Random) -> dict:
                 text += f.prefix() + " "
             except AttributeError:
                 pass
-        if label:
+        if label and label == "PERSON" and spans and spans[-1]["label"] == "PERSON" \
+                and spans[-1]["end"] == len(text) - 1 and text[-1] == " ":
+            spans[-1]["end"] = len(text) + len(value)  # "{first} {last}" is one name, as "{name}" is
+        elif label:
             spans.append({"start": len(text), "end": len(text) + len(value), "label": label})
         text += value
         pos = m.end()
@@ -342,9 +407,9 @@ def synthetic(n: int, seed: int, locales=TRAIN_LOCALES) -> list[dict]:
             template = f"{rng.choice(OPENINGS)}{rng.choice([' ', chr(10)])}{template}{chr(10)}{rng.choice(CLOSINGS)}"
         rec = fill(template.replace("\\n", "\n"), f, rng)
         r = rng.random()
-        if r < 0.15:  # chat typed in lower case
+        if r < 0.2:  # chat typed in lower case
             rec["text"] = rec["text"].lower()
-        elif r < 0.18:  # a shouted message
+        elif r < 0.23:  # a shouted message
             rec["text"] = rec["text"].upper()
         out.append(rec)
     return out
@@ -394,6 +459,9 @@ def main(argv=None) -> int:
     ap.add_argument("--norm-rows", type=int, default=10000)
     ap.add_argument("--real-repeat", type=int, default=3, help="how many times the real rows are repeated")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--embed", choices=("hash", "char"), default="hash",
+                    help="token features: hashed NORM/PREFIX/SUFFIX/SHAPE (spaCy's default) or each word's first and "
+                         "last characters (spaCy's CharacterEmbed): a second model that errs differently")
     args = ap.parse_args(argv)
 
     import spacy
@@ -422,6 +490,10 @@ def main(argv=None) -> int:
     config["components"]["tok2vec"]["model"]["encode"].update({"width": args.width, "depth": args.depth})
     # More rows for NORM than spaCy's default 5000: fewer hash collisions between names and everyday words.
     config["components"]["tok2vec"]["model"]["embed"]["rows"] = [args.norm_rows, 1000, 2500, 2500]
+    if args.embed == "char":
+        config["components"]["tok2vec"]["model"]["embed"] = {
+            "@architectures": "spacy.CharacterEmbed.v2", "width": args.width, "rows": args.norm_rows, "nM": 64,
+            "nC": 8, "include_static_vectors": False, "feature": "NORM"}
     config["training"]["logger"]["progress_bar"] = False
     cfg = work / "config.cfg"
     config.to_disk(cfg)
@@ -437,9 +509,12 @@ def main(argv=None) -> int:
     shutil.copytree(best, out)
     meta = json.loads((out / "meta.json").read_text())
     provenance = {
-        "what": "kit's entity recogniser: spaCy tok2vec (CNN) + transition-based NER",
+        "what": "kit's entity recogniser: spaCy tok2vec (CNN" + (", character embeddings" if args.embed == "char" else "")
+                + ") + transition-based NER",
         "labels": list(LABELS),
-        "trained_by": "tools/train_ner.py", "args": vars(args) | {"out": "kit/ner_model"},
+        "trained_by": "tools/train_ner.py",
+        "args": vars(args) | {"out": str(out.resolve().relative_to(ROOT)) if out.resolve().is_relative_to(ROOT)
+                              else out.name},
         "spacy_version": spacy.__version__, "train_seconds": round(time.time() - started),
         "inputs": {"wnut17_train": {"path": "devdata/pii/train.jsonl", "sha256": sha256(wnut),
                                     "licence": "CC BY 4.0 (WNUT-17, Derczynski et al. 2017)"},
