@@ -529,7 +529,7 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
     prev = Path(previous_run_dir)
     if prev.is_file():  # 04 accepts a metrics.json as well as a run directory; take the run it belongs to
         prev = prev.parent.parent
-    prev, now = RunDir(prev), RunDir(run_dir)
+    prev, this = RunDir(prev), RunDir(run_dir)
     prev_metrics = _optional_json(prev.metrics_json)
     if not prev_metrics:
         raise ExportError(f"previous_run_dir '{previous_run_dir}' has no eval/metrics.json; point it at a finished run directory.")
@@ -548,7 +548,7 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
         now = v.get("agreement", v.get("label_agreement"))  # runs before task kinds wrote only label_agreement
         lines.append(f"| {gtype} | {'—' if old is None else f'{old:.1%}'} | {now:.1%} |")
     for label, file in (("training data", "provenance_json"), ("license note", "license_note_json")):
-        old, new = _optional_json(getattr(prev, file)), _optional_json(getattr(now, file))
+        old, new = _optional_json(getattr(prev, file)), _optional_json(getattr(this, file))
         key = "source_sha256" if label == "training data" else "weights_sha256"
         if old.get(key) != new.get(key):
             lines.append(f"\n- {label} changed ({key} {str(old.get(key))[:12]} → {str(new.get(key))[:12]}).")
