@@ -93,6 +93,32 @@ _NAME_CUE_BEFORE = re.compile(r"(?:name is|name's|i am|i'm|im|this is|it's|its|i
 _PLACE_CUE_BEFORE = re.compile(r"(?:in|from|to|near|at|around|city is|destination is|live in|lives in)\s*$")
 
 
+# In lower-case chat the models also take the words that carry a customer's intent for names ("report lost credit
+# card", "my card was stolen", "i want to inquire"). A guess made only of everyday English words (kit/english_words:
+# verbs, adjectives, adverbs and inflected forms from WordNet, no nouns, so no names) that are no census name is
+# dropped unless it follows a word that introduces a name or a place; "hi will", "my name is hope" and "from
+# reading" stay redacted, and so does a census name such as "aaron" or "smith" wherever it stands.
+_NAME_INTRO = re.compile(r"\b(?:name is|name's|this is|call me|dear|hi|hello|hey|thanks|thank you|regards|mr|mrs|ms|miss|"
+                         r"dr|speak to|talk to|speak with|talk with|ask for)[\s,.:]*$")
+_PLACE_INTRO = re.compile(r"\b(?:in|from|near|live in|lives in|living in|city is|town is|destination is)\s*$")
+WORDS_FILE = Path(__file__).resolve().parent / "english_words.txt.gz"
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    import gzip
+
+    return frozenset(gzip.decompress(WORDS_FILE.read_bytes()).decode().split())
+
+
+def everyday(value: str) -> bool:
+    """Every word of `value` is an everyday English word and none is a census given name or surname."""
+    words = [w.strip(".,;:!?'’\"()[]-") for w in value.lower().split()]
+    names, vocab = census_names(), english_words()
+    return bool(words) and all((w in vocab or w in NOT_NAME_PARTS) and census_key(w) not in names["given"]
+                               and census_key(w) not in names["surname"] for w in words)
+
+
 def _lower_case_guess_holds(text: str, start: int, end: int, label: str, strict: bool = False) -> bool:
     """`strict` (the second model's guesses): in a message typed all in lower case a guess needs the same cue or
     census name as in capitalised text, and in a message mostly in capitals a guess in capitals is dropped, where the
@@ -103,11 +129,13 @@ def _lower_case_guess_holds(text: str, start: int, end: int, label: str, strict:
         return False
     if not value.islower() or label not in ("PERSON", "ORG", "LOCATION"):
         return True
-    if text == text.lower() and len(text.split()) >= 4 and not strict:
-        # A message typed all in lower case: casing says nothing and the model's guess stands. Privacy first: this
-        # keeps "yael zehnder" and also costs words such as "inquire" or "block" in lower-case chat (README).
-        return True
     before = text[max(0, start - 24):start].lower()
+    if everyday(value):
+        return bool((_PLACE_INTRO if label == "LOCATION" else _NAME_INTRO).search(before))
+    if text == text.lower() and len(text.split()) >= 4 and not strict:
+        # A message typed all in lower case: casing says nothing and the model's guess stands unless it is made of
+        # everyday words (above). Privacy first: this keeps "yael zehnder".
+        return True
     if label == "LOCATION":
         return bool(_PLACE_CUE_BEFORE.search(before))
     names = census_names()

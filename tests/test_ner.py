@@ -83,6 +83,38 @@ def test_near_misses_are_left_alone(r, text):
     assert r.find(text) == [], [(text[s:e], t) for s, e, t in r.find(text)]
 
 
+# Lower-case chat where the models take the words carrying the customer's intent for names or places ("stolen",
+# "inquire", "new lower rates", "owed", "burnt"): everyday words, no name cue, so nothing is redacted.
+@pytest.mark.parametrize("text", [
+    "please help me block my card it was stolen yesterday",
+    "i want to inquire about the new lower rates",
+    "please send me the money i am owed now",
+    "yes it was burnt in the fire last week",
+])
+def test_everyday_words_in_lower_case_chat_are_not_taken_for_names(r, text):
+    assert r.find(text) == [], [(text[s:e], t) for s, e, t in r.find(text)]
+
+
+@pytest.mark.parametrize("text, value", [
+    ("my name is hope and i need a new card", "hope"),  # an everyday word after a self-introduction
+    ("this is drew calling about my bill", "drew"),  # a census given name that is also a verb form
+    ("hi its priya ramasubramanian, my card is blocked", "priya ramasubramanian"),  # no English words
+])
+def test_a_name_that_is_also_a_word_is_still_redacted_after_a_cue(r, text, value):
+    assert _masked(text, r.find(text), value), r.find(text)
+
+
+def test_the_everyday_word_list_has_no_census_names_and_ships_with_its_source():
+    words = ner.english_words()
+    assert {"stolen", "inquire", "owed", "burnt"} <= words and len(words) > 50_000
+    assert not ner.everyday("aaron") and not ner.everyday("smith") and ner.everyday("lost")
+    meta = json.loads(ner.WORDS_FILE.with_name("english_words.json").read_text())
+    import hashlib
+
+    assert meta["sha256"] == hashlib.sha256(ner.WORDS_FILE.read_bytes()).hexdigest() and meta["wheel_sha256"]
+    assert "WordNet" in ner.WORDS_FILE.with_name("english_words.LICENSE").read_text()
+
+
 def test_the_recogniser_ships_with_its_provenance():
     assert len(ner.MODEL_DIRS) == 2
     for path in ner.MODEL_DIRS:
