@@ -44,7 +44,7 @@ from kit.io import read_jsonl  # noqa: E402
 from kit.tasks.base import Task  # noqa: E402
 
 
-def prepare(run_dir: Path, resolved):
+def prepare_run(run_dir: Path, resolved):
     from kit.stages import licenses, prepare
 
     import yaml
@@ -186,7 +186,7 @@ def main() -> None:
     resolved = models.resolve()
     tok = models.load_tokenizer(resolved)
     run_dir = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    prepare(run_dir, resolved)
+    prepare_run(run_dir, resolved)
     task, fmt = Task.load(run_dir), resolved.chat_format
     max_length = train.TrainConfig(run_dir="x", model="x").max_length
     train_ds = train.build_dataset(read_jsonl(run_dir / "data" / "train.jsonl"), task, fmt, tok, max_length)

@@ -82,6 +82,8 @@ def test_audit_does_not_import_the_redactor():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
                {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert "kit.privacy.redact" not in imported
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "kit.privacy"
+                and any(a.name == "redact" for a in n.names)]  # nor as `from kit.privacy import redact`
 
 
 def test_text_the_redactor_has_been_over_never_trips_the_name_check():

@@ -63,7 +63,8 @@ def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function(tmp_path):
 
 def test_kit_has_no_import_cycle():
     graph = import_graph()
-    assert {"kit.stages.evaluate", "kit.scoring", "kit.privacy.probes", "kit.stages.export"} <= set(graph)  # the walk saw the package
+    seen = {"kit.stages.evaluate", "kit.scoring", "kit.privacy.probes", "kit.stages.export", "kit.models.chat"}
+    assert seen <= set(graph)  # the walk saw the packages
     assert cycles(graph) == [], "modules that import each other (move what both need into a third module)"
 
 

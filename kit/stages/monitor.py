@@ -5,7 +5,8 @@ the service logged), the run directory, the adapter registry. Out: `monitor/<bat
 its statistic, threshold and verdict; alerts; the decision keep / retrain / roll back), `monitor/<batch>/batch.jsonl`
 (the batch redacted, with predictions and outcomes), `monitor/<batch>/feedback.jsonl` (overridden and edited rows in
 the run's own input columns, to append to the next training export), `monitor/report.json` (the latest batch's report), `monitor/history.jsonl` and
-`monitor/drift.png` (every batch so far).
+`monitor/drift.png` (every batch so far). `run(cfg)` monitors the notebook's batches in order (`StageConfig`);
+`run_batch` monitors one (`MonitorConfig`).
 
 Production text never lands on disk unredacted: the batch goes through the run's own redactor and columns first, and
 the independent audit checks what would be written; a row it flags is kept out of every file (counted, with ids).
