@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from conftest import REPO
 from kit.privacy import audit, ner
 from kit.stages import prepare
 from kit.privacy.redact import Redactor
@@ -94,7 +95,7 @@ def test_the_recogniser_ships_with_its_provenance():
     # The bench's unseen locales stay unseen by both models.
     import sys
 
-    sys.path.insert(0, str(ner.MODEL_DIR.parent.parent / "bench"))
+    sys.path.insert(0, str(REPO / "bench"))
     from redaction import UNSEEN
 
     for path in ner.MODEL_DIRS:

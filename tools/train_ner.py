@@ -451,7 +451,7 @@ def to_docs(nlp, records):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "kit" / "ner_model"))
+    ap.add_argument("--out", default=str(ROOT / "kit" / "privacy" / "ner_model"))
     ap.add_argument("--synthetic", type=int, default=24000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--width", type=int, default=96)
