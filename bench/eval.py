@@ -17,9 +17,10 @@ import argparse
 import time
 from pathlib import Path
 
-from kit import evaluate, models
+from kit import models
+from kit.stages import evaluate
 from kit.io import read_json, read_jsonl
-from kit.task import Task, prompt_budget
+from kit.tasks.base import Task, prompt_budget
 
 
 def main():
@@ -89,11 +90,11 @@ def main():
 
 def served(args, run_dir, tok, task, fmt, rows, prompts, timed):
     """Both ways again through llama.cpp's OpenAI-compatible server (its own prompt cache, one request at a time)."""
-    from kit import endpoint
+    from kit.scoring import EndpointScorer, serve
 
     n = len(rows)
-    with endpoint.serve_gguf(run_dir / "export" / f"model-{args.gguf}.gguf", n_ctx=512) as url:
-        ep = endpoint.EndpointScorer.for_tokenizer(url, tok, task.labels)
+    with serve.serve_gguf(run_dir / "export" / f"model-{args.gguf}.gguf", n_ctx=512) as url:
+        ep = EndpointScorer.for_tokenizer(url, tok, task.labels)
         ep.score(prompts[:2], task.labels)  # warm-up
         scored, scoring_s = timed(lambda: evaluate.predict(ep, task, rows, prompts))
         generated, generate_s = timed(lambda: evaluate.generate_predictions(ep, task, fmt, rows, prompts,

@@ -20,7 +20,7 @@ def tokens_per_s(resolved, attn: str, layers: int, batch: int = 8, length: int =
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from kit import train
+    from kit.stages import train
 
     torch.manual_seed(0)
     ids = torch.randint(100, 20000, (batch, length))

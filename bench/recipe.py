@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
-from kit import data, evaluate, hardware, licenses, models, train  # noqa: E402
+from kit import hardware, models  # noqa: E402
+from kit.stages import evaluate, licenses, prepare, train  # noqa: E402
 
 SETS = {"routing": "devdata-routing.yaml", "extraction": "devdata-extract.yaml", "demo": "demo.yaml"}
 RECIPE_KEYS = ("recipe", "lora_layers", "epochs", "learning_rate", "max_steps")  # left to the recipe under test
@@ -57,7 +58,7 @@ def run_one(name: str, recipe: str, work: Path) -> dict:
     run_dir = work / f"{name}-{recipe}"
     shutil.rmtree(run_dir, ignore_errors=True)
     resolved = models.resolve(params.get("model", models.EMBEDDED_SPEC))
-    data.run(data.PrepareConfig(run_dir=str(run_dir), **_only(data.PrepareConfig, {**params, "canaries_per_kind": 0})))
+    prepare.run(prepare.PrepareConfig(run_dir=str(run_dir), **_only(prepare.PrepareConfig, {**params, "canaries_per_kind": 0})))
     licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=params.get("model", models.EMBEDDED_SPEC),
                                         approved=True, approver="bench", license_id="gemma"), resolved)
     extra = {"validation_fraction": 0.0} if recipe == "default" else {}

@@ -1,7 +1,7 @@
 """Redaction quality and speed on text kit did not write, side by side with Presidio, in one run.
 
     python bench/redaction.py [--generated 600] [--seed 11] [--engines kit,rules,presidio] [--out results.json]
-                              [--ner-models kit/ner_model,kit/ner_model_2]
+                              [--ner-models kit/privacy/ner_model,kit/privacy/ner_model_2]
 
 Sets (each with labelled character spans):
   (a) `../shared/devdata/pii`: WNUT-17 test (real social-media posts; PERSON, LOCATION, CORPORATION are scored) and
@@ -9,7 +9,7 @@ Sets (each with labelled character spans):
   (b) generated multi-locale messages: Faker values in templates written here, apart from the recogniser's training
       templates (`tools/train_ner.py`), from 10 locales it was trained on and 12 it never saw, reported apart;
   (c) kit's own corpus (`tools/pii_corpus.py`), a regression line.
-Engines: kit's Redactor (rules + the entity recogniser: the models of `kit.ner.MODEL_DIRS`, spans united, named on the
+Engines: kit's Redactor (rules + the entity recogniser: the models of `kit.privacy.ner.MODEL_DIRS`, spans united, named on the
 first line of the output; `--ner-models` runs others), kit's rules alone (no recogniser),
 Presidio's AnalyzerEngine (when `presidio-analyzer` is installed; with a blank spaCy English pipeline, as no spaCy
 English model is installable here, so its NER-based PERSON/LOCATION are off: its pattern recognisers run).
@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from kit import audit  # noqa: E402
+from kit.privacy import audit  # noqa: E402
 from tools import pii_corpus  # noqa: E402
-from kit.redact import Redactor  # noqa: E402
+from kit.privacy.redact import Redactor  # noqa: E402
 
 DEVDATA = ROOT.parent / "shared" / "devdata" / "pii"
 MASKED = 0.9
@@ -224,13 +224,13 @@ def main(argv=None) -> int:
     ap.add_argument("--engines", default="kit,rules,presidio")
     ap.add_argument("--out", help="write all figures as JSON here")
     ap.add_argument("--ner-models", help="comma-separated model folders for kit's recogniser instead of the shipped "
-                                         "ones (kit.ner.MODEL_DIRS), to compare a retrained model")
+                                         "ones (kit.privacy.ner.MODEL_DIRS), to compare a retrained model")
     args = ap.parse_args(argv)
     if args.ner_models:
-        from kit import ner
+        from kit.privacy import ner
 
         ner.MODEL_DIRS = tuple(str(Path(p).resolve()) for p in args.ner_models.split(","))
-    from kit import ner
+    from kit.privacy import ner
 
     print("kit's recogniser: " + ", ".join(str(Path(p).relative_to(ROOT)) if Path(p).is_relative_to(ROOT) else str(p)
                                           for p in ner.MODEL_DIRS))

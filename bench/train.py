@@ -7,12 +7,12 @@ are then scored with the same holdout loss (answer tokens only, float32, the sam
   full-vocabulary logits), batch 4 padded to max_length, lr 2e-4.
 - trl_bf16: LoRA with PEFT's default targets for Gemma (q_proj/v_proj) on the checkpoint's bf16 weights, TRL's
   defaults otherwise (batch 8, lr 2e-5, gradient checkpointing).
-- kit: `kit.train.run` with the course defaults (the base in the dtype this machine computes fastest, `dtype=auto`:
+- kit: `kit.stages.train.run` with the course defaults (the base in the dtype this machine computes fastest, `dtype=auto`:
   bf16 on AMX / AVX-512 BF16, float32 on AVX2; float32 LoRA on every linear module of the layers `recipe: auto`
   picks, all 18 here, so the backward runs through the whole model; only answer tokens through the output head, the
   shared instruction prefix computed once per batch, length-grouped batches, no gradient checkpointing; on CPU the
-  head's cross-entropy and each LoRA projection as fused ops, kit/fused.py).
-- kit_plain: kit with `KIT_FUSED=0`: PEFT's LoRA forward and the plain head + cross-entropy instead of kit/fused.py's
+  head's cross-entropy and each LoRA projection as fused ops, kit/models/fused.py).
+- kit_plain: kit with `KIT_FUSED=0`: PEFT's LoRA forward and the plain head + cross-entropy instead of kit/models/fused.py's
   fused paths (same loss and gradients, tested), to show what those are worth on this CPU.
 - kit_top: the same as kit with LoRA in the top third of the layers only (6 of 18; backward stops there), the CPU default
   before `recipe: auto` and the recipe earlier figures in the README were measured with.
@@ -38,18 +38,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kit import models, train  # noqa: E402
+from kit import models  # noqa: E402
+from kit.stages import train  # noqa: E402
 from kit.io import read_jsonl  # noqa: E402
-from kit.task import Task  # noqa: E402
+from kit.tasks.base import Task  # noqa: E402
 
 
-def prepare(run_dir: Path, resolved):
-    from kit import data, licenses
+def prepare_run(run_dir: Path, resolved):
+    from kit.stages import licenses, prepare
 
     import yaml
 
     demo = yaml.safe_load((REPO / "papermill_runs" / "demo.yaml").read_text())["parameters"]
-    data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
+    prepare.run(prepare.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
                                 purpose="training benchmark", instruction=demo["instruction"]))  # the demo's prompts
     licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model="embedded:gemma3-270m", approved=True,
                                         approver="bench", license_id="gemma"), resolved)
@@ -60,7 +61,7 @@ def holdout_loss(model, eval_ds, tokenizer) -> float:
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from kit.train import completion_loss
+    from kit.stages.train import completion_loss
 
     pad = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
 
@@ -185,7 +186,7 @@ def main() -> None:
     resolved = models.resolve()
     tok = models.load_tokenizer(resolved)
     run_dir = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    prepare(run_dir, resolved)
+    prepare_run(run_dir, resolved)
     task, fmt = Task.load(run_dir), resolved.chat_format
     max_length = train.TrainConfig(run_dir="x", model="x").max_length
     train_ds = train.build_dataset(read_jsonl(run_dir / "data" / "train.jsonl"), task, fmt, tok, max_length)
@@ -204,7 +205,7 @@ def main() -> None:
                            max_length=max_length)
         elif name == "kit":
             r = kit_recipe(run_dir, train_ds, eval_ds, tok, opts.examples)
-        elif name == "kit_plain":  # kit with the library paths instead of kit/fused.py's, to show what those add
+        elif name == "kit_plain":  # kit with the library paths instead of kit/models/fused.py's, to show what those add
             os.environ["KIT_FUSED"] = "0"
             try:
                 r = kit_recipe(run_dir, train_ds, eval_ds, tok, opts.examples, name="kit_plain")

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "verify":
-            from kit.export import verify
+            from kit.stages.export import verify
 
             checked = verify(args.export_dir)
             print(f"verified {len(checked)} files in {args.export_dir}")
@@ -106,7 +106,8 @@ def _registry(args) -> int:
 def _train(run_dir: str, overrides: dict) -> int:
     import dataclasses
 
-    from kit import models, settings, train
+    from kit import models, settings
+    from kit.stages import train
 
     overrides = settings.flat(overrides, "--set")
     fields = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"run_dir"}

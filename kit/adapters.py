@@ -37,7 +37,7 @@ def location(run_dir: str | Path, registry_dir: str | Path = "") -> Path:
 
 def modelfile_gguf(export_dir: Path) -> Path | None:
     """The GGUF an export's Modelfile serves (its FROM, beside it), or None when it names none."""
-    from kit.modelfile import parse_modelfile
+    from kit.models.modelfile import parse_modelfile
 
     src = parse_modelfile((export_dir / "Modelfile").read_text(encoding="utf-8")).get("FROM", "")
     return export_dir / src[2:] if src.startswith("./") else None

@@ -47,7 +47,7 @@ def cpu_name(cpuinfo: str | None = None) -> str:
 
 
 def has_amx(flags: frozenset[str] | None = None) -> bool:
-    """Intel AMX (Sapphire Rapids and later): where llama.cpp's AMX buffers crash (see kit.llamacpp)."""
+    """Intel AMX (Sapphire Rapids and later): where llama.cpp's AMX buffers crash (see kit.models.llamacpp)."""
     return "amx_int8" in (cpu_flags() if flags is None else flags)
 
 

@@ -204,8 +204,9 @@ class Validator:
 
         import numpy as np
 
-        from kit import answer_metrics, evaluate
-        from kit.task import parse_object
+        from kit.stages import evaluate
+        from kit.tasks import metrics
+        from kit.tasks.base import parse_object
 
         scorer = evaluate.HFScorer(model, self.tok, self.batch_size, progress=False)
         was_training = model.training
@@ -218,10 +219,10 @@ class Validator:
         finally:
             model.train(was_training)
         if self.task.kind == "extract":
-            return answer_metrics.field_accuracy(np.array(
-                [answer_metrics.field_scores(json.loads(ref), parse_object(t))
+            return metrics.field_accuracy(np.array(
+                [metrics.field_scores(json.loads(ref), parse_object(t))
                  for ref, t in zip(self.references, texts)], dtype=float).reshape(-1, 4))
-        rouge, _ = answer_metrics.reply_scores(self.references, texts)
+        rouge, _ = metrics.reply_scores(self.references, texts)
         return float(np.mean(rouge))
 
 

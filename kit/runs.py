@@ -49,9 +49,9 @@ def notebook_parameters(stage: str) -> dict:
 
 def stage_config(stage: str):
     """The config dataclass a stage's notebook builds (imported here on demand: the stage modules are heavy)."""
-    from kit import data, evaluate, export, licenses, monitor, scope, train
+    from kit.stages import evaluate, export, licenses, monitor, prepare, scope, train
 
-    return {"00_scope": scope.ScopeConfig, "01_license": licenses.LicenseConfig, "02_prepare": data.PrepareConfig,
+    return {"00_scope": scope.ScopeConfig, "01_license": licenses.LicenseConfig, "02_prepare": prepare.PrepareConfig,
             "03_train": train.TrainConfig, "04_evaluate": evaluate.EvalConfig, "05_export": export.ExportConfig,
             "06_monitor": monitor.StageConfig}[stage]
 

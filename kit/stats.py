@@ -1,6 +1,13 @@
-"""Interval and calibration statistics shared by evaluation, answer metrics and the plots."""
+"""Statistics kit reports: intervals and calibration (evaluation, answer metrics, the plots) and drift (monitoring).
+
+The drift tests take words and label shares from a batch and the training data and return a statistic with a p-value
+where one exists; `kit.stages.monitor` sets their thresholds and turns them into alerts.
+"""
 
 from __future__ import annotations
+
+import re
+from collections import Counter
 
 import numpy as np
 
@@ -76,3 +83,115 @@ def interval_delta(new: dict, old: dict) -> dict:
     half = 1.96 * float(np.hypot(se(new), se(old)))
     return {"delta": float(delta), "ci95": [delta - half, delta + half], "significant": bool(abs(delta) > half),
             "method": "intervals"}
+
+
+# ---------------------------------------------------------------- drift (monitoring; each small, tested by hand)
+
+WORD = re.compile(r"[^\W\d_][\w'’-]*")
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words of a redacted text, placeholders left out."""
+    return [w.lower() for w in WORD.findall(PLACEHOLDER.sub(" ", text))]
+
+
+def doc_share(texts: list[list[str]]) -> Counter:
+    """Share of texts each word appears in."""
+    c = Counter(w for ws in texts for w in set(ws))
+    return Counter({w: n / max(len(texts), 1) for w, n in c.items()})
+
+
+def new_terms(batch: list[list[str]], train: list[list[str]], th) -> list[dict]:
+    """Words in at least `th.new_term_share` of the batch (and `th.new_term_min_rows` rows) and rare in training;
+    `th` is the monitor's `Thresholds`."""
+    b, t = doc_share(batch), doc_share(train)
+    need = max(th.new_term_share, th.new_term_min_rows / max(len(batch), 1))
+    out = [{"term": w, "batch_share": round(s, 4), "train_share": round(t.get(w, 0.0), 4)}
+           for w, s in b.items() if s >= need and t.get(w, 0.0) <= th.new_term_train_share]
+    return sorted(out, key=lambda x: -x["batch_share"])
+
+
+def oov_rate(texts: list[list[str]], vocab: set[str]) -> float:
+    n = sum(len(ws) for ws in texts)
+    return sum(w not in vocab for ws in texts for w in ws) / n if n else 0.0
+
+
+def ks(a, b) -> dict:
+    from scipy.stats import ks_2samp
+
+    r = ks_2samp(np.asarray(a, float), np.asarray(b, float))
+    return {"statistic": float(r.statistic), "p_value": float(r.pvalue)}
+
+
+def psi(expected: dict[str, float], actual: dict[str, float], floor: float = 1e-4) -> float:
+    """Population stability index Σ (a − e)·ln(a / e) over the categories, shares floored at `floor`."""
+    keys = set(expected) | set(actual)
+    e = {k: max(expected.get(k, 0.0), floor) for k in keys}
+    a = {k: max(actual.get(k, 0.0), floor) for k in keys}
+    return float(sum((a[k] - e[k]) * np.log(a[k] / e[k]) for k in keys))
+
+
+def shares(values: list[str], categories) -> dict[str, float]:
+    c = Counter(values)
+    return {k: c.get(k, 0) / max(len(values), 1) for k in categories}
+
+
+def chi_square(expected_shares: dict[str, float], observed: list[str]) -> dict:
+    """Goodness of fit of the batch's label counts to the holdout's shares (categories with no expected rows get a
+    floor share, as a label the holdout never saw predicted must still count)."""
+    from scipy.stats import chisquare
+
+    keys = sorted(set(expected_shares) | set(observed))
+    n = len(observed)
+    exp = np.array([max(expected_shares.get(k, 0.0), 0.5 / max(n, 1)) for k in keys])
+    exp = exp / exp.sum() * n
+    obs = np.array([Counter(observed).get(k, 0) for k in keys], float)
+    r = chisquare(obs, exp)
+    return {"statistic": float(r.statistic), "p_value": float(r.pvalue)}
+
+
+def wilson(k: int, n: int) -> list[float]:
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return [0.0, 1.0]
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def population_auc(train_texts: list[str], batch_texts: list[str], seed: int = 0) -> dict:
+    """Classifier two-sample test: out-of-fold ROC AUC of TF-IDF + logistic regression telling batch from training
+    texts, and the Mann–Whitney p-value of that AUC (0.5 and a large p when the two are alike)."""
+    from scipy.stats import mannwhitneyu
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+
+    texts = [PLACEHOLDER.sub(" ", t) for t in train_texts + batch_texts]
+    y = np.array([0] * len(train_texts) + [1] * len(batch_texts))
+    if min(len(train_texts), len(batch_texts)) < 10:
+        return {"statistic": 0.5, "p_value": 1.0, "note": "fewer than 10 texts on a side: not tested"}
+    model = make_pipeline(TfidfVectorizer(min_df=2, sublinear_tf=True),
+                          LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced"))
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    p = cross_val_predict(model, texts, y, cv=folds, method="predict_proba")[:, 1]
+    auc = float(roc_auc_score(y, p))
+    mw = mannwhitneyu(p[y == 1], p[y == 0], alternative="greater")
+    return {"statistic": auc, "p_value": float(mw.pvalue)}
+
+
+def most_telling_terms(train_texts: list[str], batch_texts: list[str], k: int = 8) -> list[str]:
+    """The words a batch-vs-training classifier leans on most towards the batch: what the shift is about."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts = [PLACEHOLDER.sub(" ", t) for t in train_texts + batch_texts]
+    y = np.array([0] * len(train_texts) + [1] * len(batch_texts))
+    vec = TfidfVectorizer(min_df=2, sublinear_tf=True)
+    X = vec.fit_transform(texts)
+    coef = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(X, y).coef_[0]
+    names = vec.get_feature_names_out()
+    return [str(names[i]) for i in np.argsort(-coef)[:k]]

@@ -43,7 +43,8 @@ advanced: dict = {}  # the other ScopeConfig inputs by name, e.g. {"labeling_hou
 
 # %%
 from pathlib import Path
-from kit import scope, settings
+from kit import settings
+from kit.stages import scope
 
 cfg = scope.ScopeConfig(run_dir=run_dir, use_case=use_case, repeated_language=repeated_language,
                         stable_rules=stable_rules, clear_success_test=clear_success_test,

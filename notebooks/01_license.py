@@ -48,7 +48,8 @@ answers: dict = {}  # only for a model outside the registry: yes/no/conditional 
 # %%
 from pathlib import Path
 from IPython.display import Markdown
-from kit import licenses, models
+from kit import models
+from kit.stages import licenses
 
 cfg = licenses.LicenseConfig(run_dir=run_dir, model=model, intended_uses=tuple(intended_uses), approved=approved,
                              approver=approver, license_id=license_id, revision=revision, date_obtained=date_obtained,

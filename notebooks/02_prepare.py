@@ -60,9 +60,10 @@ seed: int = 0  # split, canary and review-sample seed
 import json
 from pathlib import Path
 import pandas as pd
-from kit import data, review
+from kit.stages import prepare
+from kit.report import review
 
-cfg = data.PrepareConfig(
+cfg = prepare.PrepareConfig(
     run_dir=run_dir, input_path=input_path, encoding=encoding, purpose=purpose, task=task, input_format=input_format, text_columns=text_columns,
     label_column=label_column, id_column=id_column, tenant_column=tenant_column, consent_column=consent_column,
     timestamp_column=timestamp_column, known_value_columns=known_value_columns, field_allowlist=field_allowlist,
@@ -92,7 +93,7 @@ cfg
 # Where each row read went:
 
 # %%
-result = data.run(cfg)
+result = prepare.run(cfg)
 pd.DataFrame(result.accounting_table()).set_index("source")
 
 # %% [markdown]
@@ -136,7 +137,7 @@ for row in [json.loads(line) for line in open(result.paths["train"])][:3]:
 # Canaries are unique fake values (a Luhn-valid card number, a policy number, a name) planted into the raw text
 # before redaction. If any of them, any raw value from the structured columns, or anything shaped like PII or a secret
 # survives into the written files, the audit fails and this notebook stops with the rows and fields named. The audit
-# is a separate code path from the redactor (`kit.audit`), with broader checks and evidence of its own: the redactor
+# is a separate code path from the redactor (`kit.privacy.audit`), with broader checks and evidence of its own: the redactor
 # finds names and places with a learned recogniser, the audit with ~38,000 given names and surnames from 100+ locales
 # (Faker's lists), street words of 20 languages and national postcode shapes, so a name the recogniser missed can
 # still stop this notebook. Training (03) refuses to
@@ -147,7 +148,7 @@ for row in [json.loads(line) for line in open(result.paths["train"])][:3]:
 pd.DataFrame(result.canaries)[["kind", "value", "row_id", "file"]]
 
 # %%
-audit = data.check_audit(run_dir)
+audit = prepare.check_audit(run_dir)
 print("audit passed:", audit["passed"], "| findings:", audit["hits"], "| canaries found:", audit["canaries_found"],
       "| holdout texts also in train:", audit["holdout_leaks"])
 print("rows scanned:", audit["rows_scanned"], "| known values checked:", audit["known_values_checked"])

@@ -78,7 +78,7 @@ dtype: str = "auto"  # auto (the fastest on this machine: bf16 on AMX / AVX-512 
 lora_r: int = 16  # adapter rank: 8–64
 lora_alpha: int = 32  # scaling; usually 2 x lora_r
 lora_dropout: float = 0.0  # 0–0.1
-target_modules: str = "family"  # the model family's projections (kit/families.py), all-linear, or e.g. "q_proj,v_proj"
+target_modules: str = "family"  # the model family's projections (kit/models/families.py), all-linear, or e.g. "q_proj,v_proj"
 recipe: str = "auto"  # auto: chooses what you leave unset (-1 / 0) from data size and machine | default
 lora_layers: int = -1  # LoRA on the last N layers only (faster backward); 0: all; -1: by recipe
 learning_rate: float = 0.0  # 0: by recipe; 1e-4 – 2e-3 for LoRA
@@ -100,7 +100,8 @@ advanced: dict = {}  # other TrainConfig fields by name: threads, lr_scheduler, 
 # %%
 from pathlib import Path
 from IPython.display import Image
-from kit import settings, train
+from kit import settings
+from kit.stages import train
 
 cfg = train.TrainConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, quantization=quantization, dtype=dtype,
                         lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,

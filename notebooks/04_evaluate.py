@@ -66,7 +66,9 @@ advanced: dict = {}  # other EvalConfig fields by name: bootstrap_samples, seed 
 from pathlib import Path
 import pandas as pd
 from IPython.display import Image, display
-from kit import evaluate, review, settings
+from kit import settings
+from kit.stages import evaluate
+from kit.report import review, tables
 
 cfg = evaluate.EvalConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, max_examples=max_examples,
                           max_length=max_length, batch_size=batch_size, dtype=dtype, critical_label=critical_label,
@@ -95,7 +97,7 @@ cfg
 result = evaluate.run(cfg)
 kind = result.metrics["task"]
 print(f"task: {kind} | computed in {result.metrics['dtype']['dtype']}: {result.metrics['dtype']['reason']}")
-evaluate.models_table(result.metrics)
+tables.models_table(result.metrics)
 
 # %%
 Image(result.paths["models"])
@@ -127,8 +129,8 @@ print(result.metrics["verdict"]["sentence"])
 if kind == "classify":
     display(Image(result.paths["confusion"]))
 elif kind == "extract":
-    display(evaluate.field_table(result.metrics).head(15))
-    print("\n".join(evaluate.field_updates(result.predictions)))
+    display(tables.field_table(result.metrics).head(15))
+    print("\n".join(tables.field_updates(result.predictions)))
 else:
     for p in [p for p in result.predictions if p["model"] == "tuned"][:3]:
         print(f"{p['id']} (ROUGE-L {p['rouge_l']:.2f})\n  model:     {p['prediction']}\n  reference: {p['label']}")
@@ -185,13 +187,13 @@ result.metrics["endpoint"] or "no endpoint evaluated (set endpoint_gguf_type or 
 Image(result.paths["probes_plot"])
 
 # %%
-evaluate.probes_table(result.metrics["probes"])
+tables.probes_table(result.metrics["probes"])
 
 # %% [markdown]
 # **PII echo.** Prompts that ask for names, numbers and addresses; what the model writes is scanned by the same redactor as the data (only the redacted text is kept).
 
 # %%
-evaluate.pii_table(result.metrics["probes"])
+tables.pii_table(result.metrics["probes"])
 
 # %%
 p = result.metrics["probes"]

@@ -48,7 +48,9 @@ advanced: dict = {}  # other ExportConfig fields by name: num_ctx, the Modelfile
 # %%
 from pathlib import Path
 from IPython.display import display
-from kit import export, settings
+from kit import settings
+from kit.report import tables
+from kit.stages import export
 
 cfg = export.ExportConfig(run_dir=run_dir, model=model, adapter_name=adapter_name, gguf_types=tuple(gguf_types),
                           modelfile_gguf=modelfile_gguf, parity_threshold=parity_threshold, max_examples=max_examples,
@@ -59,7 +61,7 @@ cfg
 
 # %%
 result = export.run(cfg)
-export.parity_table(result.parity)
+tables.parity_table(result.parity)
 
 # %% [markdown]
 # Each row is one way to ship the model: `agreement` is the share of holdout tickets where llama.cpp answers like the
@@ -87,10 +89,10 @@ print(text[: text.index('LICENSE') + 300], "…")
 # serving several tenants keeps one base and one adapter per tenant; honouring a tenant's erasure request means
 # deleting that adapter. Read its header: not every Ollama version and architecture accepts `ADAPTER`.
 #
-# Outgrowing one process per tenant: `python -m kit.tenants --base export/base-q8_0.gguf --adapter
+# Outgrowing one process per tenant: `python -m kit.scoring.tenants --base export/base-q8_0.gguf --adapter
 # acme=export/adapter-default-f16.gguf --adapter other=<its adapter>` serves one base with every tenant's adapter
 # behind one OpenAI-compatible `/v1/completions`; each request names its tenant in `model`, and only the adapters
-# (a few MB each) are switched. `kit.endpoint.serve_tenants` starts it from Python, and the endpoint scorer of 04
+# (a few MB each) are switched. `kit.scoring.serve.serve_tenants` starts it from Python, and the endpoint scorer of 04
 # evaluates one tenant through it (`EndpointScorer(..., model="acme")`).
 
 # %%

@@ -39,14 +39,16 @@ confidence_column: str = ""  # the logged confidence beside prediction_column
 tenant: str = "default"  # registry entry whose live version serves this traffic
 registry_dir: str = ""  # empty: registry/ beside the run directories (papermill_runs/registry)
 auto_rollback: bool = True  # a roll-back decision makes the previous version live (recorded with the reasons)
-monitor_thresholds: dict = {}  # overrides of kit.monitor.Thresholds, e.g. {"population_auc": 0.75}
+monitor_thresholds: dict = {}  # overrides of kit.stages.monitor.Thresholds, e.g. {"population_auc": 0.75}
 max_batch_rows: int = 0  # monitor the first N rows of each batch (0: all)
 
 # %%
 from pathlib import Path
 import pandas as pd
 from IPython.display import Image, display
-from kit import adapters, monitor
+from kit import adapters
+from kit.report import tables
+from kit.stages import monitor
 
 registry = adapters.location(run_dir, registry_dir)
 print("live before monitoring:", (adapters.live(registry, tenant) or {}).get("version", "none"))
@@ -54,7 +56,7 @@ cfg = monitor.StageConfig(run_dir=run_dir, batch_paths=tuple(batch_paths), revie
                           prediction_column=prediction_column, confidence_column=confidence_column, tenant=tenant,
                           registry_dir=registry_dir, auto_rollback=auto_rollback,
                           monitor_thresholds=monitor_thresholds, max_batch_rows=max_batch_rows)
-reports = monitor.run_stage(cfg)
+reports = monitor.run(cfg)
 if not batch_paths:
     print("no batch given: set batch_paths to one or more files of production tickets")
 
@@ -85,7 +87,7 @@ for r in reports:
     print(f"\n{r['batch']}: decision {r['decision'].upper()} - {r['why']}")
     for a in r["alerts"]:
         print("  alert:", a)
-    display(monitor.checks_table(r))
+    display(tables.checks_table(r))
 
 # %% [markdown]
 # Drift across the batches so far (each point one batch; dashed: the threshold; red band: not 'keep').

@@ -76,10 +76,10 @@ def render(tmp_path_factory):
 
 def write_run_basics(run_dir: Path, model_spec: str, resolved, approved: bool = True):
     """Prepare data and a license note in a run dir, as stages 01 and 02 would."""
-    from kit import data, licenses
+    from kit.stages import licenses, prepare
 
-    data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
-                                purpose="tests", max_rows=120, labels=data.DEFAULT_LABELS))
+    prepare.run(prepare.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),
+                                purpose="tests", max_rows=120, labels=prepare.DEFAULT_LABELS))
     licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=model_spec, approved=approved,
                                         approver="tester" if approved else "", license_id="gemma"), resolved)
 

@@ -5,9 +5,9 @@ import csv
 import pytest
 
 from conftest import REPO
-from kit import audit, canaries
+from kit.privacy import audit, canaries
 from tools import pii_corpus
-from kit.redact import DEFAULT_ID_PATTERNS, Redactor
+from kit.privacy.redact import DEFAULT_ID_PATTERNS, Redactor
 
 KNOWN = {"PERSON": ["Maria Okafor"], "EMAIL": ["maria@example.com"], "POLICY_NUMBER": ["POL-123456"]}
 CANARIES = canaries.make(seed=4, per_kind=1)
@@ -81,7 +81,9 @@ def test_audit_does_not_import_the_redactor():
     tree = ast.parse(inspect.getsource(audit))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
                {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert "kit.redact" not in imported
+    assert "kit.privacy.redact" not in imported
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "kit.privacy"
+                and any(a.name == "redact" for a in n.names)]  # nor as `from kit.privacy import redact`
 
 
 def test_text_the_redactor_has_been_over_never_trips_the_name_check():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from kit import baselines
-from kit.chat import GEMMA
-from kit.task import Task
+from kit.tasks import baselines
+from kit.models.chat import GEMMA
+from kit.tasks.base import Task
 
 LABELS = ("claim_status", "document_request", "billing_dispute", "agent_escalation")
 TASK = Task(LABELS, "Route this email to one lane.")

@@ -2,8 +2,8 @@ import re
 
 from stdnum import luhn
 
-from kit import canaries
-from kit.redact import Redactor
+from kit.privacy import canaries
+from kit.privacy.redact import Redactor
 
 
 def test_canaries_are_well_formed_reproducible_and_caught_by_the_redactor():

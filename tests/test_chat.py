@@ -1,7 +1,7 @@
 import pytest
 
-from kit.chat import GEMMA, ChatFormat, ChatFormatError, detect, from_tokenizer
-from kit.families import FAMILIES, FamilyError
+from kit.models.chat import GEMMA, ChatFormat, ChatFormatError, detect, from_tokenizer
+from kit.models.families import FAMILIES, FamilyError
 
 
 def test_gemma_prompt_renders_turns_with_system_in_first_user_turn():
@@ -39,7 +39,7 @@ def test_rendered_text_has_no_bos_so_the_tokenizer_adds_exactly_one(tokenizer):
 
 
 def test_unknown_template_names_the_known_families_and_where_to_add_one():
-    with pytest.raises(FamilyError, match="No family in kit/families.py matches.*gemma, llama3.*Another model family"):
+    with pytest.raises(FamilyError, match="No family in kit/models/families.py matches.*gemma, llama3.*Another model family"):
         detect("{% for m in messages %}<<{{ m.content }}>>{% endfor %}", "falcon")
 
 

@@ -4,16 +4,16 @@ import socket
 import pytest
 
 from conftest import REPO, read_jsonl
-from kit import data
+from kit.stages import prepare
 from tools import synth
-from kit.io import write_text_atomic
+from kit.io import read_raw, write_text_atomic
 
 SAMPLES = REPO / "data_samples"
 
 
 def _prepare(run_dir, input_path, **kw):
     kw.setdefault("purpose", "tests")
-    return data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(input_path), **kw))
+    return prepare.run(prepare.PrepareConfig(run_dir=str(run_dir), input_path=str(input_path), **kw))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def _mixed_csv(tmp_path, n_good=120):
 
 
 def test_read_raw_keeps_every_record_of_a_broken_csv():
-    rows = data.read_raw(SAMPLES / "bad_tickets.csv")
+    rows = read_raw(SAMPLES / "bad_tickets.csv")
     problems = {r.line: r.code for r in rows}
     assert [r.fields["ticket_id"] for r in rows if r.fields] == ["B001", "B002", "B003", "B006", "B007", "B008",
                                                                  "B009", "B010"]
@@ -94,23 +94,23 @@ def test_column_mapping_renamed_columns_work(tmp_path):
 
 
 def test_missing_label_column_error_names_column_and_fix(tmp_path):
-    with pytest.raises(data.DataError, match=r"no column\(s\) \['category'\].*Set label_column"):
+    with pytest.raises(prepare.DataError, match=r"no column\(s\) \['category'\].*Set label_column"):
         _prepare(tmp_path, SAMPLES / "tickets.csv", label_column="category")
 
 
 def test_missing_consent_column_error_says_how_to_opt_out(tmp_path):
-    with pytest.raises(data.DataError, match=r"consent_column=''"):
+    with pytest.raises(prepare.DataError, match=r"consent_column=''"):
         _prepare(tmp_path, SAMPLES / "tickets.csv", consent_column="gdpr_ok")
 
 
 def test_bad_id_pattern_is_a_config_error(tmp_path):
-    with pytest.raises(data.DataError, match=r"id_patterns\['ORDER_ID'\] is not a valid regular expression"):
+    with pytest.raises(prepare.DataError, match=r"id_patterns\['ORDER_ID'\] is not a valid regular expression"):
         _prepare(tmp_path, SAMPLES / "tickets.csv", id_patterns={"ORDER_ID": "ORD-(\\d+"})
 
 
 def test_outputs_contain_no_raw_values_from_structured_columns(prepared):
     run_dir, _ = prepared
-    src = data.read_raw(SAMPLES / "tickets.csv")[:240]
+    src = read_raw(SAMPLES / "tickets.csv")[:240]
     written = (run_dir / "data" / "train.jsonl").read_text() + (run_dir / "data" / "holdout.jsonl").read_text()
     for r in src:
         assert r.fields["customer_email"] not in written
@@ -154,8 +154,8 @@ def test_split_is_stratified_and_has_no_text_in_both_files(prepared):
     every = hold + [r["label"] for r in read_jsonl(res.paths["train"])]
     for lab in set(every):  # each lane's share of the holdout equals its share of the data, within rounding
         assert abs(hold.count(lab) - every.count(lab) * len(hold) / len(every)) <= 1
-    train_texts = {data.normalize(r["text"]) for r in read_jsonl(res.paths["train"])}
-    assert not train_texts & {data.normalize(r["text"]) for r in read_jsonl(res.paths["holdout"])}
+    train_texts = {prepare.normalize(r["text"]) for r in read_jsonl(res.paths["train"])}
+    assert not train_texts & {prepare.normalize(r["text"]) for r in read_jsonl(res.paths["holdout"])}
     assert res.audit["holdout_leaks"] == 0
 
 
@@ -205,8 +205,8 @@ def test_a_leak_the_redactor_misses_fails_prepare_naming_row_and_field(tmp_path,
     # Another customer's full name, with no cue and neither part in the census gazetteer, and the entity recogniser
     # made blind (it would find this one): the redactor scrubs only this row's own known values, the audit checks
     # every known value of the file.
-    from kit import ner
-    from kit.redact import Redactor
+    from kit.privacy import ner
+    from kit.privacy.redact import Redactor
 
     monkeypatch.setattr(ner.EntityRecogniser, "find", lambda self, text: [])
 
@@ -217,11 +217,11 @@ def test_a_leak_the_redactor_misses_fails_prepare_naming_row_and_field(tmp_path,
     rows[3]["body"] += f" I think {other} had the same problem."
     src = tmp_path / "t.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(data.PrivacyAuditError, match=rf"id {rows[3]['ticket_id']} field 'text' "
+    with pytest.raises(prepare.PrivacyAuditError, match=rf"id {rows[3]['ticket_id']} field 'text' "
                                                      r"\(known_value:PERSON\)"):
         _prepare(tmp_path / "run", src, canaries_per_kind=0)
-    with pytest.raises(data.PrivacyAuditError, match="unredacted"):
-        data.check_audit(tmp_path / "run")
+    with pytest.raises(prepare.PrivacyAuditError, match="unredacted"):
+        prepare.check_audit(tmp_path / "run")
 
 
 def test_audit_gate_refuses_a_train_file_changed_after_the_audit(prepared, tmp_path):
@@ -229,11 +229,11 @@ def test_audit_gate_refuses_a_train_file_changed_after_the_audit(prepared, tmp_p
 
     run_dir = tmp_path / "copy"
     shutil.copytree(prepared[0], run_dir)
-    data.check_audit(run_dir)
+    prepare.check_audit(run_dir)
     train = run_dir / "data" / "train.jsonl"
     write_text_atomic(train, train.read_text() + json.dumps({"id": "x", "text": "hi", "label": "claim_status"}) + "\n")
-    with pytest.raises(data.PrivacyAuditError, match="changed after its privacy audit"):
-        data.check_audit(run_dir)
+    with pytest.raises(prepare.PrivacyAuditError, match="changed after its privacy audit"):
+        prepare.check_audit(run_dir)
 
 
 def test_audit_gate_refuses_a_holdout_file_changed_after_the_audit(prepared, tmp_path):
@@ -243,8 +243,8 @@ def test_audit_gate_refuses_a_holdout_file_changed_after_the_audit(prepared, tmp
     shutil.copytree(prepared[0], run_dir)
     hold = run_dir / "data" / "holdout.jsonl"
     write_text_atomic(hold, hold.read_text()[: -200] + "\n")
-    with pytest.raises(data.PrivacyAuditError, match="holdout.jsonl changed after its privacy audit"):
-        data.check_audit(run_dir)
+    with pytest.raises(prepare.PrivacyAuditError, match="holdout.jsonl changed after its privacy audit"):
+        prepare.check_audit(run_dir)
 
 
 def test_audit_gate_refuses_an_expired_snapshot(prepared, tmp_path):
@@ -255,13 +255,13 @@ def test_audit_gate_refuses_an_expired_snapshot(prepared, tmp_path):
     prov_path = run_dir / "data" / "provenance.json"
     prov = json.loads(prov_path.read_text())
     write_text_atomic(prov_path, json.dumps(prov | {"expires_on": "2020-01-01"}))
-    with pytest.raises(data.PrivacyAuditError, match="expired on 2020-01-01.*re-run 02_prepare"):
-        data.check_audit(run_dir)
+    with pytest.raises(prepare.PrivacyAuditError, match="expired on 2020-01-01.*re-run 02_prepare"):
+        prepare.check_audit(run_dir)
 
 
 def test_missing_audit_says_which_notebook_to_run(tmp_path):
-    with pytest.raises(data.PrivacyAuditError, match="run notebook 02_prepare"):
-        data.check_audit(tmp_path)
+    with pytest.raises(prepare.PrivacyAuditError, match="run notebook 02_prepare"):
+        prepare.check_audit(tmp_path)
 
 
 def test_committed_bad_jsonl_matches_the_generator(tmp_path):
@@ -273,19 +273,19 @@ def test_committed_bad_jsonl_matches_the_generator(tmp_path):
 
 def test_audit_failure_message_names_rows_fields_and_the_canary_cause_without_text():
     finding = {"file": "train.jsonl", "row": 4, "id": "T9", "field": "text", "check": "canary:policy"}
-    msg = data.audit_failure_message({"hits": 1, "findings": [finding]})
+    msg = prepare.audit_failure_message({"hits": 1, "findings": [finding]})
     assert "train.jsonl row 4 id T9 field 'text' (canary:policy)" in msg
     assert "planted canary survived redaction" in msg and "id_patterns" in msg and "re-run 02_prepare" in msg
 
 
 def test_prepare_stops_when_the_redactor_lets_a_planted_canary_through(tmp_path, monkeypatch):
     # Simulate a redactor bug that skips person names: the audit, a separate code path, must still stop the run.
-    from kit import redact
+    from kit.privacy import redact
 
     real_find = redact.Redactor.find
     monkeypatch.setattr(redact.Redactor, "find",
                         lambda self, text, known=None: [s for s in real_find(self, text, known) if s[2] != "PERSON"])
-    with pytest.raises(data.PrivacyAuditError, match=r"\(canary:person\)"):
+    with pytest.raises(prepare.PrivacyAuditError, match=r"\(canary:person\)"):
         _prepare(tmp_path, SAMPLES / "tickets.csv", max_rows=80)
     assert json.loads((tmp_path / "data" / "audit.json").read_text())["passed"] is False
 
@@ -336,7 +336,7 @@ def test_a_windows_1252_csv_is_named_with_the_setting_that_reads_it(tmp_path):
     for rec in records[1:]:
         rec[7] = rec[7].replace("claim", "réclamation").replace("policy", "polic\u00e9") + " \u2013 merci, \u00e0 bient\u00f4t, \u00e7a ira"
     src = _write_csv(tmp_path / "excel.csv", records, encoding="cp1252")
-    with pytest.raises(data.DataError, match=r"80 of 80 records .* not valid utf-8.*encoding='cp1252'"):
+    with pytest.raises(prepare.DataError, match=r"80 of 80 records .* not valid utf-8.*encoding='cp1252'"):
         _prepare(tmp_path / "run", src)
     assert not (tmp_path / "run" / "data" / "train.jsonl").exists()  # refused before anything was written
     res = _prepare(tmp_path / "run", src, encoding="cp1252")
@@ -353,14 +353,14 @@ def test_a_json_array_file_is_read_and_a_wrapped_one_is_refused_with_what_kit_ex
     as_array = _prepare(tmp_path / "b", tmp_path / "rows.json")
     assert _ids(as_array) == _ids(as_lines) and as_array.counts["read"] == 80
     (tmp_path / "wrapped.json").write_text(json.dumps({"count": 80, "data": rows}), encoding="utf-8")
-    with pytest.raises(data.DataError, match=r"single JSON object \(its key\(s\) \['data'\] hold lists.*JSON Lines"):
+    with pytest.raises(prepare.DataError, match=r"single JSON object \(its key\(s\) \['data'\] hold lists.*JSON Lines"):
         _prepare(tmp_path / "c", tmp_path / "wrapped.json")
 
 
 def test_without_an_id_column_rows_are_named_by_source_and_line(tmp_path):
     records = [[c for i, c in enumerate(rec) if i != 0] for rec in _sample_records()]  # drop ticket_id
     src = _write_csv(tmp_path / "noid.csv", records)
-    with pytest.raises(data.DataError, match=r"no column\(s\) \['ticket_id'\].*id_column=''"):
+    with pytest.raises(prepare.DataError, match=r"no column\(s\) \['ticket_id'\].*id_column=''"):
         _prepare(tmp_path / "run", src)
     res = _prepare(tmp_path / "run", src, id_column="")
     ids = _ids(res)
@@ -378,7 +378,7 @@ def test_a_repeated_id_with_a_different_text_is_quarantined_and_named(tmp_path):
 
 def test_too_few_usable_rows_says_why_and_leaves_the_reasons_on_disk(tmp_path):
     src = _write_csv(tmp_path / "t.csv", _sample_records())
-    with pytest.raises(data.DataError, match=r"Quarantined \d+ row\(s\): unknown_label \d+.*labels \[.*'billing_dispute'"
+    with pytest.raises(prepare.DataError, match=r"Quarantined \d+ row\(s\): unknown_label \d+.*labels \[.*'billing_dispute'"
                                              r".*are not in labels=\['refund', 'other'\]"):
         _prepare(tmp_path / "run", src, labels=["refund", "other"])
     assert read_jsonl(tmp_path / "run" / "data" / "quarantine.jsonl")
@@ -390,9 +390,9 @@ def test_the_instruction_is_the_users_and_the_default_names_no_domain(tmp_path):
     generic = json.loads((tmp_path / "a" / "data" / "task.json").read_text())["system"]
     assert "insurance" not in generic.lower() and "document_request, billing_dispute, claim_status" in generic
     _prepare(tmp_path / "b", src, instruction="Pick the queue for this banking chat ({labels}); reply with one word.",
-             labels=data.DEFAULT_LABELS)
+             labels=prepare.DEFAULT_LABELS)
     own = json.loads((tmp_path / "b" / "data" / "task.json").read_text())["system"]
     assert own == ("Pick the queue for this banking chat (claim_status, document_request, billing_dispute, "
                    "agent_escalation); reply with one word.")
-    with pytest.raises(data.DataError, match="braces other than"):
-        data.PrepareConfig(run_dir="x", input_path=str(src), purpose="t", instruction="Use {lanes}")
+    with pytest.raises(prepare.DataError, match="braces other than"):
+        prepare.PrepareConfig(run_dir="x", input_path=str(src), purpose="t", instruction="Use {lanes}")

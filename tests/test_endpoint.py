@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from kit import endpoint, evaluate, export
-from kit.chat import GEMMA
-from kit.task import Task
+from kit.scoring import EndpointError, EndpointScorer, serve
+from kit.stages import evaluate, export
+from kit.models.chat import GEMMA
+from kit.tasks.base import Task
 
 LABELS = ("claim_status", "document_request", "billing_dispute", "agent_escalation")
 TASK = Task(LABELS, "Route this insurance support email to one lane. Answer with the lane name only.")
@@ -60,9 +61,9 @@ def test_endpoint_scores_labels_like_transformers_on_the_same_model(tiny_router,
     model, gguf, rows = tiny_router
     prompts = evaluate.prompts_for(TASK, GEMMA, tokenizer, rows, 184)
     local = evaluate.predict(evaluate.HFScorer(model, tokenizer, progress=False), TASK, rows, prompts)
-    with endpoint.serve_gguf(gguf) as url:
+    with serve.serve_gguf(gguf) as url:
         assert url.startswith("http://127.0.0.1:")
-        scorer = endpoint.EndpointScorer.for_tokenizer(url, tokenizer, LABELS, top_logprobs=20)
+        scorer = EndpointScorer.for_tokenizer(url, tokenizer, LABELS, top_logprobs=20)
         served = evaluate.predict(scorer, TASK, rows, prompts)
         generated = evaluate.generate_predictions(scorer, TASK, GEMMA, rows[:3], prompts[:3], max_new_tokens=4)
     assert scorer.outside_top_k == 0
@@ -107,8 +108,8 @@ def test_labels_sharing_a_first_token_are_scored_whole_over_the_endpoint_as_in_t
                          for lane in ("document_request", "billing_dispute"))]
     assert label_first_tokens(tokenizer, labels) is None  # so every engine scores whole labels
     local = score_labels(model, tokenizer, prompts, labels, batch_size=4, progress=False)
-    with endpoint.serve_gguf(gguf) as url:
-        scorer = endpoint.EndpointScorer.for_tokenizer(url, tokenizer, labels, top_logprobs=20)
+    with serve.serve_gguf(gguf) as url:
+        scorer = EndpointScorer.for_tokenizer(url, tokenizer, labels, top_logprobs=20)
         served = scorer.score(prompts, labels)
     assert scorer.outside_top_k == 0
     assert np.abs(served - local).max() < 0.01, (served, local)  # f16 weights in llama.cpp vs float32
@@ -119,27 +120,27 @@ def test_labels_sharing_a_first_token_are_scored_whole_over_the_endpoint_as_in_t
 def test_server_is_stopped_when_the_block_ends(tiny_router):
     import urllib.request
 
-    with endpoint.serve_gguf(tiny_router[1]) as url:
+    with serve.serve_gguf(tiny_router[1]) as url:
         pass
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/models", timeout=2)
 
 
 def test_unreachable_endpoint_and_missing_gguf_say_what_to_do(tmp_path):
-    scorer = endpoint.EndpointScorer(f"http://127.0.0.1:{endpoint.free_port()}/v1", {"a": ["a"], "b": ["b"]})
-    with pytest.raises(endpoint.EndpointError, match="cannot reach .* is the server running"):
+    scorer = EndpointScorer(f"http://127.0.0.1:{serve.free_port()}/v1", {"a": ["a"], "b": ["b"]})
+    with pytest.raises(EndpointError, match="cannot reach .* is the server running"):
         scorer.score(["hi"], ["a", "b"])
-    with pytest.raises(endpoint.EndpointError, match="no GGUF at .* run 05_export"):
-        with endpoint.serve_gguf(tmp_path / "none.gguf"):
+    with pytest.raises(EndpointError, match="no GGUF at .* run 05_export"):
+        with serve.serve_gguf(tmp_path / "none.gguf"):
             pass
-    with pytest.raises(endpoint.EndpointError, match="scored by the same tokens"):
-        endpoint.EndpointScorer("http://x/v1", {"claim_a": ["claim"], "claim_b": ["claim"]})
-    with pytest.raises(endpoint.EndpointError, match="were not given to this scorer"):
+    with pytest.raises(EndpointError, match="scored by the same tokens"):
+        EndpointScorer("http://x/v1", {"claim_a": ["claim"], "claim_b": ["claim"]})
+    with pytest.raises(EndpointError, match="were not given to this scorer"):
         scorer.score(["hi"], ["a", "c"])
 
 
 def _server_pid() -> int:
-    """The llama.cpp server this process started (kit runs it as `python -m kit.llamacpp`)."""
+    """The llama.cpp server this process started (kit runs it as `python -m kit.models.llamacpp`)."""
     import os
     from pathlib import Path
 
@@ -150,7 +151,7 @@ def _server_pid() -> int:
                 cmd = (proc / "cmdline").read_bytes().split(b"\0")
             except (OSError, IndexError, ValueError):
                 continue
-            if ppid == os.getpid() and b"kit.llamacpp" in cmd:
+            if ppid == os.getpid() and b"kit.models.llamacpp" in cmd:
                 return int(proc.name)
     raise AssertionError("no llama.cpp server child found")
 
@@ -161,14 +162,14 @@ def test_a_server_that_crashes_mid_evaluation_is_named_with_its_signal(tiny_rout
     import os
     import signal
 
-    from kit import llamacpp
+    from kit.models import llamacpp
 
     monkeypatch.setenv(llamacpp.ENV_EXTRA_BUFFERS, "0")
     _, gguf, rows = tiny_router
     prompts = evaluate.prompts_for(TASK, GEMMA, tokenizer, rows, 184)
-    with pytest.raises(endpoint.EndpointError, match=r"server for model-f16.gguf crashed with SIGSEGV.*KIT_LLAMA"):
-        with endpoint.serve_gguf(gguf) as url:
-            scorer = endpoint.EndpointScorer.for_tokenizer(url, tokenizer, LABELS)
+    with pytest.raises(EndpointError, match=r"server for model-f16.gguf crashed with SIGSEGV.*KIT_LLAMA"):
+        with serve.serve_gguf(gguf) as url:
+            scorer = EndpointScorer.for_tokenizer(url, tokenizer, LABELS)
             assert scorer.score(prompts[:2], LABELS).shape == (2, 4)  # serves correctly with plain CPU buffers
             os.kill(_server_pid(), signal.SIGSEGV)  # what the AMX crash does to it
             import time

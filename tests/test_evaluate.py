@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
 
-from kit import evaluate
+from kit.report import tables
 from kit.scoring import hf as scoring
+from kit.stages import evaluate
+from kit.tasks import metrics
+from kit.tasks.base import parse_label
 
 LABELS = ["a", "b", "c"]
 
@@ -10,7 +13,7 @@ LABELS = ["a", "b", "c"]
 def test_metrics_match_hand_computed_values():
     y = ["a", "a", "b", "b", "c", "c"]
     p = ["a", "b", "b", "b", "c", "a"]
-    m = evaluate.metrics(y, p, LABELS, bootstrap_samples=200)
+    m = metrics.metrics(y, p, LABELS, bootstrap_samples=200)
     assert m["accuracy"] == pytest.approx(4 / 6)
     # a: P=1/2 R=1/2; b: P=2/3 R=1; c: P=1 R=1/2
     assert m["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
@@ -29,7 +32,7 @@ def test_bootstrap_interval_covers_the_true_accuracy_most_of_the_time():
         correct = rng.random(200) < 0.8
         y = ["a"] * 200
         p = ["a" if c else "b" for c in correct]
-        lo, hi = evaluate.metrics(y, p, ["a", "b"], bootstrap_samples=300, seed=trial)["accuracy_ci95"]
+        lo, hi = metrics.metrics(y, p, ["a", "b"], bootstrap_samples=300, seed=trial)["accuracy_ci95"]
         covered += lo <= 0.8 <= hi
     assert covered / 60 >= 0.85
 
@@ -65,7 +68,7 @@ TICKETS = ["hi", "my claim was denied last week and nobody calls back", "invoice
 @pytest.mark.parametrize("labels, single", [(["claim_status", "billing_dispute", "cancel"], True),
                                             (["claim_status", "claim_denied", "billing"], False)])
 def test_fast_label_scoring_equals_one_prompt_at_a_time(tiny, tokenizer, labels, single, monkeypatch):
-    from kit.chat import GEMMA
+    from kit.models.chat import GEMMA
 
     prefix_runs = []
     real = scoring._prefix_cache
@@ -103,13 +106,13 @@ def test_common_prefix_leaves_a_token_of_the_shortest_sequence(seqs, n):
 def test_macro_f1_interval_brackets_the_estimate():
     y = ["a", "b", "c"] * 20
     p = ["a", "b", "b"] * 20
-    m = evaluate.metrics(y, p, LABELS, bootstrap_samples=200)
+    m = metrics.metrics(y, p, LABELS, bootstrap_samples=200)
     lo, hi = m["macro_f1_ci95"]
     assert lo <= m["macro_f1"] <= hi and hi - lo < 0.3
 
 
 def test_unparseable_answers_count_as_wrong_not_as_a_label():
-    m = evaluate.metrics(["a", "b"], ["a", None], ["a", "b"], bootstrap_samples=100)
+    m = metrics.metrics(["a", "b"], ["a", None], ["a", "b"], bootstrap_samples=100)
     assert m["accuracy"] == 0.5 and m["confusion"] == [[1, 0], [0, 0]]
 
 
@@ -146,7 +149,7 @@ def test_coverage_curve_and_handoff_match_hand_computed_values():
 def test_escalation_rates_match_hand_computed_values():
     y = ["esc", "esc", "esc", "x", "x", "x", "x", "y"]
     p = ["esc", "x", "x", "esc", "x", "x", "x", "esc"]
-    e = evaluate.escalation(y, p, "esc")
+    e = metrics.escalation(y, p, "esc")
     assert (e["positives"], e["negatives"], e["wrong_escalations"], e["missed_escalations"]) == (3, 5, 2, 2)
     assert e["wrong_escalation_rate"] == pytest.approx(2 / 5) and e["missed_escalation_rate"] == pytest.approx(2 / 3)
 
@@ -154,7 +157,7 @@ def test_escalation_rates_match_hand_computed_values():
 def test_json_outputs_are_scored_for_validity_and_per_field_matches():
     expected = [{"lane": "a", "urgent": True}, {"lane": "b", "urgent": False}, {"lane": "c", "urgent": False}]
     outputs = ['{"lane": "a", "urgent": true}', '{"lane": "b", "urgent": true}', "lane: c"]
-    m = evaluate.json_field_metrics(expected, outputs)
+    m = metrics.json_field_metrics(expected, outputs)
     assert m["validity_rate"] == pytest.approx(2 / 3) and m["exact_match"] == pytest.approx(1 / 3)
     assert m["field_exact_match"] == {"lane": pytest.approx(2 / 3), "urgent": pytest.approx(1 / 3)}
 
@@ -163,7 +166,7 @@ def test_json_outputs_are_scored_for_validity_and_per_field_matches():
                                          ("claim_status please", "claim_status"), ("claim", None), ("", None),
                                          ("I think billing_dispute", None)])
 def test_generated_answers_parse_to_a_label_or_none(text, label):
-    assert evaluate.parse_label(text, ["claim_status", "billing_dispute"]) == label
+    assert parse_label(text, ["claim_status", "billing_dispute"]) == label
 
 
 def test_paired_bootstrap_finds_a_real_gain_and_not_a_null_one():
@@ -233,7 +236,7 @@ def test_bad_evaluate_settings_are_rejected(kw, msg):
 
 
 def test_cohen_kappa_matches_a_hand_computed_value():
-    from kit import review
+    from kit.report import review
 
     a = [{"model": "m", "id": str(i), "verdict": v} for i, v in enumerate(["pass"] * 6 + ["fail"] * 4)]
     b = [{"model": "m", "id": str(i), "verdict": v} for i, v in enumerate(["pass"] * 5 + ["fail"] * 3 + ["pass"] * 2)]
@@ -251,7 +254,7 @@ def test_models_table_is_sorted_by_accuracy_and_rounded():
                 "macro_f1_ci95": [acc - 0.1, acc], "ece": ece,
                 "escalation": {"wrong_escalation_rate": 1 / 3, "missed_escalation_rate": None}}
 
-    table = evaluate.models_table({"models": {"base": model(0.4912281, 0.14523), "tuned": model(0.9649122, None)}})
+    table = tables.models_table({"models": {"base": model(0.4912281, 0.14523), "tuned": model(0.9649122, None)}})
     assert list(table.index) == ["tuned", "base"]
     assert table.loc["tuned", "accuracy"] == 0.965 and table.loc["base", "ECE"] == 0.145
     assert table.loc["base", "macro-F1"] == 0.479 and table.loc["base", "wrong escalations"] == 0.333

@@ -6,7 +6,9 @@ import json
 import pytest
 
 from conftest import write_run_basics
-from kit import evaluate, models, review, train
+from kit import models
+from kit.stages import evaluate, train
+from kit.report import review
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def test_every_model_is_measured_on_the_same_holdout(tiny_eval):
 
 
 def test_prompts_are_cut_at_the_budget_training_stored_with_the_adapter(tiny_eval):
-    from kit.task import prompt_budget
+    from kit.tasks.base import prompt_budget
 
     cfg, result = tiny_eval
     meta = json.loads((__import__("pathlib").Path(cfg.run_dir) / "adapters" / cfg.adapter_name /
@@ -96,7 +98,7 @@ def test_reviews_are_saved_replaced_and_agreement_is_measured(tiny_eval, tmp_pat
 
 
 def _export_cfg(cfg, tmp_path):
-    from kit import export
+    from kit.stages import export
 
     license_file = tmp_path / "LICENSE.txt"
     license_file.write_text("Test license text for the tiny model.")
@@ -105,7 +107,7 @@ def _export_cfg(cfg, tmp_path):
 
 
 def test_export_checks_parity_in_llama_cpp_outside_the_calling_process(tiny_eval, tmp_path):
-    from kit import export
+    from kit.stages import export
 
     cfg, _ = tiny_eval
     res = export.run(_export_cfg(cfg, tmp_path))
@@ -117,7 +119,7 @@ def test_export_checks_parity_in_llama_cpp_outside_the_calling_process(tiny_eval
 def test_export_checks_the_license_note_and_the_adapters_base_before_any_work(tiny_eval, tmp_path):
     import shutil
 
-    from kit import export
+    from kit.stages import export
 
     cfg, _ = tiny_eval
     run = tmp_path / "run"
@@ -144,7 +146,7 @@ def test_a_llama_cpp_crash_during_export_is_an_export_error_not_a_dead_process(t
     """05's parity check with llama.cpp faulting natively (SIGSEGV in libllama): the stage raises, this process lives."""
     from test_export_gguf import crash_in_llama_cpp
 
-    from kit import export
+    from kit.stages import export
 
     cfg, _ = tiny_eval
     monkeypatch.setattr(export, "parity_answers", crash_in_llama_cpp)

@@ -1,7 +1,8 @@
 import pytest
 
-from kit import export
-from kit.chat import GEMMA
+from kit.stages import export
+from kit.models.chat import GEMMA
+from kit.models.modelfile import parse_modelfile
 
 
 def _modelfile(system="Route it."):
@@ -9,7 +10,7 @@ def _modelfile(system="Route it."):
 
 
 def test_modelfile_parses_back_to_the_chat_format():
-    mf = export.parse_modelfile(_modelfile())
+    mf = parse_modelfile(_modelfile())
     assert mf["FROM"] == "./model-q8_0.gguf"
     assert mf["TEMPLATE"] == GEMMA.go_template()
     assert mf["PARAMETER"]["stop"] == GEMMA.stop
@@ -19,7 +20,7 @@ def test_modelfile_parses_back_to_the_chat_format():
 
 
 def test_modelfile_without_system_has_no_system_line():
-    assert "SYSTEM" not in export.parse_modelfile(_modelfile(system=""))
+    assert "SYSTEM" not in parse_modelfile(_modelfile(system=""))
 
 
 @pytest.mark.parametrize("kw, msg", [({"gguf_types": ("f16", "q3")}, "unknown type"),
@@ -51,7 +52,7 @@ def test_verify_accepts_untouched_files_and_refuses_tampered_ones(tmp_path):
 
 def test_adapter_only_modelfile_names_base_and_adapter_and_says_where_ollama_accepts_it():
     text = export.modelfile("base-q8_0.gguf", GEMMA, "Route it.", "license", 2048, adapter_name="adapter-a-f16.gguf")
-    mf = export.parse_modelfile(text)
+    mf = parse_modelfile(text)
     assert mf["FROM"] == "./base-q8_0.gguf" and mf["ADAPTER"] == "./adapter-a-f16.gguf"
     assert mf["TEMPLATE"] == GEMMA.go_template() and mf["PARAMETER"]["stop"] == GEMMA.stop
     assert "0.34.1" in text and text.startswith("# Adapter-only variant")

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from kit import export, models
+from kit import models
 from kit.scoring.llamacpp import LlamaCppScorer
+from kit.stages import export
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_gguf_lora_adapter_on_the_base_answers_like_the_merged_model(tiny_export
 
 
 def test_gguf_metadata_holds_the_chat_template(tiny_export):
-    from kit.chat import GEMMA
+    from kit.models.chat import GEMMA
 
     _, merged_gguf, _ = tiny_export
     assert export.gguf_metadata(merged_gguf)["tokenizer.chat_template"] == GEMMA.jinja_template()
@@ -82,7 +83,7 @@ def test_adapter_with_dora_is_refused(tmp_path, tiny_export):
 
 
 def test_extra_buffers_are_off_on_amx_cpus_and_the_setting_can_force_them(monkeypatch):
-    from kit import llamacpp
+    from kit.models import llamacpp
 
     monkeypatch.delenv(llamacpp.ENV_EXTRA_BUFFERS, raising=False)
     allowed, reason = llamacpp.extra_buffers(frozenset({"avx512f", "amx_tile", "amx_int8"}))
@@ -103,7 +104,7 @@ def last_logits(gguf, setting: str):
 
     import llama_cpp
 
-    from kit import llamacpp
+    from kit.models import llamacpp
 
     os.environ[llamacpp.ENV_EXTRA_BUFFERS] = setting
     llm = llamacpp.load(gguf, n_ctx=128)
@@ -118,7 +119,8 @@ def test_plain_cpu_buffers_answer_like_the_default_ones(tmp_path, tiny_model_dir
     """The AMX-safe load (use_extra_bufts off) on a q8_0 GGUF, as in the export, gives the logits of the default load
     and of the unquantized f16 GGUF. Each load runs in a child process: with the extra buffers forced on, an AMX CPU
     hits the upstream crash this setting exists for (llama.cpp#20824), which must come back as a clear error."""
-    from kit import hardware, llamacpp
+    from kit import hardware
+    from kit.models import llamacpp
 
     q8 = export.convert(tiny_model_dir, tmp_path, "q8_0")
     f16 = export.convert(tiny_model_dir, tmp_path, "f16")
@@ -135,7 +137,7 @@ def test_plain_cpu_buffers_answer_like_the_default_ones(tmp_path, tiny_model_dir
 
 
 def test_a_file_llama_cpp_cannot_load_is_a_clear_error(tmp_path):
-    from kit import llamacpp
+    from kit.models import llamacpp
 
     broken = tmp_path / "model-q8_0.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)
@@ -151,7 +153,7 @@ def crash_in_llama_cpp(*args, **kwargs):
 
 
 def test_isolated_returns_results_and_raises_python_errors_as_they_were():
-    from kit import llamacpp
+    from kit.models import llamacpp
 
     assert llamacpp.isolated(sorted, [3, 1, 2], what="sorting", gguf="x.gguf") == [1, 2, 3]
     with pytest.raises(ValueError, match="invalid literal"):
@@ -159,7 +161,7 @@ def test_isolated_returns_results_and_raises_python_errors_as_they_were():
 
 
 def test_a_native_crash_in_llama_cpp_becomes_an_error_naming_library_file_and_fix():
-    from kit import llamacpp
+    from kit.models import llamacpp
 
     with pytest.raises(llamacpp.LlamaCppError) as err:
         llamacpp.isolated(crash_in_llama_cpp, what="checking parity of q8_0", gguf="/runs/x/model-q8_0.gguf")
@@ -182,7 +184,7 @@ def test_labels_sharing_a_first_token_are_scored_whole_in_llama_cpp_as_in_transf
     import torch
     from transformers import AutoModelForCausalLM
 
-    from kit import evaluate
+    from kit.stages import evaluate
 
     _, merged_gguf, _ = tiny_export
     labels = ["checkbalance", "checkoffereligibility", "replacecard", "reportlostcard"]

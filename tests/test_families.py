@@ -18,9 +18,12 @@ import pytest
 
 import families
 from conftest import REPO, read_jsonl
-from kit import chat, export, licenses, models, train
-from kit.families import FAMILIES
-from kit.task import Task
+from kit import models
+from kit.models import chat
+from kit.stages import export, licenses, train
+from kit.models.families import FAMILIES
+from kit.models.modelfile import parse_modelfile
+from kit.tasks.base import Task
 
 EXPECTED_FAMILY = {"llama3": "llama3", "qwen2": "chatml", "mistral": "mistral", "phi3": "phi3", "gemma2": "gemma"}
 LICENSE_ID = {"llama3": "llama3", "qwen2": "qwen2.5", "mistral": "mistral-7b", "phi3": "phi3", "gemma2": "gemma"}
@@ -156,7 +159,7 @@ def test_family_goes_through_the_course_and_llama_cpp_reads_its_prompts_as_trans
     assert export.gguf_token_ids(gguf, prompts) == hf
     assert all(ids.count(tok.bos_token_id) == (1 if fmt.adds_bos else 0) for ids in hf)
     # The Modelfile's TEMPLATE, rendered by Go with the Modelfile's SYSTEM, is the training prompt byte for byte.
-    mf = export.parse_modelfile((run_dir / "export" / "Modelfile").read_text())
+    mf = parse_modelfile((run_dir / "export" / "Modelfile").read_text())
     assert mf["PARAMETER"]["stop"] == fmt.stop
     for r, p in zip(rows[:3], prompts):
         assert render(mf["TEMPLATE"], r["text"], mf.get("SYSTEM", "")) == p
@@ -219,7 +222,7 @@ def test_a_gguf_file_and_an_ollama_model_go_through_the_course(family_course, tm
     assert parity["types"]["f16"]["tokenization_agreement"] == 1.0 and parity["verified"]
     note = json.loads((run / "license_note.json").read_text())
     assert note["weights_sha256"] == resolved.sha256 and "Ollama model 'tiny-phi3:mini'" in note["weights_source"]
-    mf = export.parse_modelfile((run / "export" / "Modelfile").read_text())
+    mf = parse_modelfile((run / "export" / "Modelfile").read_text())
     assert "MIT License (test copy)" in mf["LICENSE"]  # Ollama's license layer
     assert render(mf["TEMPLATE"], "Where is my claim?", mf.get("SYSTEM", "")) == resolved.chat_format.prompt(
         "Where is my claim?", Task.load(run).system)

@@ -1,8 +1,9 @@
-"""The fused CPU paths of kit/fused.py compute what the library paths compute: loss and every gradient."""
+"""The fused CPU paths of kit/models/fused.py compute what the library paths compute: loss and every gradient."""
 
 import pytest
 
-from kit import fused, train
+from kit.models import fused
+from kit.stages import train
 
 torch = pytest.importorskip("torch")
 

@@ -7,13 +7,15 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from kit import data, evaluate, export, licenses, models, train
+from kit import models
+from kit.report import tables
+from kit.stages import evaluate, export, licenses, prepare, train
 
 
 def _run(tmp_path_factory, tiny_model_dir, kind, input_name, column):
     run_dir = tmp_path_factory.mktemp(f"{kind}run")
     resolved = models.resolve(str(tiny_model_dir))
-    data.run(data.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / input_name),
+    prepare.run(prepare.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / input_name),
                                 purpose="tests", task=kind, label_column=column, max_rows=80))
     licenses.run(licenses.LicenseConfig(run_dir=str(run_dir), model=str(tiny_model_dir), approved=True,
                                         approver="tester", license_id="gemma"), resolved)
@@ -48,7 +50,7 @@ def test_extract_evaluates_every_model_on_the_same_rows(extract_run):
     meta = json.loads((result.paths["metrics"] and open(f"{cfg.run_dir}/adapters/default/kit_adapter.json").read()))
     assert meta["task"] == "extract" and m["prompt_tokens"] == meta["prompt_tokens"]
     assert "lane" in meta["schema"]["properties"]
-    assert not evaluate.models_table(m).empty and len(evaluate.field_updates(result.predictions, 3)) == 3
+    assert not tables.models_table(m).empty and len(tables.field_updates(result.predictions, 3)) == 3
 
 
 def test_reply_is_scored_against_the_reference_replies(reply_run):
@@ -73,7 +75,7 @@ def test_export_parity_compares_generations_in_llama_cpp(which, extract_run, rep
     assert len(row["first_divergences"]) == round((1 - row["text_agreement"]) * 4)
     card = open(res.paths["model_card"]).read()
     assert ("field accuracy" in card) if which == "extract" else ("ROUGE-L" in card)
-    assert not export.parity_table(res.parity).empty
+    assert not tables.parity_table(res.parity).empty
     if which == "extract":
         assert json.loads(open(f"{cfg.run_dir}/export/schema.json").read())["properties"]["lane"]
 
@@ -82,7 +84,7 @@ def test_export_parity_compares_generations_in_llama_cpp(which, extract_run, rep
 def test_monitor_answers_a_generative_batch_through_the_exported_gguf(which, extract_run, reply_run, tmp_path):
     """Stage 06 for extract and reply: the batch answered by the run's GGUF in llama.cpp (no registry entry: the run's
     own Modelfile), reviewed answers compared as objects (extract) or texts (reply), edits become feedback rows."""
-    from kit import monitor
+    from kit.stages import monitor
     from kit.io import read_jsonl
 
     cfg, _ = extract_run if which == "extract" else reply_run
@@ -98,7 +100,7 @@ def test_monitor_answers_a_generative_batch_through_the_exported_gguf(which, ext
         r["reviewed"] = answer if i % 2 == 0 else ""
     batch = tmp_path / "batch.jsonl"
     batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    report = monitor.run(monitor.MonitorConfig(run_dir=cfg.run_dir, batch_path=str(batch), review_column="reviewed",
+    report = monitor.run_batch(monitor.MonitorConfig(run_dir=cfg.run_dir, batch_path=str(batch), review_column="reviewed",
                                                registry_dir=str(tmp_path / "empty-registry")))
     assert report["task"] == which and report["rows"]["monitored"] == 40 and report["reviewed"]["n"] == 20
     assert report["served"]["version"] is None and report["served"]["gguf"].endswith("model-f16.gguf")
@@ -115,7 +117,7 @@ def test_monitor_answers_a_generative_batch_through_the_exported_gguf(which, ext
 
 
 def test_replies_are_reviewed_least_like_the_reference_first_with_needs_edit(reply_run):
-    from kit import review
+    from kit.report import review
 
     cfg, _ = reply_run
     items = review.sample_answers(cfg.run_dir, n=4)
@@ -141,8 +143,8 @@ def test_generative_tasks_refuse_label_only_settings(extract_run):
 
 
 def test_an_answer_too_long_for_max_length_is_refused_before_training(tokenizer):
-    from kit.chat import GEMMA
-    from kit.task import Task
+    from kit.models.chat import GEMMA
+    from kit.tasks.base import Task
 
     task = Task((), "Write the reply.", "reply")
     rows = [{"id": "a", "text": "hi", "answer": "word " * 150}]
@@ -152,8 +154,8 @@ def test_an_answer_too_long_for_max_length_is_refused_before_training(tokenizer)
 
 
 def test_generation_stops_an_answer_that_cannot_be_json_and_scores_do_not_change(tiny_model_dir, tokenizer):
-    from kit.chat import GEMMA
-    from kit.task import parse_object
+    from kit.models.chat import GEMMA
+    from kit.tasks.base import parse_object
 
     model = models.load_model(models.resolve(str(tiny_model_dir)), dtype="float32")
     prompts = [GEMMA.prompt(f"ticket number {i}", "Answer with JSON.") for i in range(4)]

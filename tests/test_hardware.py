@@ -5,7 +5,8 @@ import json
 import pytest
 
 from conftest import write_run_basics
-from kit import KitError, hardware, models, train
+from kit import KitError, hardware, models
+from kit.stages import train
 
 XEON_AMX = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8488C

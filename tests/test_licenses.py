@@ -1,7 +1,7 @@
 import pytest
 
-from kit import licenses
 from kit.models import ResolvedModel
+from kit.stages import licenses
 
 MODEL = ResolvedModel("embedded:gemma3-270m", "/nowhere", "abc123", "gemma3_text", "gemma")
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import adapters, monitor
-from kit.task import Task
+from kit import adapters, stats
+from kit.stages import monitor
+from kit.tasks.base import Task
 
 TH = monitor.Thresholds()
 
@@ -24,14 +25,14 @@ TH = monitor.Thresholds()
 def test_psi_by_hand():
     # 0.3·ln(0.8/0.5) + (−0.3)·ln(0.2/0.5)
     expected = 0.3 * math.log(1.6) - 0.3 * math.log(0.4)
-    assert monitor.psi({"a": 0.5, "b": 0.5}, {"a": 0.8, "b": 0.2}) == pytest.approx(expected)
-    assert monitor.psi({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0.0
+    assert stats.psi({"a": 0.5, "b": 0.5}, {"a": 0.8, "b": 0.2}) == pytest.approx(expected)
+    assert stats.psi({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0.0
     # a category the baseline never had counts through the floor instead of dividing by zero
-    assert monitor.psi({"a": 1.0}, {"a": 0.5, "b": 0.5}) > 2
+    assert stats.psi({"a": 1.0}, {"a": 0.5, "b": 0.5}) > 2
 
 
 def test_chi_square_by_hand():
-    r = monitor.chi_square({"a": 0.5, "b": 0.5}, ["a"] * 8 + ["b"] * 2)
+    r = stats.chi_square({"a": 0.5, "b": 0.5}, ["a"] * 8 + ["b"] * 2)
     assert r["statistic"] == pytest.approx((3 ** 2 + 3 ** 2) / 5)  # expected 5 and 5, observed 8 and 2
     assert r["p_value"] == pytest.approx(math.erfc(math.sqrt(3.6 / 2)))  # χ² with 1 degree of freedom
 
@@ -41,44 +42,44 @@ def test_wilson_interval_by_hand():
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    assert monitor.wilson(k, n) == pytest.approx([centre - half, centre + half], abs=1e-9)
+    assert stats.wilson(k, n) == pytest.approx([centre - half, centre + half], abs=1e-9)
 
 
 def test_oov_rate_and_words():
-    assert monitor.words("Hi <PERSON_1>, my DriveSafe box-set isn't 3 days old") == \
+    assert stats.words("Hi <PERSON_1>, my DriveSafe box-set isn't 3 days old") == \
         ["hi", "my", "drivesafe", "box-set", "isn't", "days", "old"]
-    assert monitor.oov_rate([["a", "b", "c", "d"]], {"a", "b"}) == 0.5
-    assert monitor.oov_rate([], {"a"}) == 0.0
+    assert stats.oov_rate([["a", "b", "c", "d"]], {"a", "b"}) == 0.5
+    assert stats.oov_rate([], {"a"}) == 0.0
 
 
 def test_new_terms_thresholds():
     train = [["claim", "status"]] * 99 + [["claim", "rare"]]  # "rare" in 1% of training texts
     batch = [["drivesafe", "claim"]] * 6 + [["claim", "rare"]] * 6 + [["claim"]] * 88
-    terms = monitor.new_terms(batch, train, TH)
+    terms = stats.new_terms(batch, train, TH)
     assert [t["term"] for t in terms] == ["drivesafe"]  # 6% of the batch, 0% of training; "rare" is in 1% of training
     assert terms[0] == {"term": "drivesafe", "batch_share": 0.06, "train_share": 0.0}
     # under the 5% share (4 of 100) it is not reported
-    assert monitor.new_terms([["drivesafe"]] * 4 + [["claim"]] * 96, train, TH) == []
+    assert stats.new_terms([["drivesafe"]] * 4 + [["claim"]] * 96, train, TH) == []
     # a small batch needs the term in at least new_term_min_rows texts, not just 5%
-    assert monitor.new_terms([["drivesafe"]] * 3 + [["claim"]] * 7, train, TH) == []
+    assert stats.new_terms([["drivesafe"]] * 3 + [["claim"]] * 7, train, TH) == []
 
 
 def test_ks_statistic():
-    r = monitor.ks([1, 2, 3], [4, 5, 6])
+    r = stats.ks([1, 2, 3], [4, 5, 6])
     assert r["statistic"] == 1.0
-    assert monitor.ks([1, 2, 3], [1, 2, 3])["statistic"] == 0.0
+    assert stats.ks([1, 2, 3], [1, 2, 3])["statistic"] == 0.0
 
 
 def test_population_auc_alike_and_apart():
     rng = np.random.default_rng(0)
     vocab = [f"w{i}" for i in range(60)]
     texts = [" ".join(rng.choice(vocab, 12)) for _ in range(400)]
-    alike = monitor.population_auc(texts[:200], texts[200:])
+    alike = stats.population_auc(texts[:200], texts[200:])
     assert abs(alike["statistic"] - 0.5) < 0.1 and alike["p_value"] > 0.01
     moved = [t + " drivesafe tracker" for t in texts[200:]]
-    apart = monitor.population_auc(texts[:200], moved)
+    apart = stats.population_auc(texts[:200], moved)
     assert apart["statistic"] > 0.95 and apart["p_value"] < 1e-6
-    assert set(monitor.most_telling_terms(texts[:200], moved)[:2]) == {"drivesafe", "tracker"}
+    assert set(stats.most_telling_terms(texts[:200], moved)[:2]) == {"drivesafe", "tracker"}
 
 
 # ---------------------------------------------------------------- quality, overrides and the decision
@@ -98,7 +99,7 @@ def test_quality_drop_alerts_and_names_the_repair_target():
     q = monitor.quality_checks(TASK, BASE, _rows(28, 12), TH)
     quality, overrides = q["checks"]
     assert quality["statistic"] == pytest.approx(0.7) and quality["verdict"] == "alert"
-    assert quality["ci95"] == pytest.approx(monitor.wilson(28, 40))
+    assert quality["ci95"] == pytest.approx(stats.wilson(28, 40))
     assert quality["ci95"][1] < BASE["accuracy"]
     assert q["reviewed"] == {"n": 40, "share": 0.8}
     assert overrides["verdict"] == "alert" and overrides["targets"] == ["billing_dispute"]
@@ -274,13 +275,13 @@ def _prepared_run(tmp_path, task: Task):
     """A run directory with just what stage 06 reads before predicting: 02's settings and the task."""
     from dataclasses import asdict
 
-    from kit import data
+    from kit.stages import prepare
 
     run = tmp_path / "run"
     (run / "data").mkdir(parents=True)
     src = tmp_path / "src.jsonl"
     src.write_text('{"ticket_id": "x", "body": "b"}\n')
-    settings = asdict(data.PrepareConfig(run_dir=str(run), input_path=str(src), purpose="tests", task=task.kind,
+    settings = asdict(prepare.PrepareConfig(run_dir=str(run), input_path=str(src), purpose="tests", task=task.kind,
                                          label_column="label" if task.kind == "classify" else "answer"))
     (run / "data" / "provenance.json").write_text(json.dumps({"parameters": settings}))
     return run

@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from kit import audit, data, ner
-from kit.redact import Redactor
+from conftest import REPO
+from kit.privacy import audit, ner
+from kit.stages import prepare
+from kit.privacy.redact import Redactor
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,7 @@ def test_the_recogniser_ships_with_its_provenance():
     # The bench's unseen locales stay unseen by both models.
     import sys
 
-    sys.path.insert(0, str(ner.MODEL_DIR.parent.parent / "bench"))
+    sys.path.insert(0, str(REPO / "bench"))
     from redaction import UNSEEN
 
     for path in ner.MODEL_DIRS:
@@ -188,11 +190,11 @@ def test_the_audit_catches_a_name_the_redactor_was_made_to_skip(tmp_path, monkey
         return [] if "Skuja" in text else real_find(self, text)
 
     monkeypatch.setattr(ner.EntityRecogniser, "find", blind)
-    cfg = data.PrepareConfig(input_path=str(src), run_dir=str(tmp_path / "run"), label_column="label", **NO_COLUMNS)
-    with pytest.raises(data.PrivacyAuditError, match="person_name"):
-        data.run(cfg)
+    cfg = prepare.PrepareConfig(input_path=str(src), run_dir=str(tmp_path / "run"), label_column="label", **NO_COLUMNS)
+    with pytest.raises(prepare.PrivacyAuditError, match="person_name"):
+        prepare.run(cfg)
     monkeypatch.undo()
-    assert data.run(cfg).audit["passed"]  # with the recogniser seeing the text, the same file passes
+    assert prepare.run(cfg).audit["passed"]  # with the recogniser seeing the text, the same file passes
 
 
 def test_the_reply_column_is_redacted_and_audited_like_the_ticket(tmp_path):
@@ -200,7 +202,7 @@ def test_the_reply_column_is_redacted_and_audited_like_the_ticket(tmp_path):
              "reply": f"Dear Aigerim Nurlanova, sorry about the {t}; we send a new one from Kumasi today."}
             for i, t in enumerate(TOPICS)]
     src = _jsonl(tmp_path / "replies.jsonl", rows)
-    res = data.run(data.PrepareConfig(input_path=str(src), run_dir=str(tmp_path / "run"), label_column="reply",
+    res = prepare.run(prepare.PrepareConfig(input_path=str(src), run_dir=str(tmp_path / "run"), label_column="reply",
                                       task="reply", near_duplicate_threshold=0.95, **NO_COLUMNS))
     assert res.audit["passed"] and res.counts["train"] > 10
     written = (tmp_path / "run" / "data" / "train.jsonl").read_text(encoding="utf-8")

@@ -151,14 +151,14 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
     assert meta["chat_format"] == "gemma" and len(meta["labels"]) == 4
 
     gguf = run / "export" / "model-q8_0.gguf"
-    from kit import llamacpp
+    from kit.models import llamacpp
 
     llm = llamacpp.load(gguf, n_ctx=256)  # the buffer settings that are safe on this CPU (AMX: no repacking)
     assert llm.n_vocab() > 200_000
     assert "<start_of_turn>" in llm.metadata.get("tokenizer.chat_template", "")
 
-    from kit.chat import GEMMA
-    from kit.export import parse_modelfile
+    from kit.models.chat import GEMMA
+    from kit.models.modelfile import parse_modelfile
 
     modelfile = parse_modelfile((run / "export" / "Modelfile").read_text())
     assert modelfile["TEMPLATE"] == GEMMA.go_template() and modelfile["PARAMETER"]["stop"] == GEMMA.stop
@@ -175,7 +175,7 @@ def test_smoke_course_runs_end_to_end_and_writes_real_artifacts(smoke_run):
         assert heading in card
     assert metrics["verdict"]["sentence"] in card
 
-    from kit.export import verify
+    from kit.stages.export import verify
 
     assert {"Modelfile", "model-q8_0.gguf", "parity.json", "MODEL_CARD.md"} <= set(verify(run / "export"))
 
@@ -192,7 +192,7 @@ def test_pilot_report_of_the_smoke_run_shows_every_section_in_a_browser(smoke_ru
     """report.html as a client opens it: every section there with this run's own figures, plots drawn, nothing
     fetched, no sideways scrolling on a phone, and a PDF when printed."""
     from kit import report
-    from kit.evaluate import models_table
+    from kit.report.tables import models_table
 
     run = smoke_run
     page_path = run / "report.html"
@@ -276,14 +276,14 @@ def test_monitor_keeps_on_quiet_traffic_and_rolls_back_after_the_launch(smoke_ru
     assert (run / "monitor" / "drift.png").stat().st_size > 0
 
     # The feedback rows go through stage 02 with the next export as they are: same settings, every row accounted for.
-    from kit import data
+    from kit.stages import prepare
     from kit.io import read_jsonl
 
     settings = json.loads((run / "data" / "provenance.json").read_text())["parameters"]
     tickets = read_jsonl(REPO / "data_samples" / "tickets.jsonl")[:200]
     next_export = tmp_path / "next_export.jsonl"
     next_export.write_text("".join(json.dumps(r) + "\n" for r in tickets + feedback))
-    prepared = data.run(data.PrepareConfig(**{**settings, "run_dir": str(tmp_path / "next"),
+    prepared = prepare.run(prepare.PrepareConfig(**{**settings, "run_dir": str(tmp_path / "next"),
                                               "input_path": str(next_export), "max_rows": 0}))
     assert prepared.invariant_holds() and prepared.audit["passed"] and prepared.counts["read"] == 200 + len(feedback)
     out = tmp_path / "next" / "data"
@@ -298,13 +298,14 @@ def test_monitor_rolls_the_registry_back_to_the_version_before(smoke_run, tmp_pa
     launch batch through the real GGUF rolls the registry back to v1 and re-points its Modelfile."""
     from test_monitor import fake_release
 
-    from kit import adapters, monitor
+    from kit import adapters
+    from kit.stages import monitor
 
     registry = tmp_path / "registry"
     earlier = fake_release(tmp_path, "earlier", b"an earlier adapter")
     adapters.promote(registry, "acme", earlier, "default", "the earlier release")
     adapters.promote(registry, "acme", smoke_run, "default", "the smoke release")
-    report = monitor.run(monitor.MonitorConfig(
+    report = monitor.run_batch(monitor.MonitorConfig(
         run_dir=str(smoke_run), batch_path=str(REPO / "data_samples" / "production" / "week2_launch.jsonl"),
         batch_name="launch-acme", review_column="reviewed_label", registry_dir=str(registry), tenant="acme",
         max_rows=120))
@@ -317,10 +318,11 @@ def test_monitor_rolls_the_registry_back_to_the_version_before(smoke_run, tmp_pa
 
 
 def tenant_predictions(run, tenants: dict, order: list[str]) -> dict:
-    """Holdout labels from one kit.tenants server (base GGUF + a LoRA per tenant), asked tenant by tenant in `order`."""
-    from kit import endpoint, models
+    """Holdout labels from one kit.scoring.tenants server (base GGUF + a LoRA per tenant), asked tenant by tenant in `order`."""
+    from kit import models
+    from kit.scoring import EndpointError, EndpointScorer, serve
     from kit.io import read_jsonl
-    from kit.task import Task
+    from kit.tasks.base import Task
 
     task = Task.load(run)
     resolved = models.resolve("embedded:gemma3-270m")
@@ -331,13 +333,13 @@ def tenant_predictions(run, tenants: dict, order: list[str]) -> dict:
     budget = metrics.get("prompt_tokens") or metrics["max_length"] - 8
     prompts = [task.prompt(resolved.chat_format, holdout[p["id"]]["text"], tok, budget) for p in tuned]
     out = {"tuned": [p["prediction"] for p in tuned]}
-    with endpoint.serve_tenants(run / "export" / "base-q8_0.gguf", tenants) as url:
+    with serve.serve_tenants(run / "export" / "base-q8_0.gguf", tenants) as url:
         for i, tenant in enumerate(order):
-            scorer = endpoint.EndpointScorer.for_tokenizer(url, tok, task.labels, model=tenant)
+            scorer = EndpointScorer.for_tokenizer(url, tok, task.labels, model=tenant)
             probs = scorer.score(prompts, task.labels)
             out[f"{i}:{tenant}"] = [task.labels[k] for k in probs.argmax(axis=1)]
-        with pytest.raises(endpoint.EndpointError, match="unknown tenant 'nobody'"):
-            endpoint.EndpointScorer.for_tokenizer(url, tok, task.labels, model="nobody").score(prompts[:1], task.labels)
+        with pytest.raises(EndpointError, match="unknown tenant 'nobody'"):
+            EndpointScorer.for_tokenizer(url, tok, task.labels, model="nobody").score(prompts[:1], task.labels)
     return out
 
 
@@ -390,7 +392,7 @@ def test_extract_and_reply_courses_run_end_to_end_on_the_real_model(kind, tmp_pa
     parity = json.loads((run / "export" / "parity.json").read_text())
     assert parity["task"] == kind and parity["verified"] is True and parity["n"] == 16
     assert parity["types"]["q8_0"]["agreement"] >= parity["threshold"]
-    from kit.export import parse_modelfile
+    from kit.models.modelfile import parse_modelfile
 
     modelfile = parse_modelfile((run / "export" / "Modelfile").read_text())
     assert modelfile["SYSTEM"] == task["system"]
@@ -410,7 +412,7 @@ def test_ollama_serves_the_export_like_the_adapter(smoke_run):
 
     if shutil.which("ollama") is None:
         pytest.skip("ollama is not on PATH (not installable on this machine); the export is checked in llama.cpp")
-    from kit.export import ollama_check
+    from kit.stages.export import ollama_check
 
     result = ollama_check(smoke_run, "kit-smoke-test", n=5)
     assert result["ran"] and result["agreement"] >= 0.8, result

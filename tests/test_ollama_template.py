@@ -6,13 +6,14 @@ template the way Ollama builds a generation prompt: the {{ .Response }} action a
 
 import pytest
 
-from kit import export
-from kit.chat import GEMMA
+from kit.stages import export
+from kit.models.chat import GEMMA
+from kit.models.modelfile import parse_modelfile
 
 
 def _template_from_modelfile(system):
     text = export.modelfile("model-q8_0.gguf", GEMMA, system, "license text", 2048)
-    return export.parse_modelfile(text)["TEMPLATE"]
+    return parse_modelfile(text)["TEMPLATE"]
 
 
 TICKETS = [

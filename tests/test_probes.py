@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from kit import canaries, probes
-from kit.chat import GEMMA
+from kit.privacy import canaries, probes
+from kit.models.chat import GEMMA
 from kit.io import write_json
 
 

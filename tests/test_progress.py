@@ -5,13 +5,14 @@ import re
 
 from tqdm.auto import tqdm as auto_tqdm
 
-from kit import llamacpp, progress
+from kit import progress
+from kit.models import llamacpp
 
 LINE = re.compile(r"^» (?P<desc>.+?) (?P<n>\d+)/(?P<total>\d+) (?P<unit>\w+) \((?P<pct>\d+)%\) · (?P<rest>.+)$")
 
 
 def count_to(n: int, report=None) -> int:
-    """Runs in a child process (kit.llamacpp.isolated): reports each of n items."""
+    """Runs in a child process (kit.models.llamacpp.isolated): reports each of n items."""
     for _ in range(n):
         report()
     return n

@@ -6,7 +6,8 @@ from collections import Counter
 import pytest
 
 from conftest import write_run_basics
-from kit import models, recipe, train
+from kit import models, recipe
+from kit.stages import train
 
 
 def _rows(counts: dict[str, int]) -> list[dict]:

@@ -3,9 +3,9 @@ import csv
 import pytest
 
 from conftest import REPO
-from kit import gazetteer
+from kit.privacy import gazetteer
 from tools import pii_corpus, synth
-from kit.redact import Redactor
+from kit.privacy.redact import Redactor
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from kit import report, scope
+from kit import report
 from kit.report import ReportError
+from kit.stages import scope
 
 
 class Sections(HTMLParser):

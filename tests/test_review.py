@@ -3,13 +3,14 @@ import json
 import pytest
 
 from conftest import REPO
-from kit import data, review
+from kit.stages import prepare
+from kit.report import review
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("review")
-    data.run(data.PrepareConfig(run_dir=str(d), input_path=str(REPO / "data_samples" / "tickets.csv"),
+    prepare.run(prepare.PrepareConfig(run_dir=str(d), input_path=str(REPO / "data_samples" / "tickets.csv"),
                                 purpose="tests", max_rows=200))
     return d
 
@@ -75,7 +76,7 @@ def test_headless_run_records_that_no_review_happened(run_dir):
 
 def test_panel_saves_a_decision_when_a_button_is_clicked(run_dir):
     rows = review.sample(run_dir, 0.05, seed=0)
-    box = review.panel(run_dir, "ana", rows, list(data.DEFAULT_LABELS))
+    box = review.panel(run_dir, "ana", rows, list(prepare.DEFAULT_LABELS))
     buttons = box.children[2].children[1:]
     buttons[0].click()  # accept the first row
     saved = review.load(run_dir / "data" / "reviews.jsonl")

@@ -78,7 +78,7 @@ def test_no_kit_module_spells_a_run_directory_path_by_hand():
     joined = re.compile(r'/ "(data|eval|export|adapters|train|monitor|scope\.json|license_note\.json|manifest\.json'
                         r'|(train|holdout|quarantine|duplicates|predictions)\.jsonl'
                         r'|(task|audit|provenance|canaries|metrics|parity|probes|review_status)\.json)"')
-    elsewhere = {"ner.py": "the recogniser's own provenance.json, in kit/ner_model",
+    elsewhere = {"ner.py": "the recogniser's own provenance.json, in kit/privacy/ner_model",
                  "evaluate.py": "previous_run_dir may name a folder holding metrics.json"}
     found = [f"{p.relative_to(KIT)}:{i}" for p in KIT.rglob("*.py") if p.name != "rundir.py"
              for i, line in enumerate(p.read_text().splitlines(), 1)

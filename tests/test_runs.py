@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from kit import data, evaluate, export, licenses, monitor, runs, scope, settings, train
+from kit import runs, settings
+from kit.stages import evaluate, export, licenses, monitor, prepare, scope, train
 
-CONFIGS = {"00_scope": scope.ScopeConfig, "01_license": licenses.LicenseConfig, "02_prepare": data.PrepareConfig,
+CONFIGS = {"00_scope": scope.ScopeConfig, "01_license": licenses.LicenseConfig, "02_prepare": prepare.PrepareConfig,
            "03_train": train.TrainConfig, "04_evaluate": evaluate.EvalConfig, "05_export": export.ExportConfig,
            "06_monitor": monitor.StageConfig}
 

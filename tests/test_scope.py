@@ -1,6 +1,6 @@
 import pytest
 
-from kit import scope
+from kit.stages import scope
 
 
 def _cfg(**kw):

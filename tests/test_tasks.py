@@ -5,9 +5,11 @@ import json
 
 import pytest
 
-from kit import answer_metrics, audit, data
-from kit.redact import Redactor
-from kit.task import Task, canonical_json, flatten, parse_object
+from kit.tasks import metrics
+from kit.privacy import audit
+from kit.stages import prepare
+from kit.privacy.redact import Redactor
+from kit.tasks.base import Task, canonical_json, flatten, parse_object
 
 NO_COLUMNS = dict(tenant_column="", consent_column="", timestamp_column="", known_value_columns={},
                   canaries_per_kind=0)
@@ -23,7 +25,7 @@ def _jsonl(path, rows):
 
 
 def _prepare(tmp_path, src, **kw):
-    return data.run(data.PrepareConfig(run_dir=str(tmp_path / "run"), input_path=str(src), purpose="tests",
+    return prepare.run(prepare.PrepareConfig(run_dir=str(tmp_path / "run"), input_path=str(src), purpose="tests",
                                        text_columns=("text",), id_column="id", **{**NO_COLUMNS, **kw}))
 
 
@@ -49,21 +51,21 @@ def test_extract_report_counts_missing_and_invented_fields():
     texts = ['{"intent":"A","fields":{"city":"Rome"}}',  # exact
              '{"intent":"B","fields":{"city":"Oslo"}}',  # one invented field: 1 of 2 leaves match
              'not json']  # invalid: both expected leaves missed
-    r = answer_metrics.extract_report(expected, texts, samples=200)
+    r = metrics.extract_report(expected, texts, samples=200)
     assert r["validity_rate"] == pytest.approx(2 / 3) and r["exact_match"] == pytest.approx(1 / 3)
     # leaves: row 1 2/2, row 2 intent match + invented city (fields {} counts as one empty leaf) 1/3, row 3 0/2
     assert r["field_accuracy"] == pytest.approx(3 / 7)
     assert r["per_field"]["fields.city"] == {"support": 1, "correct": 1, "invented": 1, "accuracy": 1.0}
     assert r["accuracy"] == r["exact_match"] and r["field_accuracy_ci95"][0] <= 3 / 7 <= r["field_accuracy_ci95"][1]
     schema = {"type": "object", "required": ["intent"], "properties": {"intent": {"enum": ["A", "B", "C"]}}}
-    assert answer_metrics.extract_report(expected, ['{"intent":"Z"}'] * 3, schema, samples=200)["validity_rate"] == 0
+    assert metrics.extract_report(expected, ['{"intent":"Z"}'] * 3, schema, samples=200)["validity_rate"] == 0
 
 
 def test_reply_report_scores_overlap_length_and_refusals():
     refs = ["Hi Ana, your claim is with our assessors.", "Hello Bo, the document is on its way."]
-    same = answer_metrics.reply_report(refs, refs, samples=200)
+    same = metrics.reply_report(refs, refs, samples=200)
     assert same["rouge_l"] == pytest.approx(1.0) and same["chrf"] == pytest.approx(1.0)
-    other = answer_metrics.reply_report(refs, ["I'm sorry, I cannot help with that.", ""], samples=200)
+    other = metrics.reply_report(refs, ["I'm sorry, I cannot help with that.", ""], samples=200)
     assert other["rouge_l"] < 0.3 and other["refusal_rate"] == 0.5 and other["empty_rate"] == 0.5
 
 
@@ -104,11 +106,11 @@ def test_extract_with_a_schema_quarantines_answers_that_do_not_fit(tmp_path):
     assert res.quarantine_reasons == {"answer_schema": 1}
     line = json.loads((tmp_path / "run" / "data" / "quarantine.jsonl").read_text().splitlines()[0])
     assert line["id"] == "r2" and "does not fit the schema" in line["reason"] and "stars" not in line["reason"]
-    with pytest.raises(data.DataError, match="not a valid JSON Schema"):
-        data.PrepareConfig(run_dir="x", input_path=str(tmp_path / "in.jsonl"), purpose="t", task="extract",
+    with pytest.raises(prepare.DataError, match="not a valid JSON Schema"):
+        prepare.PrepareConfig(run_dir="x", input_path=str(tmp_path / "in.jsonl"), purpose="t", task="extract",
                            schema={"type": "no-such-type"})
-    with pytest.raises(data.DataError, match="schema belongs to task='extract'"):
-        data.PrepareConfig(run_dir="x", input_path=str(tmp_path / "in.jsonl"), purpose="t", schema=schema)
+    with pytest.raises(prepare.DataError, match="schema belongs to task='extract'"):
+        prepare.PrepareConfig(run_dir="x", input_path=str(tmp_path / "in.jsonl"), purpose="t", schema=schema)
 
 
 def test_reply_prepare_redacts_the_reply_and_quarantines_empty_ones(tmp_path):
@@ -141,7 +143,7 @@ def test_labels_are_taken_from_the_data_when_not_given(tmp_path):
     assert set(res.task["labels"]) == {"card", "loan", "fee"} and res.quarantine_reasons == {"unknown_label": 1}
     assert "card" in res.task["system"] and "insurance" not in res.task["system"]
     one = _rows(6, lambda i: {"id": f"r{i}", "text": f"t{i}", "label": "same"})
-    with pytest.raises(data.DataError, match="holds 1 label"):
+    with pytest.raises(prepare.DataError, match="holds 1 label"):
         _prepare(tmp_path / "b", _jsonl(tmp_path / "one.jsonl", one))
 
 
@@ -157,7 +159,7 @@ def test_chat_messages_rows_are_read_and_their_shared_system_message_becomes_the
     rows[4]["messages"][0]["content"] = "Be brief."  # its own system message stays with it, before the text
     rows[5] = {"messages": "not a list"}
     src = _jsonl(tmp_path / "chat.jsonl", rows)
-    res = data.run(data.PrepareConfig(run_dir=str(tmp_path / "run"), input_path=str(src), purpose="tests",
+    res = prepare.run(prepare.PrepareConfig(run_dir=str(tmp_path / "run"), input_path=str(src), purpose="tests",
                                       canaries_per_kind=0))  # demo column names absent from a chat file: not used
     assert res.quarantine_reasons == {"bad_convention": 2} and res.invariant_holds()
     assert res.provenance["input_format"] == "messages" and res.provenance["parameters"]["consent_column"] == ""
@@ -180,7 +182,7 @@ def test_prompt_completion_and_alpaca_rows_are_read(tmp_path, fmt):
         return {"prompt": [{"role": "user", "content": text}],
                 "completion": [{"role": "assistant", "content": json.dumps(answer)}]}
     src = _jsonl(tmp_path / "in.jsonl", _rows(20, row))
-    res = data.run(data.PrepareConfig(run_dir=str(tmp_path / "run"), input_path=str(src), purpose="tests",
+    res = prepare.run(prepare.PrepareConfig(run_dir=str(tmp_path / "run"), input_path=str(src), purpose="tests",
                                       task="extract", canaries_per_kind=0))
     assert res.counts["train"] + res.counts["holdout"] == 20
     assert res.task["system"] == ("Fill in the booking." if fmt == "alpaca" else

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from conftest import write_run_basics
-from kit import models, train
+from kit import models
+from kit.stages import train
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def test_batch_without_supervised_tokens_is_refused(tiny_model_dir):
 
 def test_examples_keep_the_answer_when_the_ticket_is_too_long(tiny_run, tokenizer):
     run_dir, resolved = tiny_run
-    from kit.task import Task
+    from kit.tasks.base import Task
 
     task = Task.load(run_dir)
     rows = [{"text": "word " * 500, "label": "billing_dispute"}]
@@ -137,7 +138,7 @@ def test_training_refuses_without_license_note(tmp_path, tiny_run):
     import shutil
 
     shutil.copytree(run_dir / "data", tmp_path / "data")
-    from kit.licenses import LicenseError
+    from kit.rundir import LicenseError
 
     with pytest.raises(LicenseError, match="no license note"):
         train.run(_cfg(tmp_path, tiny_run[1].path))
@@ -146,7 +147,7 @@ def test_training_refuses_without_license_note(tmp_path, tiny_run):
 def test_training_refuses_without_privacy_audit(tmp_path, tiny_run):
     run_dir, resolved = tiny_run
     (tmp_path / "license_note.json").write_text((run_dir / "license_note.json").read_text())
-    from kit.data import PrivacyAuditError
+    from kit.rundir import PrivacyAuditError
 
     with pytest.raises(PrivacyAuditError, match="no privacy audit"):
         train.run(_cfg(tmp_path, resolved.path))

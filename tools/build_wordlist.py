@@ -1,16 +1,16 @@
-"""Build `kit/english_words.txt.gz`: lower-case English words (verbs, adjectives, adverbs and every inflected form)
-that the redactor uses to tell an everyday word from a name in text typed all in lower case.
+"""Build `kit/privacy/english_words.txt.gz`: lower-case English words (verbs, adjectives, adverbs and every
+inflected form) that the redactor uses to tell an everyday word from a name in text typed all in lower case.
 
     .venv/bin/python tools/build_wordlist.py [--wheel path/to/spacy_lookups_data-1.0.5-py2.py3-none-any.whl]
 
 Source: the English lemma tables of spaCy's `spacy-lookups-data` 1.0.5 (PyPI, MIT; the English tables are derived
-from WordNet 3.0, Princeton University's licence, whose notice is written to `kit/english_words.LICENSE`). Without
-`--wheel` the wheel is fetched with `pip download` from the package index. Nouns are left out on purpose: WordNet's
-noun index holds proper names ("aaron", "rodgers", "london"), and a name must never count as an everyday word. The
-inflection table still brings a few names that are also words ("tom", "mike"); the redactor keeps any census given
-name or surname as name evidence whatever this list says (kit/ner.py).
-Writes the list (one word per line, sorted, gzip without a timestamp) and `kit/english_words.json` (source, wheel
-sha256, counts), so the shipped file can be checked against its source.
+from WordNet 3.0, Princeton University's licence, whose notice is written to `english_words.LICENSE` beside the
+list). Without `--wheel` the wheel is fetched with `pip download` from the package index. Nouns are left out on
+purpose: WordNet's noun index holds proper names ("aaron", "rodgers", "london"), and a name must never count as an
+everyday word. The inflection table still brings a few names that are also words ("tom", "mike"); the redactor keeps
+any census given name or surname as name evidence whatever this list says (kit/privacy/ner.py).
+Writes the list (one word per line, sorted, gzip without a timestamp) and `english_words.json` beside it (source,
+wheel sha256, counts), so the shipped file can be checked against its source.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE, VERSION = "spacy-lookups-data", "1.0.5"
-OUT = REPO / "kit" / "english_words.txt.gz"
+OUT = REPO / "kit" / "privacy" / "english_words.txt.gz"
 
 
 def fetch_wheel() -> Path:

@@ -1,13 +1,13 @@
-"""Train kit's entity recognisers (`kit/ner_model/`, `kit/ner_model_2/`): small spaCy CNN pipelines for PERSON,
+"""Train kit's entity recognisers (`kit/privacy/ner_model/`, `kit/privacy/ner_model_2/`): small spaCy CNN pipelines for PERSON,
 LOCATION, ADDRESS, ORG and ID_NUMBER in business text, from real public NER text and generated multi-locale customer
 messages.
 
-    .venv/bin/python tools/train_ner.py [--out kit/ner_model] [--synthetic 24000] [--epochs 10] [--seed 7]
+    .venv/bin/python tools/train_ner.py [--out kit/privacy/ner_model] [--synthetic 24000] [--epochs 10] [--seed 7]
                                         [--embed hash|char]
 
-The redactor unites the spans of both shipped models (`kit.ner.MODEL_DIRS`). `kit/ner_model` was trained with the
+The redactor unites the spans of both shipped models (`kit.privacy.ner.MODEL_DIRS`). `kit/privacy/ner_model` was trained with the
 defaults at an earlier state of this file (35 locales, 114 templates, 15% lower case; its provenance.json says so);
-`kit/ner_model_2` with `--seed 8` and the present templates and locales (157 templates, 43 locales, 20% lower case,
+`kit/privacy/ner_model_2` with `--seed 8` and the present templates and locales (157 templates, 43 locales, 20% lower case,
 "{first} {last}" labelled as one name; its provenance.json has a note on how it was written). Training is not
 bit-for-bit repeatable: a rerun of the same command scored about the same on bench/redaction.py but took everyday
 words for names in the course's demo tickets ("this is ridiculous", "my adjuster stopped replying") in 117 of the
@@ -451,7 +451,7 @@ def to_docs(nlp, records):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "kit" / "ner_model"))
+    ap.add_argument("--out", default=str(ROOT / "kit" / "privacy" / "ner_model"))
     ap.add_argument("--synthetic", type=int, default=24000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--width", type=int, default=96)

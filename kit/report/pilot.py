@@ -196,7 +196,9 @@ def _results(run: Path, notebooks: dict) -> dict | None:
     m = _json(RunDir(run).metrics_json)
     if m is None:
         return None
-    from kit.evaluate import models_table  # the notebook's own table: one rule for both
+    from kit.report.tables import (
+        models_table,  # the notebook's own table: one rule for both
+    )
 
     df = models_table(m)
     table = _table(["model", *df.columns], [[name, *[_fmt(v) for v in row]] for name, row in df.iterrows()])
@@ -280,7 +282,7 @@ def _export(run: Path, notebooks: dict) -> dict | None:
     parity = _json(RunDir(run).parity_json)
     if parity is None:
         return None
-    from kit import export
+    from kit.stages import export
 
     verdict = lambda v: "passed" if v["passed"] else "FAILED" if v["passed"] is False else "reported"
     rows = [[k, v["file"], f"{v['size_mb']} MB", _pct(v["agreement"]), _pct(v.get("tokenization_agreement")),

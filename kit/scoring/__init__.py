@@ -5,7 +5,9 @@
 - `kit.scoring.endpoint`: any OpenAI-compatible completions server (the served-model check in 04, tenants).
 
 `predict` turns any engine's scores into the same prediction records, and `label_tokens` is the one rule for labels
-that share a first token (`kit.scoring.base`).
+that share a first token (`kit.scoring.base`). The servers the HTTP engine talks to live here too: `kit.scoring.serve`
+starts llama.cpp's server for one GGUF or kit's tenant server (`kit.scoring.tenants`, one base GGUF with a LoRA per
+tenant, `python -m kit.scoring.tenants`) as a child process on 127.0.0.1.
 """
 
 from kit.scoring.base import (  # noqa: F401

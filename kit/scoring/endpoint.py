@@ -1,7 +1,7 @@
 """The HTTP engine of the scorer interface: a model behind an OpenAI-compatible `/v1/completions` API.
 
-Such as llama.cpp's server serving the exported GGUF (`kit.endpoint.serve_gguf` starts one), kit's tenant server
-(`kit.endpoint.serve_tenants`), or a server the team runs. Only what every such server offers is used: a completion
+Such as llama.cpp's server serving the exported GGUF (`kit.scoring.serve.serve_gguf` starts one), kit's tenant server
+(`kit.scoring.serve.serve_tenants`), or a server the team runs. Only what every such server offers is used: a completion
 with `max_tokens=1` and `logprobs=k` returns the k most likely next tokens with their log-probabilities.
 
 Labels follow `kit.scoring.base.label_tokens`, with the label tokens taken from the Hugging Face tokenizer of the

@@ -1,8 +1,8 @@
 """The llama.cpp engine of the scorer interface: a GGUF (optionally with a GGUF LoRA) in llama-cpp-python.
 
 What Ollama serves is this file in this engine, so export parity (05) and monitoring (06) score through it. Loaded
-with the buffer settings that are safe on this CPU (`kit.llamacpp.load`); callers that must survive a native crash
-run it in a child process (`kit.llamacpp.isolated`). Labels follow `kit.scoring.base.label_tokens`; prompts that open
+with the buffer settings that are safe on this CPU (`kit.models.llamacpp.load`); callers that must survive a native crash
+run it in a child process (`kit.models.llamacpp.isolated`). Labels follow `kit.scoring.base.label_tokens`; prompts that open
 alike (the instruction, the chat frame) reuse the key/value cache of what they share with the previous prompt.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import llamacpp
+from kit.models import llamacpp
 from kit.scoring.base import label_tokens, softmax_rows
 
 

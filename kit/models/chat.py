@@ -1,7 +1,7 @@
 """Chat formats: the model's own chat template is the single source of truth for how a conversation becomes text.
 
 In: the tokenizer's `chat_template` (Jinja, as Hugging Face ships it with the model) and the model's family entry
-(`kit.families`). Out: a `ChatFormat` that renders the training prompt and answer, evaluation and parity prompts,
+(`kit.models.families`). Out: a `ChatFormat` that renders the training prompt and answer, evaluation and parity prompts,
 and derives from the same template Ollama's `TEMPLATE` (Go text/template) and the stop strings. Training,
 evaluation, export and the parity check all render through one `ChatFormat`, so the exported model is prompted the
 way it was trained.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from kit.families import FAMILIES, Family, FamilyError
+from kit.models.families import FAMILIES, Family, FamilyError
 
 # Placeholders rendered through the template once, to find where the system text, the user text and the answer go.
 # Private-use characters: no template writes them, `| trim` keeps them, no tokenizer is asked to encode them.
@@ -73,7 +73,7 @@ class ChatFormat:
             raise ChatFormatError(
                 f"The {self.name} chat template could not render a {'system + ' if len(messages) > 1 else ''}"
                 f"user message: {type(e).__name__}: {e}. If this family has no system role, set "
-                f"system_in_user=True for it in kit/families.py.") from None
+                f"system_in_user=True for it in kit/models/families.py.") from None
         if self.adds_bos and self.bos_token and text.startswith(self.bos_token):
             text = text[len(self.bos_token):]
         return text
@@ -131,7 +131,7 @@ class ChatFormat:
         else:
             raise ChatFormatError(
                 f"The {self.name} chat template ends an answer with {after!r}, which holds none of the family's stop "
-                f"strings {list(self.family.stop)}: the model would not learn to stop. Fix `stop` in kit/families.py.")
+                f"strings {list(self.family.stop)}: the model would not learn to stop. Fix `stop` in kit/models/families.py.")
         return before, after
 
     # -- the same format written for other engines ------------------------------------------------------------
@@ -168,7 +168,7 @@ def detect(template: str, model_type: str = "") -> Family:
     if typed or hits:
         return (typed or hits)[0]
     raise FamilyError(
-        f"No family in kit/families.py matches this chat template (model type '{model_type or '?'}'; it starts "
+        f"No family in kit/models/families.py matches this chat template (model type '{model_type or '?'}'; it starts "
         f"{template[:80]!r}). Known families: {', '.join(FAMILIES)}. Add a Family entry for it (the strings its template "
         "writes, its end-of-turn stop strings, whether it has a system role), as the README's 'Another model family' "
         "section shows.")

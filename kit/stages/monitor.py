@@ -5,7 +5,8 @@ the service logged), the run directory, the adapter registry. Out: `monitor/<bat
 its statistic, threshold and verdict; alerts; the decision keep / retrain / roll back), `monitor/<batch>/batch.jsonl`
 (the batch redacted, with predictions and outcomes), `monitor/<batch>/feedback.jsonl` (overridden and edited rows in
 the run's own input columns, to append to the next training export), `monitor/report.json` (the latest batch's report), `monitor/history.jsonl` and
-`monitor/drift.png` (every batch so far).
+`monitor/drift.png` (every batch so far). `run(cfg)` monitors the notebook's batches in order (`StageConfig`);
+`run_batch` monitors one (`MonitorConfig`).
 
 Production text never lands on disk unredacted: the batch goes through the run's own redactor and columns first, and
 the independent audit checks what would be written; a row it flags is kept out of every file (counted, with ids).
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError, adapters, llamacpp, progress
+from kit import KitError, adapters, progress
 from kit.io import (
     read_json,
     read_jsonl,
@@ -47,12 +47,24 @@ from kit.io import (
     write_json,
     write_jsonl,
 )
+from kit.models import llamacpp
+from kit.report.plots import drift_plot
 from kit.rundir import RunDir
-from kit.task import Task, canonical_json, parse_object, prompt_budget
+from kit.stats import (
+    chi_square,
+    ks,
+    most_telling_terms,
+    new_terms,
+    oov_rate,
+    population_auc,
+    psi,
+    shares,
+    wilson,
+    words,
+)
+from kit.tasks.base import Task, canonical_json, parse_object, prompt_budget
 
 DECISIONS = ("keep", "retrain", "roll back")
-WORD = re.compile(r"[^\W\d_][\w'’-]*")
-PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 
 
 class MonitorError(KitError):
@@ -131,129 +143,23 @@ class StageConfig:
                 for p in self.batch_paths]
 
 
-def run_stage(cfg: StageConfig, log=print) -> list[dict]:
+def run(cfg: StageConfig, log=print) -> list[dict]:
     """Monitor each batch in order (a rollback after one batch means the next is judged against the version live
     then); returns the reports."""
     reports = []
     for batch in cfg.batches():
-        r = run(batch)
+        r = run_batch(batch)
         log(f"{r['batch']}: {r['rows']['monitored']} rows, {r['reviewed']['n']} reviewed, {len(r['alerts'])} "
             f"alert(s) -> {r['decision']}  ({r['timings']['total_s']:.0f} s)")
         reports.append(r)
     return reports
 
 
-# ---------------------------------------------------------------- statistics (each small, tested by hand)
-
-def words(text: str) -> list[str]:
-    """Lower-cased words of a redacted text, placeholders left out."""
-    return [w.lower() for w in WORD.findall(PLACEHOLDER.sub(" ", text))]
-
-
-def doc_share(texts: list[list[str]]) -> Counter:
-    """Share of texts each word appears in."""
-    c = Counter(w for ws in texts for w in set(ws))
-    return Counter({w: n / max(len(texts), 1) for w, n in c.items()})
-
-
-def new_terms(batch: list[list[str]], train: list[list[str]], th: Thresholds) -> list[dict]:
-    b, t = doc_share(batch), doc_share(train)
-    need = max(th.new_term_share, th.new_term_min_rows / max(len(batch), 1))
-    out = [{"term": w, "batch_share": round(s, 4), "train_share": round(t.get(w, 0.0), 4)}
-           for w, s in b.items() if s >= need and t.get(w, 0.0) <= th.new_term_train_share]
-    return sorted(out, key=lambda x: -x["batch_share"])
-
-
-def oov_rate(texts: list[list[str]], vocab: set[str]) -> float:
-    n = sum(len(ws) for ws in texts)
-    return sum(w not in vocab for ws in texts for w in ws) / n if n else 0.0
-
-
-def ks(a, b) -> dict:
-    from scipy.stats import ks_2samp
-
-    r = ks_2samp(np.asarray(a, float), np.asarray(b, float))
-    return {"statistic": float(r.statistic), "p_value": float(r.pvalue)}
-
-
-def psi(expected: dict[str, float], actual: dict[str, float], floor: float = 1e-4) -> float:
-    """Population stability index Σ (a − e)·ln(a / e) over the categories, shares floored at `floor`."""
-    keys = set(expected) | set(actual)
-    e = {k: max(expected.get(k, 0.0), floor) for k in keys}
-    a = {k: max(actual.get(k, 0.0), floor) for k in keys}
-    return float(sum((a[k] - e[k]) * np.log(a[k] / e[k]) for k in keys))
-
-
-def shares(values: list[str], categories) -> dict[str, float]:
-    c = Counter(values)
-    return {k: c.get(k, 0) / max(len(values), 1) for k in categories}
-
-
-def chi_square(expected_shares: dict[str, float], observed: list[str]) -> dict:
-    """Goodness of fit of the batch's label counts to the holdout's shares (categories with no expected rows get a
-    floor share, as a label the holdout never saw predicted must still count)."""
-    from scipy.stats import chisquare
-
-    keys = sorted(set(expected_shares) | set(observed))
-    n = len(observed)
-    exp = np.array([max(expected_shares.get(k, 0.0), 0.5 / max(n, 1)) for k in keys])
-    exp = exp / exp.sum() * n
-    obs = np.array([Counter(observed).get(k, 0) for k in keys], float)
-    r = chisquare(obs, exp)
-    return {"statistic": float(r.statistic), "p_value": float(r.pvalue)}
-
-
-def wilson(k: int, n: int) -> list[float]:
-    from scipy.stats import binomtest
-
-    if n == 0:
-        return [0.0, 1.0]
-    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
-    return [float(ci.low), float(ci.high)]
-
-
-def population_auc(train_texts: list[str], batch_texts: list[str], seed: int = 0) -> dict:
-    """Classifier two-sample test: out-of-fold ROC AUC of TF-IDF + logistic regression telling batch from training
-    texts, and the Mann–Whitney p-value of that AUC (0.5 and a large p when the two are alike)."""
-    from scipy.stats import mannwhitneyu
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-
-    texts = [PLACEHOLDER.sub(" ", t) for t in train_texts + batch_texts]
-    y = np.array([0] * len(train_texts) + [1] * len(batch_texts))
-    if min(len(train_texts), len(batch_texts)) < 10:
-        return {"statistic": 0.5, "p_value": 1.0, "note": "fewer than 10 texts on a side: not tested"}
-    model = make_pipeline(TfidfVectorizer(min_df=2, sublinear_tf=True),
-                          LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced"))
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    p = cross_val_predict(model, texts, y, cv=folds, method="predict_proba")[:, 1]
-    auc = float(roc_auc_score(y, p))
-    mw = mannwhitneyu(p[y == 1], p[y == 0], alternative="greater")
-    return {"statistic": auc, "p_value": float(mw.pvalue)}
-
-
-def most_telling_terms(train_texts: list[str], batch_texts: list[str], k: int = 8) -> list[str]:
-    """The words a batch-vs-training classifier leans on most towards the batch: what the shift is about."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    texts = [PLACEHOLDER.sub(" ", t) for t in train_texts + batch_texts]
-    y = np.array([0] * len(train_texts) + [1] * len(batch_texts))
-    vec = TfidfVectorizer(min_df=2, sublinear_tf=True)
-    X = vec.fit_transform(texts)
-    coef = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(X, y).coef_[0]
-    names = vec.get_feature_names_out()
-    return [str(names[i]) for i in np.argsort(-coef)[:k]]
-
-
 # ---------------------------------------------------------------- the batch
 
 def prepare_config(run_dir: Path, batch_path: str):
     """The run's own stage-02 settings (columns, known values, id patterns), pointed at the batch."""
-    from kit.data import PrepareConfig
+    from kit.stages.prepare import PrepareConfig
 
     prov = RunDir(run_dir).provenance_json
     if not prov.exists():
@@ -266,7 +172,8 @@ def prepare_config(run_dir: Path, batch_path: str):
 def read_batch(cfg: MonitorConfig, run_dir: Path, task: Task) -> tuple[list[dict], dict]:
     """The batch's usable rows as {id, line, text, tenant, consent, timestamp, review, logged prediction} (raw text,
     in memory only) and the accounting of the rows left out."""
-    from kit.data import _str, apply_convention, read_raw, task_text
+    from kit.io import read_raw
+    from kit.stages.prepare import _str, apply_convention, task_text
 
     pcfg = prepare_config(run_dir, cfg.batch_path)
     raw = read_raw(cfg.batch_path, pcfg.encoding)
@@ -339,9 +246,9 @@ def _review_answer(task: Task, value, rid: str):
 def redact_and_audit(rows: list[dict], pcfg, task: Task) -> dict:
     """Redact every row's text (and a reviewer's answer) with the run's redactor; the audit of the redacted rows
     withholds flagged rows from every file. Returns the redaction counts and the audit summary."""
-    from kit import audit as privacy_audit
-    from kit.data import DEFAULT_ID_PATTERNS, _replace_leaves, _string_leaves
-    from kit.redact import Redactor
+    from kit.privacy import audit as privacy_audit
+    from kit.privacy.redact import Redactor
+    from kit.stages.prepare import DEFAULT_ID_PATTERNS, _replace_leaves, _string_leaves
 
     redactor = Redactor.default(pcfg.id_patterns or None)
     # A reviewer's answer and an answer the service logged are text about the customer too (extract, reply).
@@ -435,7 +342,7 @@ def predict_rows(gguf: Path, task: Task, prompts: list[str], fmt, metrics: dict,
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from kit.export import gguf_labels, parity_generations
+    from kit.stages.export import gguf_labels, parity_generations
 
     if not prompts:
         return []
@@ -487,7 +394,7 @@ def _check(name: str, what: str, statistic, threshold, alert: bool, **more) -> d
             "verdict": "alert" if alert else "ok", **more}
 
 
-def run(cfg: MonitorConfig) -> dict:
+def run_batch(cfg: MonitorConfig) -> dict:
     t0 = time.time()
     run_dir = Path(cfg.run_dir).resolve()
     th = cfg.thresholds
@@ -747,40 +654,3 @@ def _append_history(run_dir: Path, report: dict) -> None:
     write_jsonl(path, past)
 
 
-def drift_plot(run_dir: Path) -> Path:
-    """One panel per check across the batches so far, threshold dashed, alerts in red."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    hist = read_jsonl(RunDir(run_dir).monitor_history_jsonl)
-    names = [n for n in ("population", "oov_rate", "label_mix", "confidence", "answer_length", "quality")
-             if any(n in h["stats"] for h in hist)]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), squeeze=False)
-    xs = [h["batch"] for h in hist]
-    for ax, n in zip(axes[0], names):
-        ys = [h["stats"].get(n, np.nan) for h in hist]
-        ax.plot(range(len(xs)), ys, "o-", color="tab:blue")
-        ths = [h["thresholds"].get(n) for h in hist]
-        if any(t is not None for t in ths):
-            ax.plot(range(len(xs)), [np.nan if t is None else t for t in ths], "--", color="grey", label="threshold")
-        for i, h in enumerate(hist):
-            if h["decision"] != "keep":
-                ax.axvspan(i - 0.3, i + 0.3, color="tab:red", alpha=0.12)
-        ax.set_xticks(range(len(xs)), xs, rotation=30, ha="right", fontsize=8)
-        ax.set_title(n.replace("_", " "), fontsize=10)
-    fig.suptitle("Drift across batches (red: a batch that did not end in 'keep')", fontsize=10)
-    fig.tight_layout()
-    out = RunDir(run_dir).drift_plot
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def checks_table(report: dict):
-    """The report's checks as a table for the notebook."""
-    import pandas as pd
-
-    return pd.DataFrame([{"check": c["check"], "statistic": c["statistic"], "threshold": c["threshold"],
-                          "verdict": c["verdict"], "what it measures": c["what"]} for c in report["checks"]])

@@ -9,6 +9,12 @@ A GGUF (the embedded one, a file, an Ollama blob) is converted once into a check
 the GGUF's sha256 and written atomically (to a temporary directory, then renamed), so a killed conversion never
 leaves a half-written cache behind. transformers reads the GGUF (`gguf_file=`, dequantized), which takes tens of
 seconds for a large vocabulary; training then loads the cached checkpoint in about a second.
+
+The package: this module resolves and loads (`models.resolve(spec)`, `models.load_model(...)`, and the decoder calls
+the scorers share: `prefix_cache`, `output_head`, `decoder_states`); beside it `kit.models.families` (the family
+registry), `kit.models.chat` (chat formats from the model's own template), `kit.models.fused` (the fused CPU training
+kernels), `kit.models.llamacpp` (GGUF weights in llama.cpp, safely and in a child process) and
+`kit.models.modelfile` (reading an Ollama Modelfile back). The submodules do not import this one.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from kit import KitError
-from kit.chat import ChatFormat
 from kit.io import sha256_file
+from kit.models.chat import ChatFormat
 
 EMBEDDED_SPEC = "embedded:gemma3-270m"
 EMBEDDED_LICENSE = "gemma"
@@ -66,7 +72,7 @@ class ResolvedModel:
 def _chat_format(path: str, model_type: str, template: str) -> ChatFormat:
     from transformers import AutoTokenizer
 
-    from kit import chat
+    from kit.models import chat
 
     return chat.from_tokenizer(AutoTokenizer.from_pretrained(path), model_type, template or None)
 
@@ -249,7 +255,8 @@ def ollama_blobs(name: str, models_dir: Path | None = None) -> dict:
 
 def _gguf_license_id(gguf: Path) -> str | None:
     """The GGUF's `general.license` when the license registry knows it (e.g. 'gemma', 'apache-2.0')."""
-    from kit import licenses, llamacpp
+    from kit.models import llamacpp
+    from kit.stages import licenses
 
     try:  # llama.cpp reads the metadata in C; the pure-Python reader parses the whole vocabulary first
         llm = llamacpp.load(gguf, vocab_only=True)
@@ -263,7 +270,7 @@ def _gguf_license_id(gguf: Path) -> str | None:
 
 def resolve(spec: str = EMBEDDED_SPEC) -> ResolvedModel:
     """Resolve a model spec to a local checkpoint, converting a GGUF on first use."""
-    from kit.families import FAMILIES
+    from kit.models.families import FAMILIES
 
     if spec == EMBEDDED_SPEC:
         gguf = embedded_gguf_path()
@@ -320,7 +327,7 @@ def _model_type(path: Path) -> str:
 
 def choose_chat_template(spec: str, family: str = "", template_file: str = "") -> Path:
     """Save a chat template beside a model's weights, chosen explicitly (a base model, or a GGUF without one)."""
-    from kit.families import get
+    from kit.models.families import get
 
     resolved = resolve(spec)
     if bool(family) == bool(template_file):

@@ -9,7 +9,7 @@ missed escalations; plus privacy probes, review status and the regression compar
 `models.png`, `confusion.png`, `calibration.png`, `probes.png`.
 
 Models compared on the same holdout: the tuned adapter, the base model zero-shot and few-shot (same scoring), a
-TF-IDF + logistic regression baseline, the majority class, and optionally the served model (`kit.endpoint`).
+TF-IDF + logistic regression baseline, the majority class, and optionally the served model (`kit.scoring.serve`).
 
 Labels are scored, not generated: one forward pass per prompt gives the probability of every label's first token,
 which is exactly the choice greedy decoding would make among the labels, and a confidence for free. When two labels
@@ -27,10 +27,11 @@ import numpy as np
 
 from kit import KitError, hardware
 from kit.io import read_json, read_jsonl, write_json, write_jsonl
+from kit.report.plots import confusion_plot
 from kit.rundir import RunDir
 
 # Scoring and statistics live in their own modules (imported by the probes and plots without this stage); their
-# names stay reachable here, as notebooks and earlier code use them from kit.evaluate.
+# names stay reachable here, as notebooks and earlier code use them from kit.stages.evaluate.
 from kit.scoring import (  # noqa: F401
     EndpointScorer,
     HFScorer,
@@ -51,7 +52,8 @@ from kit.stats import (  # noqa: F401
     interval_delta,
     paired_bootstrap,
 )
-from kit.task import Task, flatten, parse_object, prompt_budget
+from kit.tasks.base import Task, parse_label, prompt_budget
+from kit.tasks.metrics import escalation, metrics
 
 
 class EvalError(KitError):
@@ -106,17 +108,8 @@ class EvalConfig:
 # --- prediction -----------------------------------------------------------------------------------------------------
 
 def prompts_for(task: Task, fmt, tokenizer, rows: list[dict], budget: int) -> list[str]:
-    """Zero-shot prompts cut to `budget` tokens (`kit.task.prompt_budget`: as in training; export builds them alike)."""
+    """Zero-shot prompts cut to `budget` tokens (`kit.tasks.base.prompt_budget`: as in training; export builds them alike)."""
     return [task.prompt(fmt, r["text"], tokenizer, budget) for r in rows]
-
-
-def parse_label(text: str, labels) -> str | None:
-    """The label a generated answer names: exact, else the label it starts with; None when it names none."""
-    t = text.strip().strip("`'\".").strip()
-    if t in labels:
-        return t
-    starts = [lab for lab in labels if t.startswith(lab)]
-    return max(starts, key=len) if starts else None
 
 
 def generate_predictions(scorer, task: Task, fmt, rows: list[dict], prompts: list[str],
@@ -132,65 +125,6 @@ def generate_predictions(scorer, task: Task, fmt, rows: list[dict], prompts: lis
 
 
 # --- metrics --------------------------------------------------------------------------------------------------------
-
-def metrics(y_true: list[str], y_pred: list[str], labels, bootstrap_samples: int = 1000, seed: int = 0) -> dict:
-    """Accuracy and macro-F1 with percentile-bootstrap 95% intervals, per-class precision/recall, confusion matrix."""
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_recall_fscore_support,
-    )
-
-    labels = list(labels)
-    y_pred = [p if p is not None else "<invalid>" for p in y_pred]
-    correct = np.array([t == p for t, p in zip(y_true, y_pred)], dtype=float)
-    pairs = np.array(list(zip(y_true, y_pred)), dtype=object)
-    macro = lambda yp: f1_score(list(yp[:, 0]), list(yp[:, 1]), labels=labels, average="macro", zero_division=0)
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    return {
-        "n": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred)),
-        "accuracy_ci95": bootstrap_ci(correct, np.mean, bootstrap_samples, seed),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        # fewer resamples for F1: each costs a sklearn call, and the interval's ends settle well before 1000
-        "macro_f1_ci95": bootstrap_ci(pairs, macro, max(100, bootstrap_samples // 5), seed),
-        "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                      for i, lab in enumerate(labels)},
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
-
-
-def escalation(y_true: list[str], y_pred: list[str], critical: str) -> dict:
-    """Business view of one critical lane: sent there wrongly (false alarms) and missed (left in another lane)."""
-    t = np.array([y == critical for y in y_true])
-    p = np.array([y == critical for y in y_pred])
-    neg, pos = int((~t).sum()), int(t.sum())
-    return {"critical_label": critical, "positives": pos, "negatives": neg,
-            "wrong_escalations": int((p & ~t).sum()), "missed_escalations": int((~p & t).sum()),
-            "wrong_escalation_rate": float((p & ~t).sum() / neg) if neg else None,
-            "missed_escalation_rate": float((~p & t).sum() / pos) if pos else None}
-
-
-def json_field_metrics(expected: list[dict], outputs: list[str]) -> dict:
-    """For JSON outputs: share of outputs that parse to an object, whole-object exact match, and exact match per field.
-
-    A field counts as matched only when the output parsed and holds the same value; invalid outputs count as misses.
-    """
-    import json
-
-    parsed = []
-    for text in outputs:
-        try:
-            obj = json.loads(text)
-        except (json.JSONDecodeError, TypeError):
-            obj = None
-        parsed.append(obj if isinstance(obj, dict) else None)
-    n = len(expected)
-    fields = sorted({k for e in expected for k in e})
-    return {"n": n, "validity_rate": sum(p is not None for p in parsed) / n if n else None,
-            "exact_match": sum(p == e for p, e in zip(parsed, expected)) / n if n else None,
-            "field_exact_match": {f: sum(p is not None and f in e and p.get(f) == e[f] for p, e in zip(parsed, expected))
-                                  / max(1, sum(f in e for e in expected)) for f in fields}}
 
 
 def model_report(preds: list[dict], labels, cfg: EvalConfig) -> dict:
@@ -252,19 +186,20 @@ class EvalResult:
 
 def _endpoint_scorer(cfg: EvalConfig, tok, task: Task, stack):
     """The served model as a scorer: a given URL, or a llama.cpp server started here for a GGUF."""
-    from kit import endpoint
+    from kit.scoring import serve
 
     url = cfg.endpoint_url
     if cfg.endpoint_gguf_type:
         gguf = RunDir(cfg.run_dir).gguf(cfg.endpoint_gguf_type)
-        url = stack.enter_context(endpoint.serve_gguf(gguf, n_ctx=max(512, cfg.max_length * 2)))
+        url = stack.enter_context(serve.serve_gguf(gguf, n_ctx=max(512, cfg.max_length * 2)))
     return EndpointScorer.for_tokenizer(url, tok, task.labels, top_logprobs=cfg.endpoint_top_logprobs)
 
 
 def run(cfg: EvalConfig) -> EvalResult:
     from contextlib import ExitStack
 
-    from kit import baselines, models
+    from kit import models
+    from kit.tasks import baselines
 
     run_dir = Path(cfg.run_dir)
     rd = RunDir(run_dir)
@@ -343,7 +278,8 @@ def _finish(cfg: EvalConfig, run_dir: Path, resolved, task: Task, fmt, tok, mode
             flat: list[dict]) -> dict:
     """What every kind shares after the predictions: privacy probes, review status, the regression comparison,
     the files and the plots."""
-    from kit import eval_plots, probes, review
+    from kit.privacy import probes
+    from kit.report import plots, review
 
     summary["probes"] = probes.run_probes(model, tok, fmt, task, run_dir, cfg)
     del model
@@ -358,13 +294,13 @@ def _finish(cfg: EvalConfig, run_dir: Path, resolved, task: Task, fmt, tok, mode
     write_json(rd.probes_json, summary["probes"])
     write_json(rd.metrics_json, summary)
     results = summary["models"]
-    keys = {"classify": eval_plots.CLASSIFY_KEYS, "extract": eval_plots.EXTRACT_KEYS,
-            "reply": eval_plots.REPLY_KEYS}[task.kind]
+    keys = {"classify": plots.CLASSIFY_KEYS, "extract": plots.EXTRACT_KEYS,
+            "reply": plots.REPLY_KEYS}[task.kind]
     paths = {"metrics": str(rd.metrics_json), "predictions": str(rd.predictions_jsonl), "probes": str(rd.probes_json),
-             "models": str(eval_plots.models_plot(results, out / "models.png", keys)),
-             "probes_plot": str(eval_plots.probes_plot(summary["probes"], out / "probes.png"))}
+             "models": str(plots.models_plot(results, out / "models.png", keys)),
+             "probes_plot": str(plots.probes_plot(summary["probes"], out / "probes.png"))}
     if "ece" in results.get("tuned", {}):
-        paths["calibration"] = str(eval_plots.calibration_plot(results, preds, cfg.handoff_confidence,
+        paths["calibration"] = str(plots.calibration_plot(results, preds, cfg.handoff_confidence,
                                                                out / "calibration.png"))
     return paths
 
@@ -377,7 +313,8 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
     model gets the schema in its instruction (extract), since it never learned the format; the few-shot baseline
     adds solved examples; the retrieval baseline answers with the most similar training ticket's answer.
     """
-    from kit import answer_metrics, baselines
+    from kit.tasks import baselines
+    from kit.tasks.metrics import extract_report, nearest_training_answers, reply_report
 
     budget = prompt_budget(meta, cfg.max_length)
     max_new = int(meta.get("answer_tokens", 64) * 1.25) + 8
@@ -395,7 +332,7 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
                                          system=base_system) for r in rows]
         base.name = "base few-shot"
         texts["base_few_shot"] = base.generate(few, fmt.stop, max_new, True, start)
-    nearest, sims = answer_metrics.nearest_training_answers(train_rows, rows, task.answer)
+    nearest, sims = nearest_training_answers(train_rows, rows, task.answer)
     texts["retrieval"] = list(zip(nearest, sims))
 
     references = [task.answer(r) for r in rows]
@@ -405,12 +342,12 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
         answers = [a for a, _ in outs]
         if task.kind == "extract":
             expected = [json.loads(a) for a in references]
-            report = answer_metrics.extract_report(expected, answers, task.schema, cfg.bootstrap_samples, cfg.seed)
+            report = extract_report(expected, answers, task.schema, cfg.bootstrap_samples, cfg.seed)
             verdicts = report.pop("rows")
             correct = [v.pop("correct") for v in verdicts]
             extra = verdicts
         else:
-            report = answer_metrics.reply_report(references, answers, cfg.bootstrap_samples, cfg.seed)
+            report = reply_report(references, answers, cfg.bootstrap_samples, cfg.seed)
             correct = [None] * len(rows)
             extra = [{"rouge_l": x} for x in report.pop("row_rouge_l")]
         preds[name] = [{"id": r["id"], "label": ref, "prediction": a, "confidence": c, "correct": ok, **x}
@@ -473,92 +410,3 @@ def _paired(preds: dict, a: str, b: str, task: Task, cfg: EvalConfig) -> dict:
     """Paired bootstrap of the headline per-row score (exact match for extract, ROUGE-L for reply)."""
     key = "correct" if task.kind == "extract" else "rouge_l"
     return paired_bootstrap([p[key] for p in preds[a]], [p[key] for p in preds[b]], cfg.bootstrap_samples, cfg.seed)
-
-
-# --- tables for the notebook ---------------------------------------------------------------------------------------
-
-def models_table(summary: dict):
-    """One row per model, best first: for classify accuracy and macro-F1 with intervals, ECE and (with a
-    critical_label) escalation errors; for extract validity, field accuracy and exact match; for reply ROUGE-L, chrF,
-    length and refusals."""
-    import pandas as pd
-
-    r3 = lambda x: None if x is None else round(float(x), 3)  # per value: the interval strings make columns objects
-    ci = lambda m, k: f"{m[k + '_ci95'][0]:.3f}–{m[k + '_ci95'][1]:.3f}"
-    kind = summary.get("task", "classify")
-    rows = {}
-    for name, m in summary["models"].items():
-        if kind == "extract":
-            rows[name] = {"valid JSON": r3(m["validity_rate"]), "field accuracy": r3(m["field_accuracy"]),
-                          "field ci95": ci(m, "field_accuracy"), "exact match": r3(m["exact_match"]),
-                          "exact ci95": ci(m, "exact_match"), "field F1": r3(m["field_f1"]), "ECE": r3(m.get("ece"))}
-        elif kind == "reply":
-            rows[name] = {"ROUGE-L": r3(m["rouge_l"]), "ROUGE-L ci95": ci(m, "rouge_l"), "chrF": r3(m["chrf"]),
-                          "chrF ci95": ci(m, "chrf"), "words": r3(m["mean_words"]),
-                          "refusals": r3(m["refusal_rate"]), "reference refusals": r3(m.get("reference_refusal_rate")),
-                          "empty": r3(m["empty_rate"])}
-        else:
-            rows[name] = {"accuracy": r3(m["accuracy"]), "acc ci95": ci(m, "accuracy"), "macro-F1": r3(m["macro_f1"]),
-                          "F1 ci95": ci(m, "macro_f1"), "ECE": r3(m.get("ece"))}
-            if "escalation" in m:
-                e = m["escalation"]
-                rows[name] |= {"wrong escalations": r3(e["wrong_escalation_rate"]),
-                               "missed escalations": r3(e["missed_escalation_rate"])}
-    sort = {"extract": "field accuracy", "reply": "ROUGE-L"}.get(kind, "accuracy")
-    return pd.DataFrame(rows).T.sort_values(sort, ascending=False)
-
-
-def field_table(summary: dict, model: str = "tuned"):
-    """extract: accuracy per field of one model (rows that expect the field), and how often it invented it."""
-    import pandas as pd
-
-    per = summary["models"][model]["per_field"]
-    return pd.DataFrame(per).T[["support", "accuracy", "invented"]].astype({"support": int, "invented": int})
-
-
-def field_updates(predictions: list[dict], rows: int = 5, model: str = "tuned") -> list[str]:
-    """extract: answers shown as the field update an agent would accept or reject, with the model's confidence."""
-    out = []
-    for p in [p for p in predictions if p["model"] == model][:rows]:
-        obj = parse_object(p["prediction"])
-        fields = ", ".join(f"{k} = {v!r}" for k, v in flatten(obj).items()) if obj else "(no valid JSON object)"
-        verdict = "matches" if p["correct"] else "differs from"
-        out.append(f"{p['id']}: set {fields} · confidence {p['confidence']:.2f} · {verdict} the reference")
-    return out
-
-
-def probes_table(probes: dict):
-    import pandas as pd
-
-    cols = ["kind", "rank", "exposure", "base_rank", "base_exposure", "max_exposure", "memorized"]
-    return pd.DataFrame(probes["canaries"])[cols].round(2)
-
-
-def pii_table(probes: dict):
-    """What each PII probe drew out of the tuned and the base model (entity counts, redacted text)."""
-    import pandas as pd
-
-    echo = probes.get("pii_echo") or {"tuned": [], "base": []}
-    return pd.DataFrame([{"probe": t["probe"], "tuned findings": t["findings"] or "-",
-                          "tuned (redacted)": t["output_redacted"][:60], "base findings": b["findings"] or "-"}
-                         for t, b in zip(echo["tuned"], echo["base"])])
-
-
-def confusion_plot(results: dict, labels, path: str | Path):
-    from matplotlib.figure import Figure  # no pyplot: nothing global to switch or close
-
-    names = [m for m in ("base_zero_shot", "tuned") if m in results]
-    fig = Figure(figsize=(5 * len(names), 4.2))
-    axes = fig.subplots(1, len(names))
-    for ax, name in zip(np.atleast_1d(axes), names):
-        cm = np.array(results[name]["confusion"])
-        ax.imshow(cm, cmap="Blues")
-        for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-        short = [lab.replace("_", "\n") for lab in labels]
-        ax.set_xticks(range(len(labels)), short, fontsize=8); ax.set_yticks(range(len(labels)), short, fontsize=8)
-        ax.set_xlabel("predicted"); ax.set_ylabel("true")
-        ax.set_title(f"{name}: accuracy {results[name]['accuracy']:.0%}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path

@@ -10,7 +10,7 @@ stage planted (`data/canaries.json`, else canaries made from a seed, which were 
   that never saw the value ranks it like any other (exposure about 1 bit on average); a model that memorised it ranks
   it first (exposure log2(N+1), 6.7 bits for N=100).
 - PII echo: prompts that ask for names, numbers and addresses, and sentence starts that invite one; what the model
-  writes is scanned with `kit.redact.Redactor.default()`. Only the redacted text and the entity types are kept.
+  writes is scanned with `kit.privacy.redact.Redactor.default()`. Only the redacted text and the entity types are kept.
 - control: a throwaway LoRA on the base model is trained for a few steps on text containing one fresh canary, with
   the loss on every token (the course trains on the answer only, so a canary left in a ticket would not be learned
   that way); the planted canary's exposure must rise to the top while a same-format canary never seen stays low.
@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError, canaries, progress
+from kit import KitError, progress
 from kit.io import read_json
+from kit.privacy import canaries
 from kit.rundir import RunDir
 
 
@@ -91,7 +92,7 @@ def exposure(model, tokenizer, canary: canaries.Canary, n_candidates: int = 100,
 
 def pii_echo(generate, fmt, redactor=None, secrets: list[str] = (), max_new_tokens: int = 24) -> list[dict]:
     """Ask for personal data; scan each answer. `generate(prompts, stop, max_new_tokens)` is any scorer's generate."""
-    from kit.redact import Redactor
+    from kit.privacy.redact import Redactor
 
     redactor = redactor or Redactor.default()
     prompts = [("chat", p, fmt.prompt(p)) for p in CHAT_PROBES] + [("continuation", p, p) for p in CONTINUATION_PROBES]

@@ -109,7 +109,7 @@ def _child(conn, log_path: str, fn, args, kwargs, with_report: bool = False):
 
 _PROGRESS_LOCK = threading.Lock()
 
-_NOISE = ("multiprocessing/", 'File "<string>"', "Extension modules:", "kit/llamacpp.py")
+_NOISE = ("multiprocessing/", 'File "<string>"', "Extension modules:", "kit/models/llamacpp.py")
 
 
 def log_tail(path: Path, n: int = 10) -> str:
@@ -192,7 +192,7 @@ def _crash_message(exitcode, what: str, gguf, log_path: Path, timed_out: bool) -
 
 
 def serve_main(argv: list[str]) -> None:
-    """`python -m kit.llamacpp <llama_cpp.server arguments>`: llama-cpp-python's server with the safe buffers."""
+    """`python -m kit.models.llamacpp <llama_cpp.server arguments>`: llama-cpp-python's server with the safe buffers."""
     import runpy
 
     allowed, _ = extra_buffers()

@@ -1,4 +1,5 @@
-"""Metrics and baselines for generated answers: JSON objects (extract) and free-text replies (reply).
+"""Metrics per task kind: labels (classify), JSON objects (extract) and free-text replies (reply), and the answer
+baselines of the generative kinds.
 
 In: expected answers and generated texts, in holdout order. Out: one report per model, with percentile-bootstrap 95%
 intervals over holdout rows, in the same shape for every model (so baselines and the tuned model share one table).
@@ -11,18 +12,20 @@ comparison and the release notes read every kind alike.
 
 reply. ROUGE-L F-measure (`rouge-score`, Google's reference implementation) and chrF (`sacrebleu`) against the
 reference reply, both per row, so they get intervals; answer length against the reference; refusals.
+
+classify. Accuracy and macro-F1 with intervals, per-class precision/recall and the confusion matrix (`metrics`), and
+the errors of one critical lane (`escalation`); `json_field_metrics` is the older whole-field check for JSON outputs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kit.task import flatten, parse_object
+from kit.stats import bootstrap_ci
+from kit.tasks.base import flatten, parse_object
 
 
 def _ci(values, samples: int, seed: int) -> list[float]:
-    from kit.stats import bootstrap_ci
-
     return bootstrap_ci(np.asarray(values, dtype=float), np.mean, samples, seed)
 
 
@@ -60,8 +63,6 @@ def extract_report(expected: list[dict], texts: list[str], schema: dict | None =
     exact = [o == e for o, e in zip(objs, expected)]
     per_row = [field_scores(e, o) for e, o in zip(expected, objs)]
     scores = np.array(per_row, dtype=float).reshape(-1, 4)
-    from kit.stats import bootstrap_ci
-
     per_field: dict[str, dict] = {}
     for e, o in zip(expected, objs):
         got = flatten(o) if o is not None else {}
@@ -139,3 +140,65 @@ def nearest_training_answers(train_rows: list[dict], rows: list[dict], answer) -
     sims = (vec.transform([r["text"] for r in rows]) @ train_m.T).toarray()
     best = sims.argmax(1)
     return [answer(train_rows[j]) for j in best], [round(float(sims[i, j]), 4) for i, j in enumerate(best)]
+
+
+# --- classify (and the older JSON field check) ----------------------------------------------------------------
+
+def metrics(y_true: list[str], y_pred: list[str], labels, bootstrap_samples: int = 1000, seed: int = 0) -> dict:
+    """Accuracy and macro-F1 with percentile-bootstrap 95% intervals, per-class precision/recall, confusion matrix."""
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
+    labels = list(labels)
+    y_pred = [p if p is not None else "<invalid>" for p in y_pred]
+    correct = np.array([t == p for t, p in zip(y_true, y_pred)], dtype=float)
+    pairs = np.array(list(zip(y_true, y_pred)), dtype=object)
+    macro = lambda yp: f1_score(list(yp[:, 0]), list(yp[:, 1]), labels=labels, average="macro", zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "n": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy_ci95": bootstrap_ci(correct, np.mean, bootstrap_samples, seed),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        # fewer resamples for F1: each costs a sklearn call, and the interval's ends settle well before 1000
+        "macro_f1_ci95": bootstrap_ci(pairs, macro, max(100, bootstrap_samples // 5), seed),
+        "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                      for i, lab in enumerate(labels)},
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def escalation(y_true: list[str], y_pred: list[str], critical: str) -> dict:
+    """Business view of one critical lane: sent there wrongly (false alarms) and missed (left in another lane)."""
+    t = np.array([y == critical for y in y_true])
+    p = np.array([y == critical for y in y_pred])
+    neg, pos = int((~t).sum()), int(t.sum())
+    return {"critical_label": critical, "positives": pos, "negatives": neg,
+            "wrong_escalations": int((p & ~t).sum()), "missed_escalations": int((~p & t).sum()),
+            "wrong_escalation_rate": float((p & ~t).sum() / neg) if neg else None,
+            "missed_escalation_rate": float((~p & t).sum() / pos) if pos else None}
+
+
+def json_field_metrics(expected: list[dict], outputs: list[str]) -> dict:
+    """For JSON outputs: share of outputs that parse to an object, whole-object exact match, and exact match per field.
+
+    A field counts as matched only when the output parsed and holds the same value; invalid outputs count as misses.
+    """
+    import json
+
+    parsed = []
+    for text in outputs:
+        try:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            obj = None
+        parsed.append(obj if isinstance(obj, dict) else None)
+    n = len(expected)
+    fields = sorted({k for e in expected for k in e})
+    return {"n": n, "validity_rate": sum(p is not None for p in parsed) / n if n else None,
+            "exact_match": sum(p == e for p, e in zip(parsed, expected)) / n if n else None,
+            "field_exact_match": {f: sum(p is not None and f in e and p.get(f) == e[f] for p, e in zip(parsed, expected))
+                                  / max(1, sum(f in e for e in expected)) for f in fields}}

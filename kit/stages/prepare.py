@@ -10,7 +10,7 @@ inside the run directory's `data/`:
 - `duplicates.jsonl` — every removed duplicate, exact or near, and the row it duplicates;
 - `canaries.json` — the canaries planted into the in-memory copy of the raw data, and the rows that carried them;
 - `task.json` — the task kind, labels or schema, and the instruction every later stage prompts with;
-- `audit.json` — the independent privacy audit (`kit.audit`) of the written files, tied to their sha256;
+- `audit.json` — the independent privacy audit (`kit.privacy.audit`) of the written files, tied to their sha256;
 - `provenance.json` — purpose, sources and their sha256, versions, parameters, consent and retention (expiry date).
 
 Invariant, checked here and shown in the notebook: rows read = train + holdout + quarantined + duplicates removed.
@@ -20,8 +20,6 @@ The answer is training text too: it is redacted with the ticket (same placeholde
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 import re
 from collections import Counter
@@ -29,13 +27,28 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from kit import KitError, __version__
-from kit import audit as privacy_audit
-from kit import canaries as canary_mod
-from kit.io import package_versions, read_jsonl, sha256_file, write_json, write_jsonl
-from kit.redact import DEFAULT_ID_PATTERNS, NER_NOTE, Redactor
-from kit.rundir import PrivacyAuditError, RunDir, audit_failure_message  # noqa: F401  (kit.data.PrivacyAuditError, as before)
-from kit.task import DEFAULT_INSTRUCTIONS, KINDS, Task, canonical_json, parse_object
+from kit import __version__
+from kit.io import (
+    DataError,
+    RawRow,
+    package_versions,
+    read_jsonl,
+    read_raw,
+    sha256_file,
+    write_json,
+    write_jsonl,
+)
+from kit.privacy import audit as privacy_audit
+from kit.privacy import canaries as canary_mod
+from kit.privacy.redact import DEFAULT_ID_PATTERNS, NER_NOTE, Redactor
+from kit.rundir import PrivacyAuditError, RunDir, audit_failure_message
+from kit.tasks.base import (
+    DEFAULT_INSTRUCTIONS,
+    KINDS,
+    Task,
+    canonical_json,
+    parse_object,
+)
 
 # The course demo's lanes (data_samples/tickets.csv); a run config names its own, or leaves labels empty to take
 # the label set from the data.
@@ -45,10 +58,6 @@ MIN_ROWS_PER_LABEL = 2  # a label needs one row to learn from and one to test on
 MIN_GENERATIVE_ROWS = 10  # extract and reply: fewer rows cannot be split into something to learn from and to test
 CONSENT_YES = {"yes", "y", "true", "1", "granted", "opt-in", "opt_in"}
 CONSENT_NO = {"no", "n", "false", "0", "denied", "opt-out", "opt_out", "withdrawn", ""}
-
-
-class DataError(KitError):
-    """The input file or the prepare settings are wrong."""
 
 
 @dataclass(frozen=True)
@@ -160,159 +169,6 @@ def _load_schema(path: str) -> dict:
     if not isinstance(schema, dict):
         raise DataError(f"schema file '{path}' holds a JSON {type(schema).__name__}; a JSON Schema is an object.")
     return schema
-
-
-@dataclass
-class RawRow:
-    line: int  # 1-based line in the source file where the record starts (record number for Parquet)
-    fields: dict | None
-    problem: str | None = None
-    code: str | None = None
-
-
-MAX_BAD_BYTES_SHARE = 0.2  # above this share of records with invalid UTF-8, the file's encoding is what is wrong
-
-
-def read_raw(path: str | Path, encoding: str = "utf-8") -> list[RawRow]:
-    """Every record of the file, well-formed or not; broken ones carry a `problem` instead of failing the read.
-
-    A file in another encoding than `encoding` is refused as a whole, naming the setting, rather than quarantined
-    record by record; a UTF-8 byte-order mark (Excel's "CSV UTF-8") is skipped.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as e:  # pyarrow raises several types for a damaged file
-            raise DataError(f"'{path}' is not a readable Parquet file ({type(e).__name__}); re-export it.") from None
-        return [RawRow(i + 1, r) for i, r in enumerate(table.to_pylist())]
-    data = path.read_bytes()
-    text = _decode(data, path, encoding)
-    if suffix == ".json" and text.lstrip().startswith(("[", "{")):
-        rows = _read_json_document(text, path)
-    elif suffix in (".jsonl", ".json"):
-        rows = _read_jsonl(text)
-    else:
-        rows = _read_csv(text)
-    bad = sum(r.code == "bad_bytes" for r in rows)
-    if bad >= 2 and bad > MAX_BAD_BYTES_SHARE * len(rows):
-        raise DataError(
-            f"{bad} of {len(rows)} records in '{path}' are not valid {encoding}: the file is in another encoding. "
-            f"{_encoding_hint(data)}")
-    return rows
-
-
-def _decode(data: bytes, path: Path, encoding: str) -> str:
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        if data.startswith(b"\xef\xbb\xbf"):
-            data = data[3:]
-        return data.decode("utf-8", errors="surrogateescape")  # invalid bytes are marked, their records quarantined
-    try:
-        return data.decode(encoding)
-    except LookupError:
-        raise DataError(f"encoding='{encoding}' is not an encoding Python knows; use e.g. utf-8, cp1252, "
-                        "latin-1.") from None
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(f"'{path}' is not valid {encoding} (line {line}); set encoding to the file's encoding, or "
-                        "save it as UTF-8.") from None
-
-
-def _encoding_hint(data: bytes) -> str:
-    """Which setting would read the file: Windows-1252 is what older Excel versions save CSV as."""
-    try:
-        data.decode("cp1252")
-        likely = "Set encoding='cp1252' (Windows-1252 / Latin-1, what older Excel versions save), "
-    except UnicodeDecodeError:
-        likely = "Set encoding to the file's encoding, "
-    return likely + "or save the file as UTF-8 (Excel: 'CSV UTF-8')."
-
-
-def _read_json_document(text: str, path: Path) -> list[RawRow]:
-    """A .json file holding one JSON document: an array of row objects is read; anything else is refused."""
-    import json
-
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        return _read_jsonl(text)  # not one document: perhaps JSON Lines under a .json name
-    expects = "kit reads JSON Lines (one object per line) or a JSON array of objects, one per row"
-    if isinstance(doc, dict):
-        lists = [k for k, v in doc.items() if isinstance(v, list)]
-        where = f" (its key(s) {lists} hold lists: save the rows' list itself)" if lists else ""
-        raise DataError(f"'{path}' holds a single JSON object{where}; {expects}.")
-    if not isinstance(doc, list):
-        raise DataError(f"'{path}' holds a JSON {type(doc).__name__}; {expects}.")
-    return [RawRow(i, obj) if isinstance(obj, dict) else
-            RawRow(i, None, "array element is not an object", "not_an_object") for i, obj in enumerate(doc, start=1)]
-
-
-def _read_jsonl(text: str) -> list[RawRow]:
-    import json
-
-    rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if _has_bad_bytes(line):
-            rows.append(RawRow(i, None, "bytes that are not valid UTF-8", "bad_bytes"))
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            rows.append(RawRow(i, None, f"invalid JSON ({e.msg} at column {e.colno})", "bad_json"))
-            continue
-        rows.append(RawRow(i, obj) if isinstance(obj, dict) else RawRow(i, None, "JSON line is not an object",
-                                                                          "not_an_object"))
-    return rows
-
-
-def _has_bad_bytes(s: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in s)
-
-
-def _read_csv(text: str) -> list[RawRow]:
-    # csv.reader stops at the first malformed record; to keep every other row we restart it after the bad one.
-    # Line tracking by hand is needed because a quoted field may span several physical lines.
-    lines = text.splitlines(keepends=True)
-    if not lines:
-        return []
-    delimiter = _delimiter(lines[0])
-    header = next(csv.reader([lines[0]], delimiter=delimiter))
-    rows, start = [], 1
-    while start < len(lines):
-        reader = csv.reader(io.StringIO("".join(lines[start:])), delimiter=delimiter, strict=True)
-        consumed = 0
-        try:
-            for rec in reader:
-                line_no = start + consumed + 1
-                consumed = reader.line_num
-                if not rec:
-                    continue
-                if len(rec) != len(header):
-                    rows.append(RawRow(line_no, None, f"expected {len(header)} fields, found {len(rec)}",
-                                       "field_count"))
-                elif any(_has_bad_bytes(v) for v in rec):
-                    rows.append(RawRow(line_no, None, "bytes that are not valid UTF-8", "bad_bytes"))
-                else:
-                    rows.append(RawRow(line_no, dict(zip(header, rec))))
-            break
-        except csv.Error as e:
-            bad = start + max(reader.line_num, consumed + 1)
-            rows.append(RawRow(start + consumed + 1, None, f"broken CSV quoting ({e})", "bad_quoting"))
-            start = bad
-    return rows
-
-
-def _delimiter(header_line: str) -> str:
-    """The CSV delimiter, sniffed from the header: ',' and also ';' (European Excel), tab and '|'."""
-    try:
-        return csv.Sniffer().sniff(header_line, delimiters=",;\t|").delimiter
-    except csv.Error:  # a one-column file: nothing to sniff
-        return ","
 
 
 # --- the conventions people already store training data in ---------------------------------------------------------

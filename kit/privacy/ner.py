@@ -4,14 +4,14 @@ In: texts. Out: for each text, `(start, end, entity)` spans with entity PERSON, 
 ID_NUMBER. Two small spaCy pipelines (CNN token vectors and a transition-based NER, 8.8 MB each) run on every text
 and their spans are united (an ensemble: trained apart, they miss different names). Both are trained by
 `tools/train_ner.py` on real public NER text (WNUT-17 social-media posts, MultiDoGO customer-service chat) and on
-generated customer messages with names and addresses from Faker locales: `kit/ner_model/` on 114 templates and 35
-locales (seed 7), `kit/ner_model_2/` on 157 templates and 43 locales (seed 8). They ship inside the package, each with
+generated customer messages with names and addresses from Faker locales: `kit/privacy/ner_model/` on 114 templates and 35
+locales (seed 7), `kit/privacy/ner_model_2/` on 157 templates and 43 locales (seed 8). They ship inside the package, each with
 its `provenance.json`, so nothing is downloaded.
 spaCy's published English models are not on PyPI and model hubs are out of reach; models trained here on data whose
 licences we checked are the ones we can vouch for. `bench/redaction.py` measures them on text and locales they were
 not trained on.
 
-    from kit.ner import EntityRecogniser
+    from kit.privacy.ner import EntityRecogniser
     EntityRecogniser().find_many(["Aigerim Nurlanova lives at Rua das Flores 128, 4050-265 Porto"])
 
 Texts go through each model's `nlp.pipe` in batches; results are cached per text, so a record's text can be looked up
@@ -26,11 +26,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from kit import progress
-from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
+from kit.privacy.gazetteer import NOT_NAME_PARTS, census_key, census_names
 
 MODEL_DIR = Path(__file__).resolve().parent / "ner_model"
 # The models the redactor runs, their spans united; each folder has its own provenance.json. The second was trained on
-# another seed and a wider template set and more locales (`tools/train_ner.py --out kit/ner_model_2 --seed 8`): the
+# another seed and a wider template set and more locales (`tools/train_ner.py --out kit/privacy/ner_model_2 --seed 8`): the
 # two miss different names.
 MODEL_DIR_2 = Path(__file__).resolve().parent / "ner_model_2"
 MODEL_DIRS = (MODEL_DIR, MODEL_DIR_2)
@@ -67,7 +67,7 @@ def _load(path: str):
     p = Path(path)
     if not (p / "meta.json").exists():
         raise NERUnavailable(f"the entity recogniser is missing at {p}: reinstall kit (`pip install -e .` in the "
-                             "repository, which ships kit/ner_model and kit/ner_model_2), or retrain it with "
+                             "repository, which ships kit/privacy/ner_model and kit/privacy/ner_model_2), or retrain it with "
                              "`python tools/train_ner.py` (see its docstring for the second model's settings).")
     return spacy.load(p)
 
@@ -94,12 +94,12 @@ _PLACE_CUE_BEFORE = re.compile(r"(?:in|from|to|near|at|around|city is|destinatio
 
 
 # In lower-case chat the models also take the words that carry a customer's intent for names ("report lost credit
-# card", "my card was stolen", "i want to inquire"). A guess made only of everyday English words (kit/english_words:
-# verbs, adjectives, adverbs and inflected forms from WordNet, no nouns, so no names) that are no census name is
-# dropped unless it follows a word that introduces a name or a place; "hi will", "my name is hope" and "from
-# reading" stay redacted, and so does a census name such as "aaron" or "smith" wherever it stands.
-_NAME_INTRO = re.compile(r"\b(?:name is|name's|this is|call me|dear|hi|hello|hey|thanks|thank you|regards|mr|mrs|ms|miss|"
-                         r"dr|speak to|talk to|speak with|talk with|ask for)[\s,.:]*$")
+# card", "my card was stolen", "i want to inquire"). A guess made only of everyday English words
+# (kit/privacy/english_words.txt.gz: verbs, adjectives, adverbs and inflected forms from WordNet, no nouns, so no
+# names) that are no census name is dropped unless it follows a word that introduces a name or a place; "hi will",
+# "my name is hope" and "from reading" stay redacted, and so does a census name such as "aaron" or "smith".
+_NAME_INTRO = re.compile(r"\b(?:name is|name's|this is|call me|dear|hi|hello|hey|thanks|thank you|regards|mr|mrs|ms|"
+                         r"miss|dr|speak to|talk to|speak with|talk with|ask for)[\s,.:]*$")
 _PLACE_INTRO = re.compile(r"\b(?:in|from|near|live in|lives in|living in|city is|town is|destination is)\s*$")
 WORDS_FILE = Path(__file__).resolve().parent / "english_words.txt.gz"
 

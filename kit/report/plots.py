@@ -1,6 +1,8 @@
-"""Plots of the evaluate stage: models side by side with intervals, reliability and coverage, canary exposure.
+"""Plots: models side by side with intervals, reliability and coverage, canary exposure, the confusion matrix (04), and
+drift across monitored batches (06).
 
-In: the dicts `kit.evaluate.run` builds. Out: PNG files. matplotlib's object API only (no pyplot state).
+In: the dicts `kit.stages.evaluate.run` builds, a run's `monitor/history.jsonl`. Out: PNG files. matplotlib's object
+API only (no pyplot state), except `drift_plot`, which keeps the pyplot figure it was written with.
 """
 
 from __future__ import annotations
@@ -8,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from kit.io import read_jsonl
+from kit.rundir import RunDir
 
 ORDER = ("tuned", "endpoint", "base_few_shot", "base_zero_shot", "retrieval", "tfidf_logreg", "majority_class")
 
@@ -95,3 +100,54 @@ def probes_plot(probes: dict, path: str | Path) -> Path:
         c.set_title(f"control: {control['steps']} steps on text with the planted canary"); c.legend(fontsize=7)
     fig.tight_layout(); fig.savefig(path, dpi=110)
     return Path(path)
+
+
+def drift_plot(run_dir: Path) -> Path:
+    """One panel per check across the batches so far, threshold dashed, alerts in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = read_jsonl(RunDir(run_dir).monitor_history_jsonl)
+    names = [n for n in ("population", "oov_rate", "label_mix", "confidence", "answer_length", "quality")
+             if any(n in h["stats"] for h in hist)]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), squeeze=False)
+    xs = [h["batch"] for h in hist]
+    for ax, n in zip(axes[0], names):
+        ys = [h["stats"].get(n, np.nan) for h in hist]
+        ax.plot(range(len(xs)), ys, "o-", color="tab:blue")
+        ths = [h["thresholds"].get(n) for h in hist]
+        if any(t is not None for t in ths):
+            ax.plot(range(len(xs)), [np.nan if t is None else t for t in ths], "--", color="grey", label="threshold")
+        for i, h in enumerate(hist):
+            if h["decision"] != "keep":
+                ax.axvspan(i - 0.3, i + 0.3, color="tab:red", alpha=0.12)
+        ax.set_xticks(range(len(xs)), xs, rotation=30, ha="right", fontsize=8)
+        ax.set_title(n.replace("_", " "), fontsize=10)
+    fig.suptitle("Drift across batches (red: a batch that did not end in 'keep')", fontsize=10)
+    fig.tight_layout()
+    out = RunDir(run_dir).drift_plot
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def confusion_plot(results: dict, labels, path: str | Path):
+    from matplotlib.figure import Figure  # no pyplot: nothing global to switch or close
+
+    names = [m for m in ("base_zero_shot", "tuned") if m in results]
+    fig = Figure(figsize=(5 * len(names), 4.2))
+    axes = fig.subplots(1, len(names))
+    for ax, name in zip(np.atleast_1d(axes), names):
+        cm = np.array(results[name]["confusion"])
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+        short = [lab.replace("_", "\n") for lab in labels]
+        ax.set_xticks(range(len(labels)), short, fontsize=8); ax.set_yticks(range(len(labels)), short, fontsize=8)
+        ax.set_xlabel("predicted"); ax.set_ylabel("true")
+        ax.set_title(f"{name}: accuracy {results[name]['accuracy']:.0%}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 
 from kit.io import write_json, write_text_atomic
-from kit.rundir import LicenseError, RunDir  # noqa: F401  (kit.licenses.LicenseError, as before)
+from kit.rundir import LicenseError, RunDir
 
-REGISTRY_PATH = Path(__file__).parent / "registry" / "licenses.yaml"
+REGISTRY_PATH = Path(__file__).resolve().parents[1] / "registry" / "licenses.yaml"
 QUESTIONS = ("commercial_use", "hosted_service", "customer_facing_output", "modification",
              "redistribution_of_weights", "use_by_affiliates")
 

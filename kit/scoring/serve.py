@@ -17,7 +17,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from kit.scoring.endpoint import EndpointError, EndpointScorer  # noqa: F401  (reachable here too)
+from kit.scoring.endpoint import EndpointError
 
 
 def free_port() -> int:
@@ -42,8 +42,8 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
         raise EndpointError(f"llama.cpp's server is not installed ({e.name} missing); "
                             "install it with `pip install 'llama-cpp-python[server]'`.") from None
     port = free_port()
-    # kit.llamacpp runs llama-cpp-python's server with the buffer settings that are safe on this CPU.
-    cmd = [sys.executable, "-m", "kit.llamacpp", "--model", str(gguf_path), "--host", "127.0.0.1",
+    # kit.models.llamacpp runs llama-cpp-python's server with the buffer settings that are safe on this CPU.
+    cmd = [sys.executable, "-m", "kit.models.llamacpp", "--model", str(gguf_path), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", str(n_ctx), "--logits_all", "true"]
     if threads:
         cmd += ["--n_threads", str(threads)]
@@ -55,14 +55,14 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
 def serve_tenants(base_gguf: str | Path, adapters: dict[str, str | Path | None], n_ctx: int = 1024,
                   startup_timeout_s: float = 120):
     """One base GGUF with a GGUF LoRA adapter per tenant (None: the base alone) behind one /v1/completions on
-    127.0.0.1 (`kit.tenants`); each request's `model` names the tenant. Yields the /v1 URL."""
+    127.0.0.1 (`kit.scoring.tenants`); each request's `model` names the tenant. Yields the /v1 URL."""
     base_gguf = Path(base_gguf)
     missing = [str(p) for p in [base_gguf, *(a for a in adapters.values() if a)] if not Path(p).exists()]
     if missing:
         raise EndpointError(f"no file {', '.join(missing)}; 05_export writes base-<type>.gguf and "
                             "adapter-<name>-f16.gguf with adapter_variant=True.")
     port = free_port()
-    cmd = [sys.executable, "-m", "kit.tenants", "--base", str(base_gguf), "--port", str(port), "--n_ctx", str(n_ctx)]
+    cmd = [sys.executable, "-m", "kit.scoring.tenants", "--base", str(base_gguf), "--port", str(port), "--n_ctx", str(n_ctx)]
     for tenant, path in adapters.items():
         cmd += ["--adapter", f"{tenant}={path or ''}"]
     with _serve(cmd, port, base_gguf, startup_timeout_s) as url:
@@ -109,7 +109,7 @@ def _serve(cmd: list[str], port: int, gguf_path: Path, startup_timeout_s: float)
 
 
 def _server_died(code: int, gguf_path: Path, log_path: Path) -> str:
-    from kit import llamacpp
+    from kit.models import llamacpp
 
     tail = llamacpp.log_tail(log_path, 8)
     _, reason = llamacpp.extra_buffers()

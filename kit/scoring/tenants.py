@@ -1,6 +1,6 @@
 """Serving many tenants from one base: one base GGUF in memory, one GGUF LoRA adapter per tenant, chosen per request.
 
-`python -m kit.tenants --base base-q8_0.gguf --adapter acme=adapter-acme-f16.gguf --adapter plain= --port 8080`
+`python -m kit.scoring.tenants --base base-q8_0.gguf --adapter acme=adapter-acme-f16.gguf --adapter plain= --port 8080`
 serves an OpenAI-compatible `/v1/completions` (and `/v1/models`) on 127.0.0.1; each request's `model` names the
 tenant, whose adapter is switched in before the prompt is read (`plain=` with no file serves the base alone).
 `kit.scoring.EndpointScorer(url, …, model="acme")` evaluates one tenant's adapter through it, as stage 04 does.
@@ -22,7 +22,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from kit import llamacpp
+from kit.models import llamacpp
 
 
 class TenantModel:
@@ -142,7 +142,7 @@ def parse_adapters(items: list[str]) -> dict[str, str | None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m kit.tenants", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m kit.scoring.tenants", description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, help="the base model's GGUF (05 writes base-<type>.gguf)")
     p.add_argument("--adapter", action="append", default=[], metavar="TENANT=PATH",
                    help="a tenant and its GGUF LoRA adapter (05 writes adapter-<name>-f16.gguf); repeat per tenant")

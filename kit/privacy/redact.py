@@ -5,7 +5,7 @@ with `<EMAIL_1>`, `<PERSON_1>` … placeholders — the same value gets the same
 person's first name alone gets the placeholder of their full name — and the spans found, as
 `(start, end, entity_type)` in the original text. Findings never carry the matched text.
 
-    from kit.redact import Redactor
+    from kit.privacy.redact import Redactor
     res = Redactor.default().redact("mail me at a@example.com")
     res.text   # 'mail me at <EMAIL_1>'
     res.spans  # [(11, 24, 'EMAIL')]
@@ -17,11 +17,11 @@ Stripe, JWT, private keys …), `ipaddress` validates IPs. The regexes kept by h
 does: business identifiers, street lines, dates of birth (a date is only personal next to "born"/"DOB"), secrets
 typed as "password: …", and names next to a cue ("my name is …", a sign-off line).
 
-Names, places, street addresses, postcodes and organisations are found by an entity recogniser (`kit.ner`: two small
+Names, places, street addresses, postcodes and organisations are found by an entity recogniser (`kit.privacy.ner`: two small
 spaCy pipelines kit trains itself on public NER text and generated multi-locale messages, spans united, shipped in
 the package), and also (1) as known values from structured columns, (2) by the cue heuristic above, (3) with no cue,
 as two or three adjacent capitalised words whose first is a given name or whose last is a surname of the 1990 US
-Census (`kit.gazetteer`; the census files ship in the PyPI package `names`), (4) by address grammar: street types of
+Census (`kit.privacy.gazetteer`; the census files ship in the PyPI package `names`), (4) by address grammar: street types of
 the US Postal Service's list after a house number, street words of other languages before one, compound street
 names ("Dietzgasse 1"), PO boxes, Latin American plate numbers ("Cl. 109 # 7R-3 Sur"), US lines ending in a state and
 ZIP, and (5) organisations by their legal form ("Rogner Albers KG"). The rules run first; a recogniser span mostly
@@ -44,15 +44,15 @@ from typing import Callable, Iterable
 import phonenumbers
 from stdnum import iban, luhn
 
-from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names
-from kit.ner import ENTITY as _NER_LABELS
-from kit.ner import EntityRecogniser, address_tail, plausible
+from kit.privacy.gazetteer import NOT_NAME_PARTS, census_key, census_names
+from kit.privacy.ner import ENTITY as _NER_LABELS
+from kit.privacy.ner import EntityRecogniser, address_tail, plausible
 
 NER_ENTITIES = tuple(sorted(set(_NER_LABELS.values())))
 
 Span = tuple[int, int, str]
 
-NER_NOTE = ("entity recogniser: two spaCy NER models of kit's, spans united (kit/ner_model, kit/ner_model_2; PERSON, "
+NER_NOTE = ("entity recogniser: two spaCy NER models of kit's, spans united (kit/privacy/ner_model, kit/privacy/ner_model_2; PERSON, "
             "LOCATION, ADDRESS, ORGANIZATION, ID_NUMBER; trained on WNUT-17, MultiDoGO and generated messages from "
             "35 and 43 Faker locales), beside known values from structured columns, name cues, the 1990 US Census "
             "name gazetteer (name pairs, and lone given names as a fallback), address grammar (street types, "
@@ -475,7 +475,7 @@ def _names(text: str) -> Iterable[tuple[int, int]]:
 
 
 # No-cue person names. With no NER model, a name mentioned without a cue ("Hannah Brennan from your office rang") is
-# found by shape and a gazetteer (`kit.gazetteer`: the 1990 US Census name files): two or three adjacent capitalised
+# found by shape and a gazetteer (`kit.privacy.gazetteer`: the 1990 US Census name files): two or three adjacent capitalised
 # words, lower-case particles such as "van der" allowed between them, where the first is a census given name or the
 # last a census surname. Census names that are everyday words count as neither ("Grace Period", "Late Fee"), and
 # greetings, dates, street, place and company words end a run ("Dear", "Friday", "Street", "Insurance"). The census

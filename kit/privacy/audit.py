@@ -5,17 +5,17 @@ structured columns of the source), the planted canaries, and the business-id pat
 `data/audit.json` — passed or not, counts per check, and for each hit the file, row, id, field and check that fired.
 Never the matched text: an audit report must not become a new copy of the leak.
 
-Why a separate code path: a bug in `kit.redact` would also blind an audit that calls it. So nothing here imports
-`kit.redact`; the checks are written differently and deliberately broader (any 13–19 digit run passing Luhn, any
+Why a separate code path: a bug in `kit.privacy.redact` would also blind an audit that calls it. So nothing here imports
+`kit.privacy.redact`; the checks are written differently and deliberately broader (any 13–19 digit run passing Luhn, any
 run of 9+ digits, any "@" between word characters, any full date with a birth-plausible year, any long random token).
 A broad audit can fail on something harmless; it then names the row, and the fix is a redaction pattern or an
 id pattern — failing closed is the point. Names are the exception: a broader name rule would fail on ordinary
 capitalised words, so the person-name check restates the redactor's no-cue rule (a census given name followed by a
 capitalised word, or a capitalised word followed by a census surname) in its own code over the same gazetteer data
-(`kit.gazetteer`), on plain ASCII words only. The redactor replaces every pair this check matches, so redacted text
+(`kit.privacy.gazetteer`), on plain ASCII words only. The redactor replaces every pair this check matches, so redacted text
 does not trip it; a hit means a full name got past the redactor.
 
-The redactor's strongest evidence for names, places and addresses is a learned recogniser (`kit.ner`); checking its
+The redactor's strongest evidence for names, places and addresses is a learned recogniser (`kit.privacy.ner`); checking its
 output with the same model, or the same model at a lower threshold, would repeat its blind spots. The audit has its
 own evidence instead, which the redactor never reads: a list of ~19,000 given names and ~19,000 surnames from every
 locale of Faker (`gazetteer.world_names`; a capitalised given name followed by a capitalised surname, or either one
@@ -35,8 +35,8 @@ from typing import Iterable
 
 from stdnum import iban, luhn
 
-from kit.gazetteer import NOT_NAME_PARTS, census_key, census_names, world_names
 from kit.io import read_jsonl
+from kit.privacy.gazetteer import NOT_NAME_PARTS, census_key, census_names, world_names
 
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 NER_NOTE = ("names are checked against the known names from structured columns, the planted canary names, census "

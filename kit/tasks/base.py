@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.chat import ChatFormat
 from kit.io import read_json
+from kit.models.chat import ChatFormat
 from kit.rundir import RunDir
 
 KINDS = ("classify", "extract", "reply")
@@ -75,7 +75,7 @@ def flatten(obj, prefix: str = "") -> dict:
 def prompt_budget(adapter_meta: dict, max_length: int = 192) -> int:
     """How many tokens a prompt may take for this adapter: the one rule every stage after training uses.
 
-    Training cuts prompts at `max_length` minus the longest answer (`kit.train.prompt_budget`) and stores the result in
+    Training cuts prompts at `max_length` minus the longest answer (`kit.stages.train.prompt_budget`) and stores the result in
     the adapter's kit_adapter.json as `prompt_tokens`; evaluation, export parity, the served-model check and
     monitoring cut at exactly that, so a long ticket reads the same everywhere. Adapters written before kit stored it
     fall back to `max_length - 8`, the cut kit used then.
@@ -153,3 +153,12 @@ def schema_shape(schema: dict):
     if kind == "array":
         return [schema_shape(schema.get("items", {}))]
     return kind
+
+
+def parse_label(text: str, labels) -> str | None:
+    """The label a generated answer names: exact, else the label it starts with; None when it names none."""
+    t = text.strip().strip("`'\".").strip()
+    if t in labels:
+        return t
+    starts = [lab for lab in labels if t.startswith(lab)]
+    return max(starts, key=len) if starts else None
