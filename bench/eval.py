@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from kit import models
-from kit.stages import evaluate
 from kit.io import read_json, read_jsonl
+from kit.stages import evaluate
 from kit.tasks.base import Task, prompt_budget
 
 

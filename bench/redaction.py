@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from kit.privacy import audit  # noqa: E402
-from tools import pii_corpus  # noqa: E402
 from kit.privacy.redact import Redactor  # noqa: E402
+from tools import pii_corpus  # noqa: E402
 
 DEVDATA = ROOT.parent / "shared" / "devdata" / "pii"
 MASKED = 0.9

@@ -39,15 +39,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from kit import models  # noqa: E402
-from kit.stages import train  # noqa: E402
 from kit.io import read_jsonl  # noqa: E402
+from kit.stages import train  # noqa: E402
 from kit.tasks.base import Task  # noqa: E402
 
 
 def prepare_run(run_dir: Path, resolved):
-    from kit.stages import licenses, prepare
-
     import yaml
+
+    from kit.stages import licenses, prepare
 
     demo = yaml.safe_load((REPO / "papermill_runs" / "demo.yaml").read_text())["parameters"]
     prepare.run(prepare.PrepareConfig(run_dir=str(run_dir), input_path=str(REPO / "data_samples" / "tickets.csv"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kit import KitError
+from kit.errors import KitError
 
 
 def main(argv: list[str] | None = None) -> int:

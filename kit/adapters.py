@@ -18,7 +18,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kit import KitError
+from kit.errors import KitError
 from kit.io import read_json, sha256_file, write_json, write_text_atomic
 from kit.rundir import RunDir
 

@@ -115,7 +115,7 @@ def dtype_speeds(rounds: int = 5, seconds: float = 0.05) -> dict[str, float]:
 def compute_dtype(requested: str = "auto", device: str = "cpu", flags: frozenset[str] | None = None) -> DtypeChoice:
     """The dtype to load and run the model in, and why. `requested` float32/bfloat16 is honoured as given."""
     if requested not in DTYPES:
-        from kit import KitError
+        from kit.errors import KitError
 
         raise KitError(f"dtype='{requested}' is not one of {', '.join(DTYPES)}.")
     flags = cpu_flags() if flags is None else flags

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from kit import KitError
+from kit.errors import KitError
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

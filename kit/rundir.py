@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kit import KitError
+from kit.errors import KitError
 from kit.io import read_json, sha256_file
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from kit import KitError, __version__, progress, settings
+from kit import __version__, progress, settings
+from kit.errors import KitError
 from kit.io import package_versions, read_json, sha256_file, write_json
 from kit.rundir import RunDir
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from kit import KitError
+from kit.errors import KitError
 
 
 def advanced(help: str) -> dict:

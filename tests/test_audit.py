@@ -3,11 +3,11 @@
 import csv
 
 import pytest
-
 from conftest import REPO
+
 from kit.privacy import audit, canaries
-from tools import pii_corpus
 from kit.privacy.redact import DEFAULT_ID_PATTERNS, Redactor
+from tools import pii_corpus
 
 KNOWN = {"PERSON": ["Maria Okafor"], "EMAIL": ["maria@example.com"], "POLICY_NUMBER": ["POL-123456"]}
 CANARIES = canaries.make(seed=4, per_kind=1)

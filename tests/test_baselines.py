@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from kit.tasks import baselines
 from kit.models.chat import GEMMA
+from kit.tasks import baselines
 from kit.tasks.base import Task
 
 LABELS = ("claim_status", "document_request", "billing_dispute", "agent_escalation")

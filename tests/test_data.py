@@ -2,11 +2,11 @@ import json
 import socket
 
 import pytest
-
 from conftest import REPO, read_jsonl
+
+from kit.io import read_raw, write_text_atomic
 from kit.stages import prepare
 from tools import synth
-from kit.io import read_raw, write_text_atomic
 
 SAMPLES = REPO / "data_samples"
 

@@ -4,11 +4,11 @@ import csv
 
 import numpy as np
 import pytest
-
 from conftest import REPO
+
+from kit.models.chat import GEMMA
 from kit.scoring import EndpointError, EndpointScorer, serve
 from kit.stages import evaluate, export
-from kit.models.chat import GEMMA
 from kit.tasks.base import Task
 
 LABELS = ("claim_status", "document_request", "billing_dispute", "agent_escalation")

@@ -4,11 +4,11 @@ import dataclasses
 import json
 
 import pytest
-
 from conftest import write_run_basics
+
 from kit import models
-from kit.stages import evaluate, train
 from kit.report import review
+from kit.stages import evaluate, train
 
 
 @pytest.fixture(scope="module")

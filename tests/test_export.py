@@ -1,8 +1,8 @@
 import pytest
 
-from kit.stages import export
 from kit.models.chat import GEMMA
 from kit.models.modelfile import parse_modelfile
+from kit.stages import export
 
 
 def _modelfile(system="Route it."):
@@ -93,3 +93,13 @@ def test_release_notes_compare_with_a_previous_run(tmp_path):
     assert "First release" in export.release_notes(tmp_path / "now", "", metrics(0.95), parity)
     with pytest.raises(export.ExportError, match="no eval/metrics.json"):
         export.release_notes(tmp_path / "now", str(tmp_path / "missing"), metrics(0.95), parity)
+
+
+def test_a_flip_between_two_labels_the_adapter_found_almost_equally_likely_is_a_near_tie_and_nothing_else_is():
+    row = {"prediction": "billing_dispute", "probs": {"billing_dispute": 0.56, "claim_status": 0.41,
+                                                      "agent_escalation": 0.03}}
+    assert export.near_tie(row, "claim_status")  # 0.15 apart: rounding decides
+    assert not export.near_tie(row, "agent_escalation")  # 0.53 apart: a real disagreement
+    decisive = {"prediction": "claim_status", "probs": {"claim_status": 0.97, "billing_dispute": 0.03}}
+    assert not export.near_tie(decisive, "billing_dispute")
+    assert not export.near_tie({"prediction": "claim_status", "probs": {}}, "billing_dispute")

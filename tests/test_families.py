@@ -14,15 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import families
+import pytest
 from conftest import REPO, read_jsonl
+
 from kit import models
 from kit.models import chat
-from kit.stages import export, licenses, train
 from kit.models.families import FAMILIES
 from kit.models.modelfile import parse_modelfile
+from kit.stages import export, licenses, train
 from kit.tasks.base import Task
 
 EXPECTED_FAMILY = {"llama3": "llama3", "qwen2": "chatml", "mistral": "mistral", "phi3": "phi3", "gemma2": "gemma"}

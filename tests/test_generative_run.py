@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from kit import models
 from kit.report import tables
 from kit.stages import evaluate, export, licenses, prepare, train
@@ -84,8 +84,8 @@ def test_export_parity_compares_generations_in_llama_cpp(which, extract_run, rep
 def test_monitor_answers_a_generative_batch_through_the_exported_gguf(which, extract_run, reply_run, tmp_path):
     """Stage 06 for extract and reply: the batch answered by the run's GGUF in llama.cpp (no registry entry: the run's
     own Modelfile), reviewed answers compared as objects (extract) or texts (reply), edits become feedback rows."""
-    from kit.stages import monitor
     from kit.io import read_jsonl
+    from kit.stages import monitor
 
     cfg, _ = extract_run if which == "extract" else reply_run
     if not (Path(cfg.run_dir) / "export" / "parity.json").exists():

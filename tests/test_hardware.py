@@ -3,9 +3,10 @@
 import json
 
 import pytest
-
 from conftest import write_run_basics
-from kit import KitError, hardware, models
+
+from kit import hardware, models
+from kit.errors import KitError
 from kit.stages import train
 
 XEON_AMX = """processor\t: 0

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import REPO, chromium_path
 
 pytestmark = [pytest.mark.browser]

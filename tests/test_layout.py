@@ -73,7 +73,7 @@ def test_kit_has_no_import_cycle():
 # capabilities (train, evaluate, export, llama.cpp), progress bars, how much to train (train, bench), the one
 # configuration surface (every stage config, `kit run`), statistics (metrics, plots, monitoring).
 PACKAGES = {"stages", "tasks", "models", "privacy", "scoring", "report"}
-TOP_MODULES = {"__init__", "__main__", "io", "rundir", "runs"} | {
+TOP_MODULES = {"__init__", "__main__", "errors", "io", "rundir", "runs"} | {
     "adapters", "hardware", "progress", "recipe", "settings", "stats"}
 
 

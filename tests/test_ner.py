@@ -4,11 +4,11 @@ audit's own evidence; the answer column redacted like the ticket."""
 import json
 
 import pytest
-
 from conftest import REPO
+
 from kit.privacy import audit, ner
-from kit.stages import prepare
 from kit.privacy.redact import Redactor
+from kit.stages import prepare
 
 
 @pytest.fixture(scope="module")

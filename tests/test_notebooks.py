@@ -7,8 +7,8 @@ import sys
 
 import nbformat
 import pytest
-
 from conftest import REPO
+
 from kit import runs
 from kit.io import sha256_file
 
@@ -276,8 +276,8 @@ def test_monitor_keeps_on_quiet_traffic_and_rolls_back_after_the_launch(smoke_ru
     assert (run / "monitor" / "drift.png").stat().st_size > 0
 
     # The feedback rows go through stage 02 with the next export as they are: same settings, every row accounted for.
-    from kit.stages import prepare
     from kit.io import read_jsonl
+    from kit.stages import prepare
 
     settings = json.loads((run / "data" / "provenance.json").read_text())["parameters"]
     tickets = read_jsonl(REPO / "data_samples" / "tickets.jsonl")[:200]
@@ -320,8 +320,8 @@ def test_monitor_rolls_the_registry_back_to_the_version_before(smoke_run, tmp_pa
 def tenant_predictions(run, tenants: dict, order: list[str]) -> dict:
     """Holdout labels from one kit.scoring.tenants server (base GGUF + a LoRA per tenant), asked tenant by tenant in `order`."""
     from kit import models
-    from kit.scoring import EndpointError, EndpointScorer, serve
     from kit.io import read_jsonl
+    from kit.scoring import EndpointError, EndpointScorer, serve
     from kit.tasks.base import Task
 
     task = Task.load(run)
@@ -400,7 +400,9 @@ def test_extract_and_reply_courses_run_end_to_end_on_the_real_model(kind, tmp_pa
     assert ("field accuracy" if kind == "extract" else "ROUGE-L") in card and task["system"] in card
     assert ("exact match" if kind == "extract" else "ROUGE-L") in stdout
     page = (run / "report.html").read_text()
-    from markupsafe import escape  # the page is autoescaped: quotes in the sentence are entities there
+    from markupsafe import (
+        escape,  # the page is autoescaped: quotes in the sentence are entities there
+    )
 
     assert f"Pilot report: {run / 'report.html'}" in stdout and str(escape(metrics["verdict"]["sentence"])) in page
     assert 'id="results" class="done"' in page and 'id="export" class="done"' in page

@@ -6,9 +6,9 @@ template the way Ollama builds a generation prompt: the {{ .Response }} action a
 
 import pytest
 
-from kit.stages import export
 from kit.models.chat import GEMMA
 from kit.models.modelfile import parse_modelfile
+from kit.stages import export
 
 
 def _template_from_modelfile(system):

@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-from kit.privacy import canaries, probes
-from kit.models.chat import GEMMA
 from kit.io import write_json
+from kit.models.chat import GEMMA
+from kit.privacy import canaries, probes
 
 
 @pytest.fixture()

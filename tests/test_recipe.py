@@ -4,8 +4,8 @@ import json
 from collections import Counter
 
 import pytest
-
 from conftest import write_run_basics
+
 from kit import models, recipe
 from kit.stages import train
 

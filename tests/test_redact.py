@@ -1,11 +1,11 @@
 import csv
 
 import pytest
-
 from conftest import REPO
+
 from kit.privacy import gazetteer
-from tools import pii_corpus, synth
 from kit.privacy.redact import Redactor
+from tools import pii_corpus, synth
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
 import json
 
 import pytest
-
 from conftest import REPO
-from kit.stages import prepare
+
 from kit.report import review
+from kit.stages import prepare
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import KitError
+from kit.errors import KitError
 from kit.rundir import WRITERS, RunDir
 
 KIT = Path(__file__).resolve().parents[1] / "kit"

@@ -2,8 +2,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from kit import runs, settings
 from kit.stages import evaluate, export, licenses, monitor, prepare, scope, train
 

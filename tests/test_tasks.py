@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from kit.tasks import metrics
 from kit.privacy import audit
-from kit.stages import prepare
 from kit.privacy.redact import Redactor
+from kit.stages import prepare
+from kit.tasks import metrics
 from kit.tasks.base import Task, canonical_json, flatten, parse_object
 
 NO_COLUMNS = dict(tenant_column="", consent_column="", timestamp_column="", known_value_columns={},

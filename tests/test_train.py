@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from conftest import write_run_basics
+
 from kit import models
 from kit.stages import train
 

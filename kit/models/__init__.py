@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from kit import KitError
+from kit.errors import KitError
 from kit.io import sha256_file
 from kit.models.chat import ChatFormat
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kit import KitError
+from kit.errors import KitError
 
 
 class FamilyError(KitError):

@@ -26,7 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
-from kit import KitError
+from kit.errors import KitError
 from kit.hardware import has_amx
 
 # Set to 0 to keep llama.cpp's extra buffer types (AMX, repacked weights) off on any CPU, to 1 to keep them on.

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError, progress
+from kit import progress
+from kit.errors import KitError
 from kit.io import read_json
 from kit.privacy import canaries
 from kit.rundir import RunDir

@@ -27,9 +27,10 @@ def model_card(cfg, note: dict, task: Task, eval_metrics: dict, parity: dict, ru
     """MODEL_CARD.md from the run's own records: nothing in it is typed by hand, and no ticket text appears."""
     n = eval_metrics["models"]["tuned"]["n"]
     metrics_table, weak_text = _card_metrics(task, eval_metrics)
-    agreement = {"classify": "label agreement", "extract": "same JSON object",
+    agreement = {"classify": "label agreement (near-ties within 0.2 count as agreeing)", "extract": "same JSON object",
                  "reply": "reply similarity (ROUGE-L vs the adapter's)"}[task.kind]
-    rows = "\n".join(f"| {k} | {v['file']} | {v['size_mb']} MB | {v['agreement']:.1%} | "
+    rows = "\n".join(f"| {k} | {v['file']} | {v['size_mb']} MB | {v['agreement']:.1%}"
+                     + (f" ({v['near_tie_flips']} near-tie flips)" if v.get("near_tie_flips") else "") + " | "
                      f"{'yes' if v['passed'] else 'no' if v['passed'] is False else 'reported'} |"
                      for k, v in parity["types"].items())
     rd = RunDir(run_dir)

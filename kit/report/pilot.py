@@ -14,7 +14,8 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kit import KitError, __version__
+from kit import __version__
+from kit.errors import KitError
 from kit.io import read_json, read_jsonl, write_text_atomic
 from kit.rundir import RunDir
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kit import KitError
+from kit.errors import KitError
 from kit.io import read_jsonl, write_json, write_jsonl
 from kit.rundir import RunDir
 

@@ -92,6 +92,7 @@ def parity_table(parity: dict):
     score = {"extract": ["valid_json", "holdout_exact_match", "adapter_exact_match"],
              "reply": ["text_agreement", "holdout_rouge_l", "adapter_rouge_l"]}.get(
         parity.get("task", "classify"), ["holdout_accuracy"])
-    cols = ["size_mb", "agreement", *score, "tokenization_agreement", "passed", "seconds"]
+    cols = ["size_mb", "agreement", "label_agreement", "near_tie_flips", *score, "tokenization_agreement", "passed",
+            "seconds"]
     table = pd.DataFrame(parity["types"]).T
     return table[[c for c in cols if c in table.columns]]

@@ -22,7 +22,8 @@ from os.path import commonprefix
 
 import numpy as np
 
-from kit import KitError, progress
+from kit import progress
+from kit.errors import KitError
 from kit.scoring.base import label_tokens, softmax_rows
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError, hardware
+from kit import hardware
+from kit.errors import KitError
 from kit.io import read_json, read_jsonl, write_json, write_jsonl
 from kit.report.plots import confusion_plot
 from kit.rundir import RunDir

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import KitError, adapters, progress
+from kit import adapters, progress
+from kit.errors import KitError
 from kit.io import (
     read_json,
     read_jsonl,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kit import KitError
+from kit.errors import KitError
 from kit.io import write_json
 from kit.rundir import RunDir
 from kit.settings import advanced

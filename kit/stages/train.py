@@ -27,8 +27,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kit import KitError, __version__, hardware, models, progress
+from kit import __version__, hardware, models, progress
 from kit import recipe as recipe_mod
+from kit.errors import KitError
 from kit.io import read_jsonl, sha256_file, write_json
 from kit.rundir import RunDir
 from kit.settings import advanced
