@@ -111,12 +111,16 @@ def english_words() -> frozenset[str]:
     return frozenset(gzip.decompress(WORDS_FILE.read_bytes()).decode().split())
 
 
+def _census_name(word: str) -> bool:
+    names = census_names()
+    return census_key(word) in names["given"] or census_key(word) in names["surname"]
+
+
 def everyday(value: str) -> bool:
     """Every word of `value` is an everyday English word and none is a census given name or surname."""
     words = [w.strip(".,;:!?'’\"()[]-") for w in value.lower().split()]
-    names, vocab = census_names(), english_words()
-    return bool(words) and all((w in vocab or w in NOT_NAME_PARTS) and census_key(w) not in names["given"]
-                               and census_key(w) not in names["surname"] for w in words)
+    vocab = english_words()
+    return bool(words) and all((w in vocab or w in NOT_NAME_PARTS) and not _census_name(w) for w in words)
 
 
 def _lower_case_guess_holds(text: str, start: int, end: int, label: str, strict: bool = False) -> bool:
@@ -138,9 +142,7 @@ def _lower_case_guess_holds(text: str, start: int, end: int, label: str, strict:
         return True
     if label == "LOCATION":
         return bool(_PLACE_CUE_BEFORE.search(before))
-    names = census_names()
-    return bool(_NAME_CUE_BEFORE.search(before)) or any(
-        census_key(w) in names["given"] or census_key(w) in names["surname"] for w in value.split())
+    return bool(_NAME_CUE_BEFORE.search(before)) or any(_census_name(w) for w in value.split())
 
 
 _PARTICLES = frozenset("de del della di da do dos das du la le van von der den ten ter bin ibn al el".split())
