@@ -10,7 +10,9 @@ stages that use it (train/log.json, eval/metrics.json).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -143,3 +145,141 @@ def _auto_cpu(flags: frozenset[str]) -> DtypeChoice:
     return DtypeChoice("float32", f"{cpu_kind(flags)}: bf16 matmul measured only {ratio:.2f}x float32 "
                                   f"({g16:.0f} vs {g32:.0f} GFLOP/s on one core; bf16 needs {BF16_MIN_SPEEDUP}x)",
                        measured)
+
+
+
+def _cpu_seconds(cpus: frozenset[int]) -> tuple[float, float] | None:
+    """(CPU-seconds the cores in `cpus` have been busy since boot, CPU-seconds of this process); None without
+    /proc/stat (not Linux). Steal time counts as busy: a core the hypervisor gives to another tenant stalls a thread
+    team the same way."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    busy = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+            busy += user + nice + system + irq + softirq + steal
+    t = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
+
+
+class ThreadGovernor:
+    """Keeps torch's thread count at the cores other programs leave free (training with `threads: 0`).
+
+    PyTorch's CPU ops run on an OpenMP thread team that splits every op evenly and waits for its slowest member. When
+    another program holds one of the cores, the thread on that core is descheduled in the middle of each op while its
+    partners spin: a training step on 2 cores went from 0.9 s to 7.6 s with one spinning process beside it, against
+    1.4 s on one thread (bench/busy_cores.py, AMX machine). Letting waiting threads sleep instead
+    (OMP_WAIT_POLICY=PASSIVE) fixes the busy case but cost 60% on a quiet machine, so kit keeps the default policy and
+    adapts the thread count: after each step it reads how much CPU time other programs took on this process's cores
+    (/proc/stat minus this process's own time), drops a thread per core they kept busy for `down_after` steps in a
+    row, and adds them back once the cores have been free for `up_after` steps. Every change is recorded.
+    """
+
+    def __init__(self, threads: int, down_after: int = 2, up_after: int = 5):
+        self.cpus = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+        self.most = max(1, threads)
+        self.down_after, self.up_after = down_after, up_after
+        self.changes: list[dict] = []
+        self._streak, self._want = 0, self.most
+        self._mark = self._sample()
+
+    def _sample(self):
+        seconds = _cpu_seconds(self.cpus) if self.cpus else None
+        return None if seconds is None else (time.monotonic(), *seconds)
+
+    def others(self) -> float | None:
+        """Cores' worth of CPU time other programs used on this process's cores since the last call."""
+        now = self._sample()
+        if now is None or self._mark is None:
+            return None
+        (t0, busy0, own0), (t1, busy1, own1) = self._mark, now
+        self._mark = now
+        if t1 - t0 < 0.05:  # too short to read at the kernel's 10 ms tick
+            return None
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+
+    def wanted(self, others: float) -> int:
+        """Threads for the free cores: a core counts as taken when other programs used half of one or more (two
+        threads thrashing beside one spinning process leave it 0.55-0.8 of a core; an idle desktop takes < 0.2)."""
+        return max(1, min(self.most, len(self.cpus) - int(others + 0.5)))
+
+    def start(self, sample_s: float = 0.3) -> int:
+        """Choose the thread count from a short look at the machine (nothing of ours running); returns it."""
+        import torch
+
+        self._mark = self._sample()
+        time.sleep(sample_s)
+        others = self.others()
+        threads = self.most if others is None else self.wanted(others)
+        torch.set_num_threads(threads)
+        self._want = threads
+        if threads < self.most:
+            self._record(0, threads, others)
+        return threads
+
+    def after_step(self, step: int) -> int | None:
+        """Called after each training step; returns the new thread count when it changed."""
+        import torch
+
+        others = self.others()
+        if others is None:
+            return None
+        current = torch.get_num_threads()
+        want = self.wanted(others)
+        if want == current:
+            self._streak = 0
+            return None
+        self._streak = self._streak + 1 if want == self._want else 1
+        self._want = want
+        if self._streak < (self.down_after if want < current else self.up_after):
+            return None
+        torch.set_num_threads(want)
+        self._streak = 0
+        self._record(step, want, others)
+        return want
+
+    def _record(self, step: int, threads: int, others: float | None):
+        why = (f"other programs used {others:.1f} of this process's {len(self.cpus)} cores" if others is not None
+               else "")
+        self.changes.append({"step": step, "threads": threads, "why": why})
+        print(f"threads: {threads} (step {step}; {why})", flush=True)
+
+
+_ACTIVE: ThreadGovernor | None = None  # the governor of the stage running in this process, if any
+
+
+@contextlib.contextmanager
+def governed(device: str = "cpu"):
+    """Within the block, torch's threads follow the cores other programs leave free (CPU only; loops call `paced`);
+    afterwards the count it started with is restored. Yields the governor (None on GPU or when one is active)."""
+    global _ACTIVE
+    import torch
+
+    if device != "cpu" or _ACTIVE is not None:
+        yield None
+        return
+    before = torch.get_num_threads()
+    _ACTIVE = ThreadGovernor(before)
+    try:
+        _ACTIVE.start()
+        yield _ACTIVE
+    finally:
+        _ACTIVE = None
+        torch.set_num_threads(before)
+
+
+def paced(items):
+    """`items`, with the active governor (if any) checking the machine between them."""
+    for n, item in enumerate(items):
+        if n and _ACTIVE is not None:
+            _ACTIVE.after_step(n)
+        yield item
+
+
+def thread_changes() -> list[dict]:
+    """What the active governor changed so far (the list it keeps adding to), or [] without one."""
+    return _ACTIVE.changes if _ACTIVE is not None else []

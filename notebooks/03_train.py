@@ -135,10 +135,15 @@ result = train.run(cfg)
 print(train.describe_plan(result.log["recipe"]))
 
 # %% [markdown]
-# Which dtype the weights were in, and why this machine got it:
+# Which dtype the weights were in, and why this machine got it; and how many CPU threads trained. With `threads` left
+# at 0, kit uses the cores other programs leave free and re-checks after every step: a core taken by another program
+# stalls a team of threads that counts on it (a step took 14x longer beside one busy program), so the count drops,
+# and comes back once the core is free again.
 
 # %%
 print(f"{result.log['dtype']} on {result.log['cpu'] or result.log['device']}: {result.log['dtype_choice']['reason']}")
+print(f"threads: {result.log['threads']} at the end of training" + "".join(
+    f"\n  step {c['step']}: {c['threads']} ({c['why']})" for c in result.log["thread_changes"]))
 
 # %% [markdown]
 # Left: the answer-only loss on training batches and on the validation rows (log scale); it should fall from several

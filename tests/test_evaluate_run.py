@@ -152,3 +152,27 @@ def test_a_llama_cpp_crash_during_export_is_an_export_error_not_a_dead_process(t
     monkeypatch.setattr(export, "parity_answers", crash_in_llama_cpp)
     with pytest.raises(export.ExportError, match=r"crashed with SIGSEGV while checking parity of f16 .*model-f16\.gguf"):
         export.run(_export_cfg(cfg, tmp_path))
+
+
+def test_evaluation_beside_a_busy_core_uses_the_free_ones_and_records_it(tiny_eval):
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: nothing to give up")
+    cfg, _ = tiny_eval
+    quick = dataclasses.replace(cfg, few_shot_k=0, probe_control_steps=0, max_examples=5)
+    before = torch.get_num_threads()
+    load = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        result = evaluate.run(quick)
+    finally:
+        load.kill()
+        load.wait()
+    changes = json.loads(open(result.paths["metrics"]).read())["thread_changes"]
+    assert changes and changes[0]["step"] == 0 and changes[0]["threads"] <= min(before, cores - 1)
+    assert torch.get_num_threads() == before

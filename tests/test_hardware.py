@@ -135,3 +135,86 @@ def test_auto_training_records_the_machine_choice(tmp_path, tiny_model_dir):
                                       checkpoint_every_steps=10))
     expected = hardware.compute_dtype("auto", "cpu")
     assert res.log["dtype"] == expected.dtype and res.log["dtype_choice"] == expected.record()
+
+
+
+def test_thread_governor_drops_threads_for_busy_cores_and_gives_them_back(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        gov = hardware.ThreadGovernor(2)
+        gov.cpus = frozenset({0, 1})
+        readings = [0.1, 0.7, 0.4, 1.0, 1.0, 0.9, 0.0, 0.0, 0.3, 0.0, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0]  # others, in cores
+        seen = iter(readings)
+        monkeypatch.setattr(gov, "others", lambda: next(seen))
+        threads = []
+        for step in range(len(readings)):
+            gov.after_step(step)
+            threads.append(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(before)
+    # A lone busy reading (0.7, then 0.4) is not enough; two in a row drop a thread. It comes back after five free
+    # readings in a row (0.3 is an idle desktop's noise, so it counts as free); the busy 0.8 at step 10 restarts the
+    # count.
+    assert threads == [2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2]
+    assert [(c["step"], c["threads"]) for c in gov.changes] == [(4, 1), (15, 2)]
+    assert "other programs used 1.0 of this process's 2 cores" in gov.changes[0]["why"]
+
+
+def _spin():
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def test_thread_governor_reads_a_real_busy_core(tiny_model_dir):
+    import os
+    import time
+
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: nothing to give up")
+    gov = hardware.ThreadGovernor(cores)
+    load = _spin()
+    try:
+        time.sleep(0.3)  # let it start
+        gov.others()
+        time.sleep(0.5)
+        busy = gov.others()
+    finally:
+        load.kill()
+        load.wait()
+    time.sleep(0.5)
+    gov.others()
+    time.sleep(0.5)
+    quiet = gov.others()
+    assert busy > 0.6 and gov.wanted(busy) <= cores - 1  # the spinning process holds about one core
+    assert quiet < busy - 0.5
+
+
+def test_training_beside_a_busy_core_uses_the_free_ones_and_says_so(tmp_path, tiny_model_dir):
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: nothing to give up")
+    resolved = models.resolve(str(tiny_model_dir))
+    write_run_basics(tmp_path, str(tiny_model_dir), resolved)
+    before = torch.get_num_threads()
+    load = _spin()
+    try:
+        res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), max_steps=3, batch_size=4,
+                                          dtype="float32", checkpoint_every_steps=10, validation_fraction=0))
+    finally:
+        load.kill()
+        load.wait()
+    first = res.log["thread_changes"][0]
+    assert first["step"] == 0 and first["threads"] <= min(before, cores - 1) and "other programs used" in first["why"]
+    assert torch.get_num_threads() == before  # the next stage starts from the machine's count again
+    saved = json.loads((tmp_path / "train" / "log.json").read_text())
+    assert saved["thread_changes"] == res.log["thread_changes"]

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from kit import hardware
 from kit.scoring.base import label_tokens
 
 
@@ -88,8 +89,8 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
     firsts = torch.tensor([c[0] for c in conts], device=device)
     out = np.zeros((len(prompt_ids), len(conts)))
     with torch.no_grad():  # scoring only; also keeps a trainable adapter's graph out of memory
-        for start in progress_bars.bar(range(0, len(items), batch_size), desc=_desc(progress, "scoring"),
-                                       unit="batches", disable=not progress):
+        for start in hardware.paced(progress_bars.bar(range(0, len(items), batch_size), unit="batches",
+                                                      desc=_desc(progress, "scoring"), disable=not progress)):
             chunk = items[start:start + batch_size]
             rows = [prompt_ids[i][shared:] + ([] if j is None else conts[j][:-1]) for i, j in chunk]
             hidden = _decoder_rows(base, rows, prefix, shared, pad_id, device)
@@ -168,8 +169,8 @@ def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_ne
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     ends = _stop_token_ids(tokenizer, stop)
     out: list = [""] * len(prompts)
-    for start in progress_bars.bar(range(0, len(order), batch_size), desc=_desc(progress, "generating"),
-                                   unit="batches", disable=not progress):
+    for start in hardware.paced(progress_bars.bar(range(0, len(order), batch_size), unit="batches",
+                                                  desc=_desc(progress, "generating"), disable=not progress)):
         idx = order[start:start + batch_size]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=True).to(device)
         rec = Recorder()

@@ -197,6 +197,15 @@ def _endpoint_scorer(cfg: EvalConfig, tok, task: Task, stack):
 
 
 def run(cfg: EvalConfig) -> EvalResult:
+    """Score the tuned model and the baselines on the holdout; write eval/. On CPU, torch's threads follow the cores
+    other programs leave free (kit.hardware.ThreadGovernor), recorded as `thread_changes` in metrics.json."""
+    from kit import models
+
+    with hardware.governed(models.pick_device()):
+        return _run(cfg)
+
+
+def _run(cfg: EvalConfig) -> EvalResult:
     from contextlib import ExitStack
 
     from kit import models
@@ -287,6 +296,7 @@ def _finish(cfg: EvalConfig, run_dir: Path, resolved, task: Task, fmt, tok, mode
     if cfg.probe_control_steps:
         summary["probes"]["control"] = probes.control_on_base(resolved, tok, cfg)
     summary["review"] = review.answer_summary(run_dir)
+    summary["thread_changes"] = hardware.thread_changes()
     summary["regression"] = compare(cfg.previous_run_dir, summary, flat, cfg.bootstrap_samples,
                                     cfg.seed) if cfg.previous_run_dir else None
     rd = RunDir(run_dir)

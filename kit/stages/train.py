@@ -71,7 +71,8 @@ class TrainConfig:
     checkpoint_every_steps: int = 25
     resume: bool = False
     usd_per_hour: float = 0.0  # price of the machine, for the cost estimate in train/log.json
-    threads: int = field(default=0, metadata=advanced("CPU threads for torch; 0 = all cores"))
+    threads: int = field(default=0, metadata=advanced(
+        "CPU threads for torch; 0 = the cores other programs leave free, re-checked after every step"))
 
     def __post_init__(self):
         if self.lora_layers < -1:
@@ -340,8 +341,12 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     if quant == "nf4" and device == "cpu":
         print("nf4 QLoRA on CPU: expect roughly 4x slower steps than quantization='none' (4-bit weights are "
               "dequantized on every matmul).")
+    governor, threads_before = None, torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    elif device == "cpu":  # as many threads as cores other programs leave free, adjusted as they come and go
+        governor = hardware.ThreadGovernor(torch.get_num_threads())
+        governor.start()
 
     task = Task.load(run_dir)
     fmt = resolved.chat_format
@@ -436,6 +441,12 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     pace = recipe_mod.pace_callback(trainer, selection, start, budget_s, validation_s, eval_steps, total_steps, shrink,
                                     plan)
     trainer.add_callback(pace)
+    if governor is not None:
+        class Threads(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                governor.after_step(state.global_step)
+
+        trainer.add_callback(Threads())
     print(describe_plan(plan))
 
     resume_from = _latest_checkpoint(ckpt_dir) if cfg.resume else None
@@ -443,7 +454,12 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         print(f"resume=True but no checkpoint in {ckpt_dir}; starting from step 0.")
     planning_s = time.time() - start
     train_start = time.time()
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        threads_used = torch.get_num_threads()
+        if governor is not None:  # the next stage in this process starts from the machine's count again
+            torch.set_num_threads(threads_before)
     wall = time.time() - train_start
     if not trainer.is_world_process_zero():
         return TrainResult(str(cfg.adapter_dir), {})  # under accelerate launch, one process writes the files
@@ -486,7 +502,8 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
         "estimated_cost_usd": round(wall / 3600 * cfg.usd_per_hour, 4), "resumed_from": resume_from,
-        "threads": torch.get_num_threads(),
+        "threads": threads_used,  # at the end of training; thread_changes says when it changed and why
+        "thread_changes": governor.changes if governor else [],
     }
     write_json(rd.train_log_json, log)
     meta = {
