@@ -218,3 +218,24 @@ def test_training_beside_a_busy_core_uses_the_free_ones_and_says_so(tmp_path, ti
     assert torch.get_num_threads() == before  # the next stage starts from the machine's count again
     saved = json.loads((tmp_path / "train" / "log.json").read_text())
     assert saved["thread_changes"] == res.log["thread_changes"]
+
+
+def test_llama_cpp_threads_leave_out_a_busy_core(capsys):
+    import os
+    import time
+
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: nothing to give up")
+    load = _spin()
+    try:
+        time.sleep(0.3)
+        busy = hardware.free_threads()
+        _, load_busy = hardware.ThreadGovernor(cores).look()
+    finally:
+        load.kill()
+        load.wait()
+    assert busy <= cores - 1 and "for llama.cpp (other programs used" in capsys.readouterr().out
+    time.sleep(0.3)
+    _, load_after = hardware.ThreadGovernor(cores).look()
+    assert load_after < load_busy - 0.5  # the core the spinning program held is free again

@@ -8,12 +8,12 @@ alike (the instruction, the chat frame) reuse the key/value cache of what they s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from kit import hardware
 from kit.models import llamacpp
 from kit.scoring.base import label_tokens, softmax_rows
 
@@ -56,7 +56,7 @@ class LlamaCppScorer:
 
     def __init__(self, gguf_path: str | Path, n_ctx: int = 1024, lora_path: str | Path | None = None,
                  n_threads: int = 0, report: Callable[[], None] | None = None):
-        n_threads = n_threads or os.cpu_count()
+        n_threads = n_threads or hardware.free_threads()  # a core busy with another program stalls the team
         self.llm = llamacpp.load(Path(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=False, n_threads=n_threads,
                                  n_threads_batch=n_threads, lora_path=str(lora_path) if lora_path else None)
         self.report = report
