@@ -58,7 +58,7 @@ def child(steps: int, govern: bool) -> None:
     if governor:
         governor.start()
     times = []
-    for step in range(steps + 1):
+    for _ in range(steps + 1):
         start = time.perf_counter()
         loss, _ = train.completion_loss(model, batch)
         loss.backward()
@@ -66,7 +66,7 @@ def child(steps: int, govern: bool) -> None:
         opt.zero_grad()
         times.append(time.perf_counter() - start)
         if governor:
-            governor.after_step(step + 1)
+            governor.after_step()
     timed = sorted(times[1:])
     print(json.dumps({"s_per_step": timed[len(timed) // 2], "threads": torch.get_num_threads(),
                       "policy": os.environ.get("OMP_WAIT_POLICY", "(unset)")}))
@@ -83,7 +83,7 @@ def run_row(policy: str | None, threads: int, busy: bool, steps: int, govern: bo
         env["GOMP_SPINCOUNT"] = policy.split("=", 1)[1]
     elif policy:
         env["OMP_WAIT_POLICY"] = policy
-    else:  # GNU OpenMP's own default (300,000 spins when neither variable is set); set, so kit leaves it alone
+    else:  # GNU OpenMP's own default: 300,000 spins when neither variable is set
         env["GOMP_SPINCOUNT"] = "300000"
     env["OMP_NUM_THREADS"] = str(threads)
     load = spinner() if busy else None

@@ -149,112 +149,146 @@ def _auto_cpu(flags: frozenset[str]) -> DtypeChoice:
 
 
 def _cpu_seconds(cpus: frozenset[int]) -> tuple[float, float] | None:
-    """(CPU-seconds the cores in `cpus` have been busy since boot, CPU-seconds of this process); None without
-    /proc/stat (not Linux). Steal time counts as busy: a core the hypervisor gives to another tenant stalls a thread
-    team the same way."""
+    """(CPU-seconds the cores in `cpus` have been busy since boot, CPU-seconds of this process, all its threads);
+    None without /proc/stat (not Linux). Steal time counts as busy: a core the hypervisor gives to another tenant
+    stalls a thread team the same way. Niced time does not (unless kit itself runs niced): a low-priority job yields
+    its core to kit's threads, so it causes no stall."""
     try:
         lines = Path("/proc/stat").read_text().splitlines()
     except OSError:
         return None
+    count_nice = os.nice(0) > 0
     busy = 0
     for line in lines:
         name, *fields = line.split()
         if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
             user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-            busy += user + nice + system + irq + softirq + steal
+            busy += user + system + irq + softirq + steal + (nice if count_nice else 0)
     t = os.times()
     return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
 
 
+_BASELINE_THREADS: int | None = None
+
+
+def baseline_threads() -> int:
+    """torch's thread count before any governor changed it in this process (torch's default, or what you set before
+    the first stage ran): what a governor starts from, so one busy moment never caps the runs after it."""
+    global _BASELINE_THREADS
+    import torch
+
+    if _BASELINE_THREADS is None:
+        _BASELINE_THREADS = torch.get_num_threads()
+    return _BASELINE_THREADS
+
+
 class ThreadGovernor:
-    """Keeps torch's thread count at the cores other programs leave free (training with `threads: 0`).
+    """Keeps torch's thread count at the cores other programs leave free (training and evaluation with `threads: 0`).
 
     PyTorch's CPU ops run on an OpenMP thread team that splits every op evenly and waits for its slowest member. When
     another program holds one of the cores, the thread on that core is descheduled in the middle of each op while its
-    partners spin: a training step on 2 cores went from 0.9 s to 7.6 s with one spinning process beside it, against
-    1.4 s on one thread (bench/busy_cores.py, AMX machine). Letting waiting threads sleep instead
+    partners spin: a training step on 2 cores went from 0.9 s to 12.7 s with one spinning process beside it, against
+    1.3 s on one thread (bench/busy_cores.py, AMX machine). Letting waiting threads sleep instead
     (OMP_WAIT_POLICY=PASSIVE) fixes the busy case but cost 60% on a quiet machine, so kit keeps the default policy and
-    adapts the thread count: after each step it reads how much CPU time other programs took on this process's cores
-    (/proc/stat minus this process's own time), drops a thread per core they kept busy for `down_after` steps in a
-    row, and adds them back once the cores have been free for `up_after` steps. Every change is recorded.
+    adapts the thread count: it reads how much CPU time other programs took on this process's cores (/proc/stat
+    minus this process's own time) over windows of at least `window_s`, lowers the count after `down_after` readings
+    in a row that want fewer threads (to the mildest of them), and raises it after `up_after` readings in a row that
+    want more. Every change is recorded.
     """
 
-    def __init__(self, threads: int, down_after: int = 2, up_after: int = 5):
+    def __init__(self, threads: int, down_after: int = 2, up_after: int = 5, window_s: float = 0.3):
         self.cpus = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
         self.most = max(1, threads)
-        self.down_after, self.up_after = down_after, up_after
+        self.down_after, self.up_after, self.window_s = down_after, up_after, window_s
         self.changes: list[dict] = []
-        self._streak, self._want = 0, self.most
+        self.calls = 0  # after_step calls so far
+        self._pending: list[int] = []  # consecutive readings that want a change in one direction
         self._mark = self._sample()
 
     def _sample(self):
         seconds = _cpu_seconds(self.cpus) if self.cpus else None
         return None if seconds is None else (time.monotonic(), *seconds)
 
-    def others(self) -> float | None:
-        """Cores' worth of CPU time other programs used on this process's cores since the last call."""
-        now = self._sample()
-        if now is None or self._mark is None:
-            return None
-        (t0, busy0, own0), (t1, busy1, own1) = self._mark, now
-        self._mark = now
-        if t1 - t0 < 0.05:  # too short to read at the kernel's 10 ms tick
-            return None
+    @staticmethod
+    def _load(a, b) -> float:
+        """Cores' worth of CPU time other programs used between two samples."""
+        (t0, busy0, own0), (t1, busy1, own1) = a, b
         return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+
+    def others(self) -> float | None:
+        """Cores' worth of CPU time other programs used on this process's cores since the last reading; None until
+        `window_s` has passed (shorter windows are noise at the kernel's 10 ms tick), the window then keeps growing."""
+        now = self._sample()
+        if now is None or self._mark is None or now[0] - self._mark[0] < self.window_s:
+            return None
+        load, self._mark = self._load(self._mark, now), now
+        return load
 
     def wanted(self, others: float) -> int:
         """Threads for the free cores: a core counts as taken when other programs used half of one or more (two
         threads thrashing beside one spinning process leave it 0.55-0.8 of a core; an idle desktop takes < 0.2)."""
         return max(1, min(self.most, len(self.cpus) - int(others + 0.5)))
 
-    def look(self, sample_s: float = 0.3) -> tuple[int, float | None]:
-        """(threads for the free cores, other programs' load in cores) from a short look at the machine, taken while
-        this process does nothing."""
+    def look(self, sample_s: float = 0.4) -> tuple[int, float | None]:
+        """(threads for the free cores, other programs' load in cores) from two short looks at the machine taken
+        while this process does nothing; the lighter look counts, so a brief burst does not cost threads."""
+        readings = []
+        for _ in range(2):
+            a = self._sample()
+            time.sleep(sample_s / 2)
+            b = self._sample()
+            if a is not None and b is not None:
+                readings.append(self._load(a, b))
         self._mark = self._sample()
-        time.sleep(sample_s)
-        others = self.others()
-        return (self.most if others is None else self.wanted(others)), others
+        if not readings:
+            return self.most, None
+        return self.wanted(min(readings)), min(readings)
 
-    def start(self, sample_s: float = 0.3) -> int:
+    def start(self, sample_s: float = 0.4) -> int:
         """Set torch's thread count from a short look at the machine (nothing of ours running); returns it."""
         import torch
 
         threads, others = self.look(sample_s)
         torch.set_num_threads(threads)
-        self._want = threads
         if threads < self.most:
-            self._record(0, threads, others)
+            self._record("start", threads, others)
         return threads
 
-    def after_step(self, step: int) -> int | None:
-        """Called after each training step; returns the new thread count when it changed."""
+    def after_step(self) -> int | None:
+        """Called after each training step and scoring batch; returns the new thread count when it changed."""
         import torch
 
+        self.calls += 1
         others = self.others()
         if others is None:
             return None
-        current = torch.get_num_threads()
-        want = self.wanted(others)
+        current, want = torch.get_num_threads(), self.wanted(others)
+        if want == current or (self._pending and (want < current) != (self._pending[-1] < current)):
+            self._pending = []  # no change wanted, or the direction turned: start counting again
         if want == current:
-            self._streak = 0
             return None
-        self._streak = self._streak + 1 if want == self._want else 1
-        self._want = want
-        if self._streak < (self.down_after if want < current else self.up_after):
+        self._pending.append(want)
+        lower = want < current
+        if len(self._pending) < (self.down_after if lower else self.up_after):
             return None
-        torch.set_num_threads(want)
-        self._streak = 0
-        self._record(step, want, others)
-        return want
+        target = max(self._pending) if lower else min(self._pending)  # the mildest change the readings agree on
+        self._pending = []
+        torch.set_num_threads(target)
+        self._record(self.where(), target, others)
+        return target
 
-    def _record(self, step: int, threads: int, others: float | None):
+    def where(self) -> str:
+        """Where the run is, for the record: a stage may replace it (training says its step)."""
+        return f"call {self.calls}"
+
+    def _record(self, at: str, threads: int, others: float | None):
         why = (f"other programs used {others:.1f} of this process's {len(self.cpus)} cores" if others is not None
                else "")
-        self.changes.append({"step": step, "threads": threads, "why": why})
-        print(f"threads: {threads} (step {step}; {why})", flush=True)
+        self.changes.append({"at": at, "threads": threads, "why": why})
+        print(f"threads: {threads} ({at}; {why})", flush=True)
 
 
-def free_threads(most: int | None = None, sample_s: float = 0.3) -> int:
+def free_threads(most: int | None = None, sample_s: float = 0.4) -> int:
     """Threads for the cores other programs leave free now, at most `most` (default: this process's cores): for
     llama.cpp, whose thread team stalls the same way (a q8_0 GGUF's prompts and a greedy answer took 5.3 s on 2
     threads beside one busy program, 2.6 s on one, 1.5 s on 2 threads of a quiet machine; AMX, 2 cores)."""
@@ -270,30 +304,35 @@ _ACTIVE: ThreadGovernor | None = None  # the governor of the stage running in th
 
 
 @contextlib.contextmanager
-def governed(device: str = "cpu"):
-    """Within the block, torch's threads follow the cores other programs leave free (CPU only; loops call `paced`);
-    afterwards the count it started with is restored. Yields the governor (None on GPU or when one is active)."""
+def governed(device: str = "cpu", threads: int = 0):
+    """Within the block, torch's threads follow the cores other programs leave free (CPU and `threads` 0; loops call
+    `paced`), or stay at `threads` when you set it; afterwards the count before the block is restored, also after an
+    error or an interrupt. Yields the governor, or None when none runs (GPU, `threads` set, one already active)."""
     global _ACTIVE
     import torch
 
-    if device != "cpu" or _ACTIVE is not None:
-        yield None
-        return
     before = torch.get_num_threads()
-    _ACTIVE = ThreadGovernor(before)
+    baseline = baseline_threads()
+    mine = device == "cpu" and not threads and _ACTIVE is None
     try:
-        _ACTIVE.start()
-        yield _ACTIVE
+        if threads:
+            torch.set_num_threads(threads)
+        if mine:
+            _ACTIVE = ThreadGovernor(baseline)
+            torch.set_num_threads(baseline)
+            _ACTIVE.start()
+        yield _ACTIVE if mine else None
     finally:
-        _ACTIVE = None
+        if mine:
+            _ACTIVE = None
         torch.set_num_threads(before)
 
 
 def paced(items):
-    """`items`, with the active governor (if any) checking the machine between them."""
+    """`items`, with the active governor (if any) reading the machine between them."""
     for n, item in enumerate(items):
         if n and _ACTIVE is not None:
-            _ACTIVE.after_step(n)
+            _ACTIVE.after_step()
         yield item
 
 

@@ -142,8 +142,8 @@ print(train.describe_plan(result.log["recipe"]))
 
 # %%
 print(f"{result.log['dtype']} on {result.log['cpu'] or result.log['device']}: {result.log['dtype_choice']['reason']}")
-print(f"threads: {result.log['threads']} at the end of training" + "".join(
-    f"\n  step {c['step']}: {c['threads']} ({c['why']})" for c in result.log["thread_changes"]))
+print(f"threads: {result.log['threads']} when training started" + "".join(
+    f"\n  {c['at']}: {c['threads']} ({c['why']})" for c in result.log["thread_changes"]))
 
 # %% [markdown]
 # Left: the answer-only loss on training batches and on the validation rows (log scale); it should fall from several

@@ -172,7 +172,9 @@ def _training(run: Path, notebooks: dict) -> dict | None:
         hardware = "CUDA GPU"
     facts = [
         ["wall time", _duration(log["wall_s"])],
-        ["hardware", f"{hardware}, {log.get('threads', '?')} threads, {log.get('processes', 1)} process(es)"],
+        ["hardware", f"{hardware}, {log.get('threads', '?')} threads, {log.get('processes', 1)} process(es)"
+                     + (f"; thread count changed {len(log['thread_changes'])} time(s) as other programs used the "
+                        "cores" if log.get("thread_changes") else "")],
         ["weights dtype", f"{log.get('dtype', '')} ({dtype.get('reason', '')})".strip()],
         ["quantization", log.get("quantization") or "none"],
         ["LoRA layers", log.get("lora_layers", "")],

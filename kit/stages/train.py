@@ -325,7 +325,15 @@ class TrainResult:
 
 
 def run(cfg: TrainConfig, on_log=None) -> TrainResult:
-    """Train after checking the license and privacy gates; returns where the adapter is and the training log."""
+    """Train after checking the license and privacy gates; returns where the adapter is and the training log.
+
+    On CPU with `threads` 0, torch's threads follow the cores other programs leave free, checked after every step
+    (kit.hardware.ThreadGovernor; changes in the log's `thread_changes`); the count is restored afterwards."""
+    with hardware.governed(models.pick_device(), cfg.threads) as governor:
+        return _run(cfg, on_log, governor)
+
+
+def _run(cfg: TrainConfig, on_log, governor) -> TrainResult:
     import torch
     from peft import LoraConfig
     from transformers import TrainerCallback
@@ -341,12 +349,6 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
     if quant == "nf4" and device == "cpu":
         print("nf4 QLoRA on CPU: expect roughly 4x slower steps than quantization='none' (4-bit weights are "
               "dequantized on every matmul).")
-    governor, threads_before = None, torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    elif device == "cpu":  # as many threads as cores other programs leave free, adjusted as they come and go
-        governor = hardware.ThreadGovernor(torch.get_num_threads())
-        governor.start()
 
     task = Task.load(run_dir)
     fmt = resolved.chat_format
@@ -442,9 +444,11 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
                                     plan)
     trainer.add_callback(pace)
     if governor is not None:
+        governor.where = lambda: f"step {trainer.state.global_step}"
+
         class Threads(TrainerCallback):
             def on_step_end(self, args, state, control, **kw):
-                governor.after_step(state.global_step)
+                governor.after_step()
 
         trainer.add_callback(Threads())
     print(describe_plan(plan))
@@ -454,12 +458,8 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         print(f"resume=True but no checkpoint in {ckpt_dir}; starting from step 0.")
     planning_s = time.time() - start
     train_start = time.time()
-    try:
-        trainer.train(resume_from_checkpoint=resume_from)
-    finally:
-        threads_used = torch.get_num_threads()
-        if governor is not None:  # the next stage in this process starts from the machine's count again
-            torch.set_num_threads(threads_before)
+    threads_at_start = torch.get_num_threads()
+    trainer.train(resume_from_checkpoint=resume_from)
     wall = time.time() - train_start
     if not trainer.is_world_process_zero():
         return TrainResult(str(cfg.adapter_dir), {})  # under accelerate launch, one process writes the files
@@ -502,7 +502,7 @@ def run(cfg: TrainConfig, on_log=None) -> TrainResult:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
         "estimated_cost_usd": round(wall / 3600 * cfg.usd_per_hour, 4), "resumed_from": resume_from,
-        "threads": threads_used,  # at the end of training; thread_changes says when it changed and why
+        "threads": threads_at_start,  # thread_changes says when that changed during training, and why
         "thread_changes": governor.changes if governor else [],
     }
     write_json(rd.train_log_json, log)
