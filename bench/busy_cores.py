@@ -14,8 +14,9 @@ embedded Gemma 3 270M in the dtype kit picks, LoRA in every layer through kit's 
 sharing a 40-token instruction, loss on the last 5 tokens (kit.stages.train.completion_loss). "busy" runs one
 spinning process beside it. The median step after one warm-up is reported.
 
-Run: .venv/bin/python bench/busy_cores.py [GOMP_SPINCOUNT=10000 ...]   (about 3 minutes on 2 quiet cores)
-Last line: quiet_default=<s> busy_default=<s> busy_kit=<s> quiet_passive=<s> busy_passive=<s> (seconds per step)
+Run: .venv/bin/python bench/busy_cores.py [GOMP_SPINCOUNT=10000 ...]   (about 5 minutes on 2 quiet cores)
+Last line: quiet_default=<s> busy_default=<s> busy_kit=<s> arrives_default=<s> arrives_kit=<s> quiet_passive=<s>
+busy_passive=<s> (seconds per step)
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def child(steps: int, govern: bool) -> None:
+def child(steps: int, govern: bool, arrive_at: int) -> None:
     """Time `steps` training steps after one warm-up (with kit's thread governor after each step if `govern`); print
-    the median seconds per step as JSON."""
+    the median seconds per step as JSON. With `arrive_at` >= 0 a spinning program starts after that many timed steps,
+    and the mean of the steps from then on is printed instead (what the arrival costs, the governor's reaction
+    included)."""
     sys.path.insert(0, str(REPO))
     import torch
     from peft import LoraConfig, get_peft_model
@@ -57,8 +60,10 @@ def child(steps: int, govern: bool) -> None:
     governor = hardware.ThreadGovernor(torch.get_num_threads()) if govern else None
     if governor:
         governor.start()
-    times = []
-    for _ in range(steps + 1):
+    times, load = [], None
+    for n in range(steps + 1):
+        if arrive_at >= 0 and n == arrive_at + 1:
+            load = spinner()
         start = time.perf_counter()
         loss, _ = train.completion_loss(model, batch)
         loss.backward()
@@ -67,8 +72,15 @@ def child(steps: int, govern: bool) -> None:
         times.append(time.perf_counter() - start)
         if governor:
             governor.after_step()
-    timed = sorted(times[1:])
-    print(json.dumps({"s_per_step": timed[len(timed) // 2], "threads": torch.get_num_threads(),
+    if load:
+        load.kill()
+        load.wait()
+        after = times[arrive_at + 1:]
+        s_per_step = sum(after) / len(after)
+    else:
+        timed = sorted(times[1:])
+        s_per_step = timed[len(timed) // 2]
+    print(json.dumps({"s_per_step": s_per_step, "threads": torch.get_num_threads(),
                       "policy": os.environ.get("OMP_WAIT_POLICY", "(unset)")}))
 
 
@@ -77,7 +89,8 @@ def spinner() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def run_row(policy: str | None, threads: int, busy: bool, steps: int, govern: bool = False) -> dict:
+def run_row(policy: str | None, threads: int, busy: bool, steps: int, govern: bool = False,
+            arrive_at: int = -1) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     if policy and policy.startswith("GOMP_SPINCOUNT="):
         env["GOMP_SPINCOUNT"] = policy.split("=", 1)[1]
@@ -88,7 +101,7 @@ def run_row(policy: str | None, threads: int, busy: bool, steps: int, govern: bo
     env["OMP_NUM_THREADS"] = str(threads)
     load = spinner() if busy else None
     try:
-        out = subprocess.run([sys.executable, __file__, "--child", str(steps), str(int(govern))], env=env, capture_output=True,
+        out = subprocess.run([sys.executable, __file__, "--child", str(steps), str(int(govern)), str(arrive_at)], env=env, capture_output=True,
                              text=True, timeout=900)
     finally:
         if load:
@@ -101,24 +114,30 @@ def run_row(policy: str | None, threads: int, busy: bool, steps: int, govern: bo
 
 
 def main() -> None:
-    if len(sys.argv) > 3 and sys.argv[1] == "--child":
-        child(int(sys.argv[2]), sys.argv[3] == "1")
+    if len(sys.argv) > 4 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4]))
         return
     cores = len(os.sched_getaffinity(0))
     extra = [a for a in sys.argv[1:] if a.startswith("GOMP_SPINCOUNT=")]  # more policies to compare, e.g. GOMP_SPINCOUNT=30000
     rows = [("quiet", None, str(cores)), ("busy", None, str(cores)), ("busy", None, str(max(1, cores - 1))),
-            ("quiet", None, "kit"), ("busy", None, "kit"), ("quiet", "PASSIVE", str(cores)), ("busy", "PASSIVE", str(cores))]
+            ("quiet", None, "kit"), ("busy", None, "kit"), ("arrives", None, str(cores)), ("arrives", None, "kit"),
+            ("quiet", "PASSIVE", str(cores)), ("busy", "PASSIVE", str(cores))]
     rows += [(load, p, str(cores)) for p in extra for load in ("quiet", "busy")]
     results = {}
+    print("busy: a spinning program runs beside from the start (median step); arrives: it starts after the 2nd timed "
+          "step (mean of the 8 steps from then on, the governor's reaction included)")
     print(f"{'machine':7} {'OpenMP wait':22} {'threads':>22} {'s/step':>7}")
     for load, policy, threads in rows:
         govern = threads == "kit"
-        r = run_row(policy, cores if govern else int(threads), load == "busy", steps=6, govern=govern)
+        arrives = load == "arrives"
+        r = run_row(policy, cores if govern else int(threads), load == "busy", steps=10 if arrives else 6,
+                    govern=govern, arrive_at=2 if arrives else -1)
         results[(load, policy, threads)] = r["s_per_step"]
         shown = f"kit: {r['threads']} at the end" if govern else threads
         print(f"{load:7} {policy or 'default (spin, sleep)':22} {shown:>22} {r['s_per_step']:7.2f}", flush=True)
     print(f"quiet_default={results[('quiet', None, str(cores))]:.2f} busy_default={results[('busy', None, str(cores))]:.2f} "
-          f"busy_kit={results[('busy', None, 'kit')]:.2f} quiet_passive={results[('quiet', 'PASSIVE', str(cores))]:.2f} "
+          f"busy_kit={results[('busy', None, 'kit')]:.2f} arrives_default={results[('arrives', None, str(cores))]:.2f} "
+          f"arrives_kit={results[('arrives', None, 'kit')]:.2f} quiet_passive={results[('quiet', 'PASSIVE', str(cores))]:.2f} "
           f"busy_passive={results[('busy', 'PASSIVE', str(cores))]:.2f}")
 
 

@@ -187,14 +187,16 @@ class ThreadGovernor:
 
     PyTorch's CPU ops run on an OpenMP thread team that splits every op evenly and waits for its slowest member. When
     another program holds one of the cores, the thread on that core is descheduled in the middle of each op while its
-    partners spin: a training step on 2 cores went from 0.9 s to 12.7 s with one spinning process beside it, against
-    1.3 s on one thread (bench/busy_cores.py, AMX machine). Letting waiting threads sleep instead
+    partners spin: a training step on 2 cores went from 0.9 s to 12.7-19.7 s with one spinning process beside it,
+    against 1.3-1.4 s on one thread (bench/busy_cores.py, AMX machine). Letting waiting threads sleep instead
     (OMP_WAIT_POLICY=PASSIVE) fixes the busy case but cost 60% on a quiet machine, so kit keeps the default policy and
     adapts the thread count: it reads how much CPU time other programs took on this process's cores (/proc/stat
     minus this process's own time) over windows of at least `window_s`, lowers the count after `down_after` readings
-    in a row that want fewer threads (to the mildest of them), and raises it after `up_after` readings in a row that
-    want more. Every change is recorded.
+    in a row that want fewer threads (to the mildest of them; after one reading if it covered `LONG_WINDOW_S` or
+    more), and raises it after `up_after` readings in a row that want more. Every change is recorded.
     """
+
+    LONG_WINDOW_S = 2.0
 
     def __init__(self, threads: int, down_after: int = 2, up_after: int = 5, window_s: float = 0.3):
         self.cpus = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
@@ -203,6 +205,7 @@ class ThreadGovernor:
         self.changes: list[dict] = []
         self.calls = 0  # after_step calls so far
         self._pending: list[int] = []  # consecutive readings that want a change in one direction
+        self._window = 0.0  # seconds the last reading covered
         self._mark = self._sample()
 
     def _sample(self):
@@ -221,7 +224,7 @@ class ThreadGovernor:
         now = self._sample()
         if now is None or self._mark is None or now[0] - self._mark[0] < self.window_s:
             return None
-        load, self._mark = self._load(self._mark, now), now
+        load, self._window, self._mark = self._load(self._mark, now), now[0] - self._mark[0], now
         return load
 
     def wanted(self, others: float) -> int:
@@ -269,7 +272,10 @@ class ThreadGovernor:
             return None
         self._pending.append(want)
         lower = want < current
-        if len(self._pending) < (self.down_after if lower else self.up_after):
+        # A drop needs `down_after` readings in a row, or one over a long window (a slow step: the stall is
+        # already costing seconds, and a second of readings is no longer noise).
+        if len(self._pending) < (self.down_after if lower else self.up_after) and not (
+                lower and self._window >= self.LONG_WINDOW_S):
             return None
         target = max(self._pending) if lower else min(self._pending)  # the mildest change the readings agree on
         self._pending = []

@@ -182,6 +182,25 @@ def test_thread_governor_takes_the_mildest_change_the_readings_agree_on(monkeypa
         torch.set_num_threads(before)
 
 
+def test_one_long_reading_is_enough_to_drop_a_thread(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        gov = hardware.ThreadGovernor(2)
+        gov.cpus = frozenset({0, 1})
+
+        def slow_step_reading():  # a step that took 5 s while another program held a core
+            gov._window = 5.0
+            return 1.0
+
+        monkeypatch.setattr(gov, "others", slow_step_reading)
+        assert gov.after_step() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_short_window_is_not_read_and_does_not_reset_the_window():
     gov = hardware.ThreadGovernor(2, window_s=0.3)
     if gov._mark is None:
