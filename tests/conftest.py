@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -118,3 +119,33 @@ def screenshots(request) -> Path:
     out = REPO / "test-output" / request.node.name.replace("/", "_").replace("[", "-").rstrip("]")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextlib.contextmanager
+def busy_core_beside():
+    """Within the block, one spinning program holds a core, and torch is set to use every core of this process (as
+    on a machine whose cores torch counts; restored after, with kit's per-process baseline). Yields the core count.
+    Skips with one core, or where other programs already keep a core busy (a new busy core could not be told apart)."""
+    import subprocess
+
+    import torch
+
+    from kit import hardware
+
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: nothing to give up")
+    _, load = hardware.ThreadGovernor(cores).look()
+    if load is not None and load > 0.3:
+        pytest.skip(f"other programs already use {load:.1f} cores here: a busy core cannot be told apart")
+    before = torch.get_num_threads()
+    torch.set_num_threads(cores)
+    hardware._BASELINE_THREADS = None
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield cores
+    finally:
+        spinner.kill()
+        spinner.wait()
+        torch.set_num_threads(before)
+        hardware._BASELINE_THREADS = None

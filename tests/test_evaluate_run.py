@@ -4,7 +4,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import write_run_basics
+from conftest import busy_core_beside, write_run_basics
 
 from kit import models
 from kit.report import review
@@ -155,33 +155,12 @@ def test_a_llama_cpp_crash_during_export_is_an_export_error_not_a_dead_process(t
 
 
 def test_evaluation_beside_a_busy_core_uses_the_free_ones_and_records_it(tiny_eval):
-    import os
-    import subprocess
-    import sys
-
     import torch
 
-    from kit import hardware
-
-    cores = len(os.sched_getaffinity(0))
-    if cores < 2:
-        pytest.skip("one core: nothing to give up")
-    _, load = hardware.ThreadGovernor(cores).look()
-    if load is not None and load > 0.3:
-        pytest.skip(f"other programs already use {load:.1f} cores here: a busy core cannot be told apart")
     cfg, _ = tiny_eval
     quick = dataclasses.replace(cfg, few_shot_k=0, probe_control_steps=0, max_examples=5)
-    before = torch.get_num_threads()
-    torch.set_num_threads(cores)  # as on a machine whose cores torch uses (torch's default counts physical cores)
-    hardware._BASELINE_THREADS = None
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with busy_core_beside() as cores:
         result = evaluate.run(quick)
-        assert torch.get_num_threads() == cores
-    finally:
-        spinner.kill()
-        spinner.wait()
-        torch.set_num_threads(before)
-        hardware._BASELINE_THREADS = None
+        assert torch.get_num_threads() == cores  # restored after the stage
     changes = json.loads(open(result.paths["metrics"]).read())["thread_changes"]
     assert changes and changes[0]["at"] == "start" and changes[0]["threads"] <= cores - 1

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import write_run_basics
+from conftest import busy_core_beside, write_run_basics
 
 from kit import hardware, models
 from kit.errors import KitError
@@ -139,23 +139,35 @@ def test_auto_training_records_the_machine_choice(tmp_path, tiny_model_dir):
 
 
 
-def test_thread_governor_drops_threads_for_busy_cores_and_gives_them_back(monkeypatch):
+
+@pytest.fixture
+def governor_of():
+    """A governor over n pretend cores with torch at n threads (restored after): feed it readings by hand."""
     import torch
 
     before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        gov = hardware.ThreadGovernor(2)
-        gov.cpus = frozenset({0, 1})
-        readings = [0.1, 0.7, 0.4, 1.0, 1.0, 0.9, 0.0, 0.0, 0.3, 0.0, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0]  # others, in cores
-        seen = iter(readings)
-        monkeypatch.setattr(gov, "others", lambda: next(seen))
-        threads = []
-        for _ in readings:
-            gov.after_step()
-            threads.append(torch.get_num_threads())
-    finally:
-        torch.set_num_threads(before)
+
+    def make(n: int):
+        torch.set_num_threads(n)
+        gov = hardware.ThreadGovernor(n)
+        gov.cpus = frozenset(range(n))
+        return gov
+
+    yield make
+    torch.set_num_threads(before)
+
+
+def test_thread_governor_drops_threads_for_busy_cores_and_gives_them_back(governor_of, monkeypatch):
+    import torch
+
+    gov = governor_of(2)
+    readings = [0.1, 0.7, 0.4, 1.0, 1.0, 0.9, 0.0, 0.0, 0.3, 0.0, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0]  # others, in cores
+    seen = iter(readings)
+    monkeypatch.setattr(gov, "others", lambda: next(seen))
+    threads = []
+    for _ in readings:
+        gov.after_step()
+        threads.append(torch.get_num_threads())
     # A lone busy reading (0.7, then 0.4) is not enough; two in a row drop a thread. It comes back after five free
     # readings in a row (0.3 is an idle desktop's noise, so it counts as free); the busy 0.8 restarts the count.
     assert threads == [2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2]
@@ -163,42 +175,30 @@ def test_thread_governor_drops_threads_for_busy_cores_and_gives_them_back(monkey
     assert "other programs used 1.0 of this process's 2 cores" in gov.changes[0]["why"]
 
 
-def test_thread_governor_takes_the_mildest_change_the_readings_agree_on(monkeypatch):
+def test_thread_governor_takes_the_mildest_change_the_readings_agree_on(governor_of, monkeypatch):
     import torch
 
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(8)
-        gov = hardware.ThreadGovernor(8)
-        gov.cpus = frozenset(range(8))
-        seen = iter([3.0, 1.0, 2.0, 0.0, 0.0])  # other programs' load swings: 5, 7, then 6 threads wanted
-        monkeypatch.setattr(gov, "others", lambda: next(seen))
-        for _ in range(2):
-            gov.after_step()
-        assert torch.get_num_threads() == 7  # two readings wanted fewer: the milder of 5 and 7
-        gov.after_step()  # wants 6: a new count starts
-        assert torch.get_num_threads() == 7
-    finally:
-        torch.set_num_threads(before)
+    gov = governor_of(8)
+    seen = iter([3.0, 1.0, 2.0])  # other programs' load swings: 5, 7, then 6 threads wanted
+    monkeypatch.setattr(gov, "others", lambda: next(seen))
+    gov.after_step()
+    gov.after_step()
+    assert torch.get_num_threads() == 7  # two readings wanted fewer: the milder of 5 and 7
+    gov.after_step()  # wants 6: a new count starts
+    assert torch.get_num_threads() == 7
 
 
-def test_one_long_reading_is_enough_to_drop_a_thread(monkeypatch):
+def test_one_long_reading_is_enough_to_drop_a_thread(governor_of, monkeypatch):
     import torch
 
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        gov = hardware.ThreadGovernor(2)
-        gov.cpus = frozenset({0, 1})
+    gov = governor_of(2)
 
-        def slow_step_reading():  # a step that took 5 s while another program held a core
-            gov._window = 5.0
-            return 1.0
+    def slow_step_reading():  # a step that took 5 s while another program held a core
+        gov._window = 5.0
+        return 1.0
 
-        monkeypatch.setattr(gov, "others", slow_step_reading)
-        assert gov.after_step() == 1 and torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.setattr(gov, "others", slow_step_reading)
+    assert gov.after_step() == 1 and torch.get_num_threads() == 1
 
 
 def test_a_short_window_is_not_read_and_does_not_reset_the_window():
@@ -211,66 +211,29 @@ def test_a_short_window_is_not_read_and_does_not_reset_the_window():
     assert gov.others() is not None and gov._mark != mark
 
 
-def _spin():
-    import subprocess
-    import sys
-
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
-
-
-def _quiet_cores() -> int:
-    """Cores in this process's set, skipping the test when other programs already keep one busy (nothing to see)."""
-    import os
-
-    cores = len(os.sched_getaffinity(0))
-    if cores < 2:
-        pytest.skip("one core: nothing to give up")
-    _, load = hardware.ThreadGovernor(cores).look()
-    if load is not None and load > 0.3:
-        pytest.skip(f"other programs already use {load:.1f} cores here: a busy core cannot be told apart")
-    return cores
-
-
 def test_thread_governor_reads_a_real_busy_core():
     import time
 
-    cores = _quiet_cores()
-    gov = hardware.ThreadGovernor(cores)
-    load = _spin()
-    try:
+    with busy_core_beside() as cores:
         time.sleep(0.3)  # let it start
-        threads, busy = gov.look()
-    finally:
-        load.kill()
-        load.wait()
-    assert busy > 0.6 and threads <= cores - 1  # the spinning process holds about one core
+        threads, busy = hardware.ThreadGovernor(cores).look()
+    assert busy > 0.6 and threads <= cores - 1  # the spinning program holds about one core
 
 
 def test_training_beside_a_busy_core_uses_the_free_ones_and_says_so(tmp_path, tiny_model_dir):
     import torch
 
-    cores = _quiet_cores()
     resolved = models.resolve(str(tiny_model_dir))
     write_run_basics(tmp_path, str(tiny_model_dir), resolved)
-    before = torch.get_num_threads()
-    torch.set_num_threads(cores)  # as on a machine whose cores torch uses (torch's default counts physical cores)
-    hardware._BASELINE_THREADS = None
-    load = _spin()
-    try:
+    with busy_core_beside() as cores:
         res = train.run(train.TrainConfig(run_dir=str(tmp_path), model=str(tiny_model_dir), max_steps=3, batch_size=4,
                                           dtype="float32", checkpoint_every_steps=10, validation_fraction=0))
         assert torch.get_num_threads() == cores  # the next stage starts from the count before this one
-    finally:
-        load.kill()
-        load.wait()
-        torch.set_num_threads(before)
-        hardware._BASELINE_THREADS = None
     first = res.log["thread_changes"][0]
     assert first["at"] == "start" and first["threads"] <= cores - 1 and "other programs used" in first["why"]
     assert res.log["threads"] <= cores - 1
     saved = json.loads((tmp_path / "train" / "log.json").read_text())
     assert saved["thread_changes"] == res.log["thread_changes"]
-
 
 def test_a_failed_training_run_gives_the_threads_back(tmp_path, tiny_model_dir, monkeypatch):
     import torch
@@ -291,12 +254,7 @@ def test_a_failed_training_run_gives_the_threads_back(tmp_path, tiny_model_dir, 
 def test_llama_cpp_threads_leave_out_a_busy_core(capsys):
     import time
 
-    cores = _quiet_cores()
-    load = _spin()
-    try:
+    with busy_core_beside() as cores:
         time.sleep(0.3)
         busy = hardware.free_threads()
-    finally:
-        load.kill()
-        load.wait()
     assert busy <= cores - 1 and "for llama.cpp (other programs used" in capsys.readouterr().out
