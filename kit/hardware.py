@@ -266,12 +266,13 @@ class ThreadGovernor:
         if others is None:
             return None
         current, want = torch.get_num_threads(), self.wanted(others)
-        if want == current or (self._pending and (want < current) != (self._pending[-1] < current)):
-            self._pending = []  # no change wanted, or the direction turned: start counting again
         if want == current:
+            self._pending = []
             return None
-        self._pending.append(want)
         lower = want < current
+        if self._pending and (self._pending[-1] < current) != lower:
+            self._pending = []  # the direction turned: start counting again
+        self._pending.append(want)
         # A drop needs `down_after` readings in a row, or one over a long window (a slow step: the stall is
         # already costing seconds, and a second of readings is no longer noise).
         if len(self._pending) < (self.down_after if lower else self.up_after) and not (
@@ -287,9 +288,8 @@ class ThreadGovernor:
         """Where the run is, for the record: a stage may replace it (training says its step)."""
         return f"call {self.calls}"
 
-    def _record(self, at: str, threads: int, others: float | None):
-        why = (f"other programs used {others:.1f} of this process's {len(self.cpus)} cores" if others is not None
-               else "")
+    def _record(self, at: str, threads: int, others: float):
+        why = f"other programs used {others:.1f} of this process's {len(self.cpus)} cores"
         self.changes.append({"at": at, "threads": threads, "why": why})
         print(f"threads: {threads} ({at}; {why})", flush=True)
 
