@@ -106,6 +106,37 @@ def test_a_name_that_is_also_a_word_is_still_redacted_after_a_cue(r, text, value
     assert _masked(text, r.find(text), value), r.find(text)
 
 
+# Bank chat as typed (../shared/devdata/routing): words run together after a greeting or around "please", and shorthand,
+# were taken for names ("himy" -> <PERSON_1>), and the intent went with them.
+@pytest.mark.parametrize("text", [
+    "himy card missed so please close the card",
+    "hello my credit card was lostpls suggest way to forward",
+    "okneed to change my address in my ac",
+    "hmmm ok and my another credit card was expired so kindly provide me new one",
+])
+def test_run_together_words_and_chat_shorthand_are_not_names(r, text):
+    assert r.find(text) == [], [(text[s:e], t) for s, e, t in r.find(text)]
+
+
+@pytest.mark.parametrize("word, typed", [
+    ("himy", True), ("okneed", True), ("lostpls", True), ("hellocan", True), ("hmmm", True),
+    # names that split into words: two function words, "no"/"ya" at an end, a greeting at the end, a census name
+    ("hasan", False), ("noam", False), ("yahya", False), ("aditya", False), ("draghi", False), ("herman", False),
+])
+def test_a_run_together_word_needs_a_greeting_first_or_a_courtesy_word(word, typed):
+    assert ner.everyday(word) is typed
+
+
+def test_a_bare_amount_is_not_an_address_line_but_its_numbers_stay_masked(r):
+    text = "transfer 1000 money from account ending in 9234 to account ending in 3442"
+    found = r.find(text)
+    assert all(_masked(text, found, v) for v in ("1000", "9234", "3442")), found
+    assert "money from account ending in" in r.redact(text).text
+    # A postcode with a town and country after it keeps the whole line.
+    text = "Please forward the paperwork to Verhoeven at Pietersingel 03, 2020 Kaggevinne, Sri Lanka."
+    assert all(_masked(text, r.find(text), v) for v in ("Pietersingel 03", "2020 Kaggevinne", "Sri Lanka"))
+
+
 def test_the_everyday_word_list_has_no_census_names_and_ships_with_its_source():
     words = ner.english_words()
     assert {"stolen", "inquire", "owed", "burnt"} <= words and len(words) > 50_000
