@@ -89,12 +89,34 @@ def test_fast_label_scoring_equals_one_prompt_at_a_time(tiny, tokenizer, labels,
     assert np.allclose(probs, np.exp(ref) / np.exp(ref).sum(1, keepdims=True), atol=1e-4)
 
 
-def test_prompts_longer_than_the_sliding_window_are_scored_without_the_shared_cache(tiny, monkeypatch):
+@pytest.mark.parametrize("tree_nodes", [1024, 5])  # one tree per prompt, or several on copies of its cache
+def test_many_labels_sharing_first_tokens_run_on_each_prompts_cache(tiny, tokenizer, monkeypatch, tree_nodes):
+    """Intent names as teams write them ("card_arrival", "card_declined", ...): continuations of several tokens run
+    on top of each prompt's own cache as one tree, and score as one plain forward per pair."""
+    from kit.models.chat import GEMMA
+
+    calls = []
+    real = scoring._continuations_per_prompt
+    monkeypatch.setattr(scoring, "_continuations_per_prompt", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(scoring, "TREE_NODES", tree_nodes)
+    labels = [f"{h}_{t}" for h in ("card", "transfer", "top_up") for t in ("arrival", "declined", "pending", "fee")]
+    prompts = [GEMMA.prompt(t, SHARED) for t in TICKETS[:3]]
+    ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    conts = [tokenizer(lab, add_special_tokens=False)["input_ids"] for lab in labels]
+    fast = evaluate.continuation_logprobs(tiny, ids, conts, batch_size=1, pad_id=tokenizer.pad_token_id)
+    assert calls == [1] and (len(scoring._trees(conts)) > 2) == (tree_nodes == 5)
+    ref = _reference_logprobs(tiny, ids, conts)
+    assert np.allclose(fast, ref, atol=1e-4), np.abs(fast - ref).max()
+
+
+@pytest.mark.parametrize("conts", [[[5], [6]], [[5, 9], [5, 6, 7]]])
+def test_prompts_longer_than_the_sliding_window_are_scored_without_the_shared_cache(tiny, monkeypatch, conts):
     monkeypatch.setattr(scoring, "_prefix_cache", None)  # calling it would fail the test
+    monkeypatch.setattr(scoring, "_continuations_per_prompt", None)  # nor may a prompt's own cache be used
     window = tiny.config.sliding_window
     ids = [[2] + [100 + k for k in range(window)] + [7 + i] * (i + 1) for i in range(3)]  # longer than the window
-    fast = evaluate.continuation_logprobs(tiny, ids, [[5], [6]], batch_size=2)
-    assert np.allclose(fast, _reference_logprobs(tiny, ids, [[5], [6]]), atol=1e-4)
+    fast = evaluate.continuation_logprobs(tiny, ids, conts, batch_size=2)
+    assert np.allclose(fast, _reference_logprobs(tiny, ids, conts), atol=1e-4)
 
 
 @pytest.mark.parametrize("seqs, n", [([[1, 2, 3], [1, 2, 4], [1, 2]], 1), ([[5, 6, 7, 8]] * 3, 3),

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import families
+import numpy as np
 import pytest
 from conftest import REPO, read_jsonl
 
@@ -292,3 +293,31 @@ def test_few_shot_prompt_is_one_conversation_as_the_template_renders_it(family_d
         expected = expected.removeprefix(tok.bos_token)
     assert got == expected and got.count(system) == 1
     assert fmt.conversation([], "Where is my form?", system) == fmt.prompt("Where is my form?", system)
+
+
+@pytest.mark.parametrize("family", sorted(families.SPECS))
+def test_labels_that_share_first_tokens_score_as_one_plain_forward_per_pair(family_dir, family, monkeypatch):
+    """The tree layout of `_continuations_per_prompt` (a 4-D attention mask, positions by depth, on a prompt's own
+    cache) on every architecture kit trains: equal to prompt + label run whole, pair by pair."""
+    import torch
+    from test_evaluate import _reference_logprobs
+    from transformers import AutoModelForCausalLM
+
+    from kit.scoring import hf
+
+    calls = []
+    real = hf._continuations_per_prompt
+    monkeypatch.setattr(hf, "_continuations_per_prompt", lambda *a: calls.append(1) or real(*a))
+    resolved = models.resolve(str(family_dir(family)))
+    tok = models.load_tokenizer(resolved)
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch.float32).eval()
+    labels = ["card_arrival", "card_declined", "card_fee", "transfer_fee", "transfer_pending", "refund"]
+    assert hf.label_first_tokens(tok, labels) is None  # some labels share a first token
+    fmt = resolved.chat_format
+    prompts = [fmt.prompt(f"Route this message to one of: {', '.join(labels)}.\n\n{t}")
+               for t in ("my card has not arrived", "why was I charged a fee for the transfer?")]
+    ids = tok(prompts, add_special_tokens=True)["input_ids"]
+    conts = [tok(lab, add_special_tokens=False)["input_ids"] for lab in labels]
+    fast = hf.continuation_logprobs(model, ids, conts, pad_id=tok.pad_token_id or 0)
+    ref = _reference_logprobs(model, ids, conts)
+    assert calls == [1] and np.allclose(fast, ref, atol=1e-4), np.abs(fast - ref).max()

@@ -433,11 +433,12 @@ def output_head(base, hidden):
     return torch.tanh(logits / cap) * cap if cap else logits
 
 
-def prefix_cache(base, input_ids):
-    """Key/value cache of one shared prefix (`input_ids` of shape [1, n]), for `decoder_states` to continue."""
+def prefix_cache(base, input_ids, cache=None):
+    """Key/value cache of one shared prefix (`input_ids` of shape [1, n]), for `decoder_states` to continue; with
+    `cache`, that cache is extended in place by `input_ids` and returned."""
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=base.config)
+    cache = DynamicCache(config=base.config) if cache is None else cache
     decoder = base.get_decoder()
     decoder(input_ids=input_ids, **{_cache_keyword(type(decoder)): cache}, use_cache=True)
     return cache

@@ -7,6 +7,7 @@ baselines. The label rule is `kit.scoring.base.label_tokens`, the same one llama
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 
 import numpy as np
@@ -56,8 +57,12 @@ def _desc(progress: bool | str, default: str) -> str:
 
 
 def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[int]], batch_size: int = 16,
-                          progress: bool = False, pad_id: int = 0) -> np.ndarray:
+                          progress: bool = False, pad_id: int = 0, trees: bool = True) -> np.ndarray:
     """Log-likelihood of each continuation after each prompt: an array [prompt, continuation].
+
+    `trees=False` scores continuations of several tokens as prompt + continuation rows, pair by pair (what kit did
+    before the tree layout; `bench/label_scoring.py` compares the two). Prompts longer than a sliding window always
+    go that way.
 
     Written here because no installed library scores continuations of a causal LM while sharing the prompt work
     (HF `generate` decodes; evaluation harnesses re-run the prompt for every choice). What is cut, without changing a
@@ -65,6 +70,7 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
     - the prompts' common token prefix runs once; its key/value cache is repeated over every batch;
     - rows are batched by length (right padding, so no real token moves), results come back in the input order;
     - single-token continuations need no extra rows: a prompt's last position scores all of them at once;
+    - longer continuations run on top of their own prompt's cache, as one tree (`_continuations_per_prompt`);
     - only positions that predict a continuation token go through the 262k-row output head.
     """
     import torch
@@ -79,10 +85,13 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
     shared = common_prefix_length(prompt_ids)
     longest = max(len(p) for p in prompt_ids) + max(len(c) for c in conts) - 1
     window = getattr(base.config.get_text_config(), "sliding_window", None)
-    if shared < MIN_SHARED_PREFIX or (window and longest > window):
+    too_long = bool(window and longest > window)
+    if shared < MIN_SHARED_PREFIX or too_long:
         shared = 0  # a sliding-window cache keeps only the last window-1 tokens: such rows run whole
     device = next(model.parameters()).device
     prefix = _prefix_cache(base, prompt_ids[0][:shared], device) if shared else None
+    if trees and not single and not too_long and min(len(p) for p in prompt_ids) > shared + 1:
+        return _continuations_per_prompt(base, prompt_ids, conts, prefix, shared, progress, device)
     # One row per prompt when every continuation is one token (all read at its last position), else one per pair.
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
     items = [(i, None) for i in order] if single else [(i, j) for i in order for j in range(len(conts))]
@@ -107,6 +116,79 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
             sums = torch.zeros(len(chunk), device=device).index_add_(0, r, token_lp).cpu().numpy()
             for (i, j), s in zip(chunk, sums):
                 out[i, j] = s
+    return out
+
+
+TREE_NODES = 1024  # tokens per tree row: any label set fits one; ~100 canary candidates (sentence tails) take a few
+
+
+def _trees(conts: list[list[int]]) -> list[tuple]:
+    """Continuations laid out as trees of at most ~TREE_NODES nodes: [(continuation indices, node tokens, node depths,
+    ancestor matrix, node of each opening)]. Node 0 stands for the prompt's last token; there is a node per distinct
+    opening after it, and a continuation's k-th token is predicted by the node of its first k tokens."""
+    import torch
+
+    groups: list[dict] = []
+    for j, c in enumerate(map(tuple, conts)):
+        if not groups or len(groups[-1]["tokens"]) + len(c) - 1 > TREE_NODES:
+            groups.append({"ix": [], "node_of": {(): 0}, "tokens": [None], "parents": [-1]})
+        g = groups[-1]
+        g["ix"].append(j)
+        for k in range(1, len(c)):
+            if c[:k] not in g["node_of"]:
+                g["node_of"][c[:k]] = len(g["tokens"])
+                g["tokens"].append(c[k - 1])
+                g["parents"].append(g["node_of"][c[:k - 1]])
+    out = []
+    for g in groups:
+        n = len(g["tokens"])
+        ancestors = torch.zeros(n, n, dtype=torch.bool)
+        for node in range(n):
+            m = node
+            while m >= 0:
+                ancestors[node, m] = True
+                m = g["parents"][m]
+        out.append((g["ix"], g["tokens"], (ancestors.sum(1) - 1).tolist(), ancestors, g["node_of"]))
+    return out
+
+
+def _continuations_per_prompt(base, prompt_ids, conts, prefix, shared: int, progress, device) -> np.ndarray:
+    """`continuation_logprobs` for continuations of several tokens (labels that share a first token), one prompt at
+    a time: the prompt runs once into its own key/value cache (continuing the shared prefix's), then the labels run
+    on top of it in one row laid out as a tree (`_trees`). Labels that open alike ("card_arrival", "card_declined")
+    share the nodes that read "card" and "_"; each node attends to the prompt and its own ancestors only (a 4-D
+    attention mask, positions by depth) and goes through the 262k-row output head once. Against prompt + label for
+    every pair this runs a few hundred tokens per prompt instead of thousands with 70 labels, and copies no cache."""
+    import torch
+
+    from kit import progress as progress_bars
+    from kit.models import _cache_keyword, output_head, prefix_cache
+
+    trees = _trees(conts)
+    dtype = next(base.parameters()).dtype
+    decoder = base.get_decoder()
+    out = np.zeros((len(prompt_ids), len(conts)))
+    with torch.no_grad():
+        bar = progress_bars.bar(range(len(prompt_ids)), unit="prompts", desc=_desc(progress, "scoring"),
+                                disable=not progress)
+        for i in hardware.paced(bar):
+            ids = prompt_ids[i]
+            cached = len(ids) - 1
+            cache = prefix_cache(base, torch.tensor([ids[shared:-1]], device=device),
+                                 copy.deepcopy(prefix) if prefix is not None else None)
+            for n, (ix, tokens, depth, ancestors, node_of) in enumerate(trees):
+                keep = torch.cat([torch.ones(len(tokens), cached, dtype=torch.bool), ancestors], 1)
+                mask = torch.zeros(keep.shape, dtype=dtype).masked_fill_(~keep, torch.finfo(dtype).min)
+                # the forward appends the tree to the cache: the next tree needs the prompt alone
+                run_on = copy.deepcopy(cache) if n < len(trees) - 1 else cache
+                hidden = decoder(input_ids=torch.tensor([[ids[-1]] + tokens[1:]], device=device),
+                                 attention_mask=mask[None, None].to(device),
+                                 position_ids=torch.tensor([[cached + d for d in depth]], device=device),
+                                 **{_cache_keyword(type(decoder)): run_on}, use_cache=True).last_hidden_state[0]
+                logp = torch.log_softmax(output_head(base, hidden).float(), -1)
+                pick = [(r, node_of[tuple(conts[j][:k])], t) for r, j in enumerate(ix) for k, t in enumerate(conts[j])]
+                r, node, t = (torch.tensor(col, device=device) for col in zip(*pick))
+                out[i, ix] = torch.zeros(len(ix), device=device).index_add_(0, r, logp[node, t]).cpu().numpy()
     return out
 
 
