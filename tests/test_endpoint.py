@@ -113,6 +113,11 @@ def test_labels_sharing_a_first_token_are_scored_whole_over_the_endpoint_as_in_t
         served = scorer.score(prompts, labels)
     assert scorer.outside_top_k == 0
     assert np.abs(served - local).max() < 0.01, (served, local)  # f16 weights in llama.cpp vs float32
+    # llama.cpp in process (05's parity, 06's monitoring) walks the labels' shared openings once, to the same scores
+    from kit.scoring.llamacpp import LlamaCppScorer
+
+    in_process = LlamaCppScorer(gguf, n_ctx=256).score(prompts, labels)
+    assert np.abs(in_process - local).max() < 0.01, (in_process, local)
     # the alike labels differ only in their second token: scored by the first alone they would tie
     assert np.abs(served[:, 0] - served[:, 1]).min() > 0.05 and np.abs(local[:, 0] - local[:, 1]).min() > 0.05
 

@@ -73,20 +73,29 @@ class LlamaCppScorer:
             if plan.first_only:
                 out[i] = logp[[ids[0] for ids in plan.ids]]
             else:  # every label whole, each continuing the prompt's key/value cache
-                out[i] = [self._continuation(len(tokens), logp, ids) for ids in plan.ids]
+                out[i] = self._whole_labels(len(tokens), logp, plan.ids)
             if self.report:
                 self.report()
         return softmax_rows(out)
 
-    def _continuation(self, n_prompt: int, logp: np.ndarray, ids: Sequence[int]) -> float:
-        total = 0.0
-        self.llm.n_tokens = n_prompt  # back to the end of the prompt; eval() drops the cache beyond it
-        for k, t in enumerate(ids):
-            total += float(logp[t])
-            if k < len(ids) - 1:
-                self.llm.eval([t])
-                logp = _log_softmax(last_logits(self.llm))
-        return total
+    def _whole_labels(self, n_prompt: int, logp: np.ndarray, label_ids: Sequence[Sequence[int]]) -> list[float]:
+        """Each label's log-probability after the prompt, summed token by token. Labels are walked in sorted order, so
+        ones that open alike ("card_arrival", "card_declined") evaluate their shared opening once: the cache keeps
+        the last label's tokens and only what differs is run (eval() drops the cache beyond n_tokens)."""
+        after = {(): logp}  # log-probabilities of the next token after each opening evaluated for this prompt
+        path: list[int] = []  # label tokens in the cache after the prompt
+        scores = [0.0] * len(label_ids)
+        for j in sorted(range(len(label_ids)), key=lambda j: list(label_ids[j])):
+            ids = tuple(label_ids[j])
+            for k in range(1, len(ids)):
+                if ids[:k] not in after:
+                    common = min(first_divergence_ids(path, list(ids[:k])), k - 1)
+                    self.llm.n_tokens = n_prompt + common
+                    self.llm.eval(list(ids[common:k]))
+                    path = list(ids[:k])
+                    after[ids[:k]] = _log_softmax(last_logits(self.llm))
+            scores[j] = sum(float(after[ids[:k]][t]) for k, t in enumerate(ids))
+        return scores
 
     def generate(self, prompts: list[str], stop: list[str], max_new_tokens: int = 12) -> list[str]:
         out = []
