@@ -181,3 +181,25 @@ def test_a_server_that_crashes_mid_evaluation_is_named_with_its_signal(tiny_rout
 
             time.sleep(1)
             scorer.score(prompts[:1], LABELS)
+
+
+def test_the_served_model_gets_the_cores_other_programs_leave_free(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from kit import hardware
+
+    started = []
+
+    @contextmanager
+    def fake_serve(cmd, port, gguf_path, startup_timeout_s):
+        started.append(cmd)
+        yield "http://127.0.0.1:1/v1"
+
+    monkeypatch.setattr(serve, "_serve", fake_serve)
+    monkeypatch.setattr(hardware, "free_threads", lambda: 1)  # another program holds the other core
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    for threads, expect in ((0, "1"), (3, "3")):  # 0: what is free; a number you set is used as given
+        with serve.serve_gguf(gguf, threads=threads):
+            pass
+        assert started[-1][started[-1].index("--n_threads") + 1] == expect

@@ -17,6 +17,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from kit import hardware
 from kit.scoring.endpoint import EndpointError
 
 
@@ -30,7 +31,8 @@ def free_port() -> int:
 def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: float = 120, threads: int = 0):
     """Start llama.cpp's OpenAI-compatible server (llama-cpp-python) on 127.0.0.1 for a GGUF; yield its /v1 URL.
 
-    The server is our child process and is stopped when the block ends, also on errors.
+    The server is our child process and is stopped when the block ends, also on errors. `threads=0` gives it the
+    cores other programs leave free at start (`kit.hardware.free_threads`), as kit's in-process llama.cpp gets.
     """
     gguf_path = Path(gguf_path)
     if not gguf_path.exists():
@@ -45,8 +47,7 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
     # kit.models.llamacpp runs llama-cpp-python's server with the buffer settings that are safe on this CPU.
     cmd = [sys.executable, "-m", "kit.models.llamacpp", "--model", str(gguf_path), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", str(n_ctx), "--logits_all", "true"]
-    if threads:
-        cmd += ["--n_threads", str(threads)]
+    cmd += ["--n_threads", str(threads or hardware.free_threads())]
     with _serve(cmd, port, gguf_path, startup_timeout_s) as url:
         yield url
 
