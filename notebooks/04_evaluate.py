@@ -121,13 +121,15 @@ for other in ("base_zero_shot", result.metrics["best_baseline"]):
 print(result.metrics["verdict"]["sentence"])
 
 # %% [markdown]
-# Where the errors are. Classify: rows are the true lane, columns the predicted one. Extract: accuracy per field
-# (over the rows that expect it) and how often the model invented it, then a few answers as the field update an agent
-# would accept or reject, with the model's confidence (the probability it gave that exact answer).
+# Where the errors are. Classify: rows are the true lane, columns the predicted one, and below it the most frequent
+# errors by name (with many labels the matrix shows each row's shares; the table is what to read). Extract: accuracy
+# per field (over the rows that expect it) and how often the model invented it, then a few answers as the field
+# update an agent would accept or reject, with the model's confidence (the probability it gave that exact answer).
 
 # %%
 if kind == "classify":
     display(Image(result.paths["confusion"]))
+    display(tables.confused_pairs(result.metrics, result.metrics["labels"]))
 elif kind == "extract":
     display(tables.field_table(result.metrics).head(15))
     print("\n".join(tables.field_updates(result.predictions)))

@@ -86,3 +86,23 @@ def test_cli_rebuilds_the_report(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "page.html")]) == 0
     assert (tmp_path / "page.html").exists() and "pilot report:" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_many_labels_get_a_readable_confusion_plot_and_their_errors_by_name(tmp_path):
+    """An intent set of 40: the figure grows with the labels, and the table names the largest errors first."""
+    import numpy as np
+    from PIL import Image
+
+    from kit.report import plots, tables
+
+    labels = [f"intent_{i:02d}" for i in range(40)]
+    cm = np.diag(np.full(40, 5))
+    cm[3, 7], cm[3, 8], cm[12, 30] = 4, 1, 2
+    results = {"tuned": {"confusion": cm.tolist(), "accuracy": 0.9}}
+    small = plots.confusion_plot({"tuned": {"confusion": np.eye(4, dtype=int).tolist(), "accuracy": 1.0}},
+                                 labels[:4], tmp_path / "small.png")
+    big = plots.confusion_plot(results, labels, tmp_path / "big.png")
+    assert Image.open(big).size[0] > 1.5 * Image.open(small).size[0]
+    top = tables.confused_pairs({"models": results}, labels)
+    assert top.values.tolist()[:2] == [["intent_03", "intent_07", 4, 0.4], ["intent_12", "intent_30", 2, 2 / 7]]
+    assert len(top) == 3

@@ -134,19 +134,31 @@ def drift_plot(run_dir: Path) -> Path:
 
 
 def confusion_plot(results: dict, labels, path: str | Path):
+    """Rows: the true label, columns: the predicted one. Up to 12 labels with counts in the cells; more (intent sets
+    of 50+), each row as shares of its label's rows so a few errors still show, counts only where they fit, and the
+    figure grows with the labels (04's table `tables.confused_pairs` names the largest errors)."""
     from matplotlib.figure import Figure  # no pyplot: nothing global to switch or close
 
     names = [m for m in ("base_zero_shot", "tuned") if m in results]
-    fig = Figure(figsize=(5 * len(names), 4.2))
+    n = len(labels)
+    side = min(max(4.2, 0.22 * n + 2), 16)
+    fig = Figure(figsize=(side * 1.2 * len(names), side))
     axes = fig.subplots(1, len(names))
     for ax, name in zip(np.atleast_1d(axes), names):
         cm = np.array(results[name]["confusion"])
-        ax.imshow(cm, cmap="Blues")
-        for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-        short = [lab.replace("_", "\n") for lab in labels]
-        ax.set_xticks(range(len(labels)), short, fontsize=8); ax.set_yticks(range(len(labels)), short, fontsize=8)
-        ax.set_xlabel("predicted"); ax.set_ylabel("true")
+        shade = cm if n <= 12 else cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        top = max(cm.max(), 1) if n <= 12 else 1.0
+        ax.imshow(shade, cmap="Blues", vmin=0, vmax=top)
+        if n <= 30:
+            for (i, j), v in np.ndenumerate(cm):
+                if v or n <= 12:
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=8 if n <= 12 else 5,
+                            color="white" if shade[i, j] > top / 2 else "black")
+        size = 8 if n <= 12 else max(4, 8 - n // 15)
+        short = [lab.replace("_", "\n") for lab in labels] if n <= 12 else list(labels)
+        ax.set_xticks(range(n), short, fontsize=size, rotation=0 if n <= 12 else 90)
+        ax.set_yticks(range(n), short, fontsize=size)
+        ax.set_xlabel("predicted"); ax.set_ylabel("true" if n <= 12 else "true (shade: share of the row)")
         ax.set_title(f"{name}: accuracy {results[name]['accuracy']:.0%}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,5 +1,5 @@
-"""Tables for the notebooks and the pilot report: models side by side (04), per-field accuracy and field updates
-(extract), privacy probes (04), export parity (05), the monitor's checks (06).
+"""Tables for the notebooks and the pilot report: models side by side (04), the most confused labels (classify),
+per-field accuracy and field updates (extract), privacy probes (04), export parity (05), the monitor's checks (06).
 
 In: the dicts the stages write (`eval/metrics.json`, `eval/probes.json`, `export/parity.json`, a monitor report).
 Out: pandas DataFrames (or lines of text) to display; nothing is written.
@@ -55,6 +55,18 @@ def field_table(summary: dict, model: str = "tuned"):
 
     per = summary["models"][model]["per_field"]
     return pd.DataFrame(per).T[["support", "accuracy", "invented"]].astype({"support": int, "invented": int})
+
+
+def confused_pairs(summary: dict, labels, model: str = "tuned", top: int = 10):
+    """classify: the most frequent errors of one model as (true, predicted) rows with their count and the share of
+    the true label's rows: the confusion matrix read off for label sets too large to look at (50+ intents)."""
+    import pandas as pd
+
+    cm = summary["models"][model]["confusion"]
+    rows = [{"true": labels[i], "predicted": labels[j], "rows": n, "share of true": n / sum(cm[i])}
+            for i, line in enumerate(cm) for j, n in enumerate(line) if i != j and n]
+    rows.sort(key=lambda r: (-r["rows"], -r["share of true"], r["true"], r["predicted"]))
+    return pd.DataFrame(rows[:top], columns=["true", "predicted", "rows", "share of true"])
 
 
 def field_updates(predictions: list[dict], rows: int = 5, model: str = "tuned") -> list[str]:
