@@ -202,4 +202,5 @@ def test_the_served_model_gets_the_cores_other_programs_leave_free(tmp_path, mon
     for threads, expect in ((0, "1"), (3, "3")):  # 0: what is free; a number you set is used as given
         with serve.serve_gguf(gguf, threads=threads):
             pass
-        assert started[-1][started[-1].index("--n_threads") + 1] == expect
+        cmd = started[-1]
+        assert cmd[cmd.index("--n_threads") + 1] == cmd[cmd.index("--n_threads_batch") + 1] == expect

@@ -109,6 +109,38 @@ def test_many_labels_sharing_first_tokens_run_on_each_prompts_cache(tiny, tokeni
     assert np.allclose(fast, ref, atol=1e-4), np.abs(fast - ref).max()
 
 
+@pytest.mark.parametrize("case", ["no shared prefix", "one prompt", "awkward continuations", "bfloat16"])
+def test_tree_scoring_edge_cases_equal_one_prompt_at_a_time(tiny, tokenizer, monkeypatch, case):
+    """Prompts with no common opening (no prefix cache), a single prompt (canary candidates: all of it is the shared
+    prefix but its last token), continuations that repeat, end where another goes on, or are one token beside longer
+    ones, and a bfloat16 model (the additive mask in its dtype)."""
+    import torch
+
+    from kit.models.chat import GEMMA
+
+    calls = []
+    real = scoring._continuations_per_prompt
+    monkeypatch.setattr(scoring, "_continuations_per_prompt", lambda *a: calls.append(1) or real(*a))
+    if case == "no shared prefix":
+        ids = tokenizer(TICKETS, add_special_tokens=False)["input_ids"]
+        assert evaluate.common_prefix_length(ids) < 8
+    else:
+        ids = tokenizer([GEMMA.prompt(t, SHARED) for t in TICKETS[:1 if case == "one prompt" else 3]],
+                        add_special_tokens=True)["input_ids"]
+    conts = [[11, 12], [11, 13, 14], [21, 22, 23]]
+    if case == "awkward continuations":
+        conts = [[11], [11, 12], [11, 12], [11, 12, 13], [40, 41], [40]]
+    model = tiny.to(torch.bfloat16) if case == "bfloat16" else tiny
+    try:
+        fast = evaluate.continuation_logprobs(model, ids, conts, batch_size=2)
+    finally:
+        tiny.to(torch.float32)
+    assert calls == [1]
+    ref = _reference_logprobs(tiny, ids, conts)
+    atol = 0.1 if case == "bfloat16" else 1e-4  # bf16 rounding, against the float32 reference
+    assert np.allclose(fast, ref, atol=atol), np.abs(fast - ref).max()
+
+
 @pytest.mark.parametrize("conts", [[[5], [6]], [[5, 9], [5, 6, 7]]])
 def test_prompts_longer_than_the_sliding_window_are_scored_without_the_shared_cache(tiny, monkeypatch, conts):
     monkeypatch.setattr(scoring, "_prefix_cache", None)  # calling it would fail the test

@@ -90,7 +90,7 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
         shared = 0  # a sliding-window cache keeps only the last window-1 tokens: such rows run whole
     device = next(model.parameters()).device
     prefix = _prefix_cache(base, prompt_ids[0][:shared], device) if shared else None
-    if trees and not single and not too_long and min(len(p) for p in prompt_ids) > shared + 1:
+    if trees and not single and not too_long:
         return _continuations_per_prompt(base, prompt_ids, conts, prefix, shared, progress, device)
     # One row per prompt when every continuation is one token (all read at its last position), else one per pair.
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
@@ -120,6 +120,7 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
 
 
 TREE_NODES = 1024  # tokens per tree row: any label set fits one; ~100 canary candidates (sentence tails) take a few
+HEAD_ROWS = 256  # tree nodes through the output head at once
 
 
 def _trees(conts: list[list[int]]) -> list[tuple]:
@@ -158,7 +159,8 @@ def _continuations_per_prompt(base, prompt_ids, conts, prefix, shared: int, prog
     on top of it in one row laid out as a tree (`_trees`). Labels that open alike ("card_arrival", "card_declined")
     share the nodes that read "card" and "_"; each node attends to the prompt and its own ancestors only (a 4-D
     attention mask, positions by depth) and goes through the 262k-row output head once. Against prompt + label for
-    every pair this runs a few hundred tokens per prompt instead of thousands with 70 labels, and copies no cache."""
+    every pair this runs a few hundred tokens per prompt instead of thousands with 70 labels, and the shared prefix's
+    cache is copied once per prompt (and the prompt's once per extra tree) instead of once per row."""
     import torch
 
     from kit import progress as progress_bars
@@ -174,8 +176,9 @@ def _continuations_per_prompt(base, prompt_ids, conts, prefix, shared: int, prog
         for i in hardware.paced(bar):
             ids = prompt_ids[i]
             cached = len(ids) - 1
-            cache = prefix_cache(base, torch.tensor([ids[shared:-1]], device=device),
-                                 copy.deepcopy(prefix) if prefix is not None else None)
+            cache = copy.deepcopy(prefix) if prefix is not None else None
+            if ids[shared:-1]:  # a single prompt is all shared prefix but its last token
+                cache = prefix_cache(base, torch.tensor([ids[shared:-1]], device=device), cache)
             for n, (ix, tokens, depth, ancestors, node_of) in enumerate(trees):
                 keep = torch.cat([torch.ones(len(tokens), cached, dtype=torch.bool), ancestors], 1)
                 mask = torch.zeros(keep.shape, dtype=dtype).masked_fill_(~keep, torch.finfo(dtype).min)
@@ -185,10 +188,16 @@ def _continuations_per_prompt(base, prompt_ids, conts, prefix, shared: int, prog
                                  attention_mask=mask[None, None].to(device),
                                  position_ids=torch.tensor([[cached + d for d in depth]], device=device),
                                  **{_cache_keyword(type(decoder)): run_on}, use_cache=True).last_hidden_state[0]
-                logp = torch.log_softmax(output_head(base, hidden).float(), -1)
                 pick = [(r, node_of[tuple(conts[j][:k])], t) for r, j in enumerate(ix) for k, t in enumerate(conts[j])]
                 r, node, t = (torch.tensor(col, device=device) for col in zip(*pick))
-                out[i, ix] = torch.zeros(len(ix), device=device).index_add_(0, r, logp[node, t]).cpu().numpy()
+                token_lp = torch.empty(len(pick), device=device)
+                for b in range(0, len(tokens), HEAD_ROWS):  # 256 x 262k float32 logits at a time, ~270 MB
+                    sel = (node >= b) & (node < b + HEAD_ROWS)
+                    if sel.any():
+                        logits = output_head(base, hidden[b:b + HEAD_ROWS]).float()
+                        at = node[sel] - b
+                        token_lp[sel] = logits[at, t[sel]] - torch.logsumexp(logits, -1)[at]
+                out[i, ix] = torch.zeros(len(ix), device=device).index_add_(0, r, token_lp).cpu().numpy()
     return out
 
 

@@ -47,7 +47,8 @@ def serve_gguf(gguf_path: str | Path, n_ctx: int = 1024, startup_timeout_s: floa
     # kit.models.llamacpp runs llama-cpp-python's server with the buffer settings that are safe on this CPU.
     cmd = [sys.executable, "-m", "kit.models.llamacpp", "--model", str(gguf_path), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", str(n_ctx), "--logits_all", "true"]
-    cmd += ["--n_threads", str(threads or hardware.free_threads())]
+    threads = threads or hardware.free_threads()
+    cmd += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]  # batch: prompt processing, i.e. scoring
     with _serve(cmd, port, gguf_path, startup_timeout_s) as url:
         yield url
 
