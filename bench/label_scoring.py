@@ -13,7 +13,10 @@ model's near-tied labels can swap places.
 The labels are made-up bank intents (10 openings x 7 endings), the messages the first rows of
 ../shared/devdata/routing/test.jsonl, the model the embedded one (untuned: speed, not accuracy, is measured).
 
-Run: .venv/bin/python bench/label_scoring.py [--labels 10,30,70] [--prompts 40] [--dtype bfloat16]   (~3 min, 2 cores)
+Below `kit.scoring.hf.TREE_FROM` labels kit itself goes pair by pair (batched pairs win there); this bench forces
+each layout, so it also shows that crossover.
+
+Run: .venv/bin/python bench/label_scoring.py [--labels 3,5,10,30,70] [--prompts 40] [--dtype bfloat16]   (~4 min)
 Last line: tree_prompts_per_s=<x> pairs_prompts_per_s=<y> ratio=<x/y>   (at the largest label count)
 """
 
@@ -33,7 +36,7 @@ ENDINGS = ["arrival", "declined", "pending", "failed", "not_received", "limits",
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--labels", default="10,30,70")
+    ap.add_argument("--labels", default="3,5,10,30,70")
     ap.add_argument("--prompts", type=int, default=40)
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     args = ap.parse_args()

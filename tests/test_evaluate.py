@@ -73,6 +73,7 @@ def test_fast_label_scoring_equals_one_prompt_at_a_time(tiny, tokenizer, labels,
     prefix_runs = []
     real = scoring._prefix_cache
     monkeypatch.setattr(scoring, "_prefix_cache", lambda *a: prefix_runs.append(len(a[1])) or real(*a))
+    monkeypatch.setattr(scoring, "_continuations_per_prompt", None)  # three labels go pair by pair (TREE_FROM)
 
     prompts = [GEMMA.prompt(t, SHARED) for t in TICKETS]
     ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
@@ -121,6 +122,7 @@ def test_tree_scoring_edge_cases_equal_one_prompt_at_a_time(tiny, tokenizer, mon
     calls = []
     real = scoring._continuations_per_prompt
     monkeypatch.setattr(scoring, "_continuations_per_prompt", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(scoring, "TREE_FROM", 2)  # trees for these few continuations too
     if case == "no shared prefix":
         ids = tokenizer(TICKETS, add_special_tokens=False)["input_ids"]
         assert evaluate.common_prefix_length(ids) < 8

@@ -308,6 +308,7 @@ def test_labels_that_share_first_tokens_score_as_one_plain_forward_per_pair(fami
     calls = []
     real = hf._continuations_per_prompt
     monkeypatch.setattr(hf, "_continuations_per_prompt", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(hf, "TREE_FROM", 2)  # six labels: a tree too
     resolved = models.resolve(str(family_dir(family)))
     tok = models.load_tokenizer(resolved)
     model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch.float32).eval()

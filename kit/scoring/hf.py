@@ -57,12 +57,12 @@ def _desc(progress: bool | str, default: str) -> str:
 
 
 def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[int]], batch_size: int = 16,
-                          progress: bool = False, pad_id: int = 0, trees: bool = True) -> np.ndarray:
+                          progress: bool = False, pad_id: int = 0, trees: bool | None = None) -> np.ndarray:
     """Log-likelihood of each continuation after each prompt: an array [prompt, continuation].
 
-    `trees=False` scores continuations of several tokens as prompt + continuation rows, pair by pair (what kit did
-    before the tree layout; `bench/label_scoring.py` compares the two). Prompts longer than a sliding window always
-    go that way.
+    Continuations of several tokens are laid out as a tree per prompt from TREE_FROM of them on, else scored as
+    prompt + continuation rows, pair by pair; `trees=True` or `False` forces one layout (`bench/label_scoring.py`
+    compares the two). Prompts longer than a sliding window always go pair by pair.
 
     Written here because no installed library scores continuations of a causal LM while sharing the prompt work
     (HF `generate` decodes; evaluation harnesses re-run the prompt for every choice). What is cut, without changing a
@@ -90,7 +90,7 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
         shared = 0  # a sliding-window cache keeps only the last window-1 tokens: such rows run whole
     device = next(model.parameters()).device
     prefix = _prefix_cache(base, prompt_ids[0][:shared], device) if shared else None
-    if trees and not single and not too_long:
+    if not single and not too_long and (trees if trees is not None else len(conts) >= TREE_FROM):
         return _continuations_per_prompt(base, prompt_ids, conts, prefix, shared, progress, device)
     # One row per prompt when every continuation is one token (all read at its last position), else one per pair.
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
@@ -121,6 +121,10 @@ def continuation_logprobs(model, prompt_ids: list[list[int]], conts: list[list[i
 
 TREE_NODES = 1024  # tokens per tree row: any label set fits one; ~100 canary candidates (sentence tails) take a few
 HEAD_ROWS = 256  # tree nodes through the output head at once
+# Fewer continuations than this run pair by pair: a tree costs two forward passes of one row per prompt, which batched
+# pairs beat when there are few of them (bench/label_scoring.py, embedded model, 2 AMX cores: trees 0.4x as fast at 3
+# labels, 1.1-1.2x at 10, 5.2-5.4x at 70; ~100 canary candidates after one prompt: about even).
+TREE_FROM = 10
 
 
 def _trees(conts: list[list[int]]) -> list[tuple]:
