@@ -261,9 +261,9 @@ def _address(text: str, start: int, end: int) -> list[Span]:
     and everyday words only, with a number of three digits or more, is no street line and keeps only those numbers,
     as id numbers. Street lines ("12 elm dr", "flat 402 rose apartments", "4 the mews") and anything capitalised
     ("2020 Kaggevinne, Sri Lanka") stay whole."""
-    guess = text[start:end]
-    if guess == guess.lower() and _plain_words(guess) and _numbers(text, start, end):
-        return _numbers(text, start, end)
+    guess, numbers = text[start:end], _numbers(text, start, end)
+    if numbers and guess == guess.lower() and _plain_words(guess):
+        return numbers
     return [(start, address_tail(text, end), "ADDRESS")]
 
 

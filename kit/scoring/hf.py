@@ -129,8 +129,9 @@ TREE_FROM = 10
 
 def _trees(conts: list[list[int]]) -> list[tuple]:
     """Continuations laid out as trees of at most ~TREE_NODES nodes: [(continuation indices, node tokens, node depths,
-    ancestor matrix, node of each opening)]. Node 0 stands for the prompt's last token; there is a node per distinct
-    opening after it, and a continuation's k-th token is predicted by the node of its first k tokens."""
+    ancestor matrix, (row, node, token) of every continuation token)]. Node 0 stands for the prompt's last token;
+    there is a node per distinct opening after it, and a continuation's k-th token is predicted by the node of its
+    first k tokens (row: the continuation's place among the tree's indices)."""
     import torch
 
     groups: list[dict] = []
@@ -153,7 +154,9 @@ def _trees(conts: list[list[int]]) -> list[tuple]:
             while m >= 0:
                 ancestors[node, m] = True
                 m = g["parents"][m]
-        out.append((g["ix"], g["tokens"], (ancestors.sum(1) - 1).tolist(), ancestors, g["node_of"]))
+        pick = [(r, g["node_of"][tuple(conts[j][:k])], t)
+                for r, j in enumerate(g["ix"]) for k, t in enumerate(conts[j])]
+        out.append((g["ix"], g["tokens"], (ancestors.sum(1) - 1).tolist(), ancestors, pick))
     return out
 
 
@@ -170,7 +173,8 @@ def _continuations_per_prompt(base, prompt_ids, conts, prefix, shared: int, prog
     from kit import progress as progress_bars
     from kit.models import _cache_keyword, output_head, prefix_cache
 
-    trees = _trees(conts)
+    # each tree's (row, node, token) columns as tensors, built once for all prompts
+    trees = [(*tree[:4], tuple(torch.tensor(col, device=device) for col in zip(*tree[4]))) for tree in _trees(conts)]
     dtype = next(base.parameters()).dtype
     decoder = base.get_decoder()
     out = np.zeros((len(prompt_ids), len(conts)))
@@ -183,7 +187,7 @@ def _continuations_per_prompt(base, prompt_ids, conts, prefix, shared: int, prog
             cache = copy.deepcopy(prefix) if prefix is not None else None
             if ids[shared:-1]:  # a single prompt is all shared prefix but its last token
                 cache = prefix_cache(base, torch.tensor([ids[shared:-1]], device=device), cache)
-            for n, (ix, tokens, depth, ancestors, node_of) in enumerate(trees):
+            for n, (ix, tokens, depth, ancestors, (r, node, t)) in enumerate(trees):
                 keep = torch.cat([torch.ones(len(tokens), cached, dtype=torch.bool), ancestors], 1)
                 mask = torch.zeros(keep.shape, dtype=dtype).masked_fill_(~keep, torch.finfo(dtype).min)
                 # the forward appends the tree to the cache: the next tree needs the prompt alone
@@ -192,9 +196,7 @@ def _continuations_per_prompt(base, prompt_ids, conts, prefix, shared: int, prog
                                  attention_mask=mask[None, None].to(device),
                                  position_ids=torch.tensor([[cached + d for d in depth]], device=device),
                                  **{_cache_keyword(type(decoder)): run_on}, use_cache=True).last_hidden_state[0]
-                pick = [(r, node_of[tuple(conts[j][:k])], t) for r, j in enumerate(ix) for k, t in enumerate(conts[j])]
-                r, node, t = (torch.tensor(col, device=device) for col in zip(*pick))
-                token_lp = torch.empty(len(pick), device=device)
+                token_lp = torch.empty(len(node), device=device)
                 for b in range(0, len(tokens), HEAD_ROWS):  # 256 x 262k float32 logits at a time, ~270 MB
                     sel = (node >= b) & (node < b + HEAD_ROWS)
                     if sel.any():
