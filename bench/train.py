@@ -188,8 +188,9 @@ def main() -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="bench-train-"))
     prepare_run(run_dir, resolved)
     task, fmt = Task.load(run_dir), resolved.chat_format
-    max_length = train.TrainConfig(run_dir="x", model="x").max_length
-    train_ds = train.build_dataset(read_jsonl(run_dir / "data" / "train.jsonl"), task, fmt, tok, max_length)
+    train_rows = read_jsonl(run_dir / "data" / "train.jsonl")
+    max_length, _ = train.fit_length(train_rows, task, fmt, tok, train.TrainConfig(run_dir="x", model="x").max_length)
+    train_ds = train.build_dataset(train_rows, task, fmt, tok, max_length)
     eval_ds = train.build_dataset(read_jsonl(run_dir / "data" / "holdout.jsonl")[:32], task, fmt, tok, max_length)
     torch.manual_seed(0)
 

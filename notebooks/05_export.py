@@ -35,7 +35,7 @@ adapter_name: str = "default"  # adapters/<adapter_name>/
 gguf_types: list = ["f16", "q8_0"]  # any of f16, q8_0, q4_k_m
 modelfile_gguf: str = "q8_0"  # the GGUF the Modelfile's FROM points at
 parity_threshold: float = 0.99  # required agreement with the adapter for f16 and q8_0
-max_examples: int = 0  # parity on the first N holdout rows (0: all that 04 scored)
+max_examples: int = 0  # parity on the first N holdout rows (0: all that 04 scored; past 300, or 200/100 for extract/reply, a seeded sample)
 ollama_name: str = "kit-ticket-router"  # name for `ollama create`
 adapter_variant: bool = True  # also export base GGUF + LoRA adapter GGUF (Modelfile.adapter) and check its parity
 license_file: str = ""  # text file with the base model's license, when kit cannot find it (own models)
@@ -104,7 +104,9 @@ if "modelfile_adapter" in result.paths:
 
 # %%
 assert result.verified, f"export parity failed: {result.parity['types']}"
-print("export verified: llama.cpp answers like the adapter on", result.parity["n"], "holdout tickets")
+print(f"export verified: llama.cpp answers like the adapter on {result.parity['n']} holdout tickets"
+      + (f" (a seeded sample of the {result.parity['of_scored']} that 04 scored)"
+         if result.parity.get("of_scored", 0) > result.parity["n"] else ""))
 
 # %% [markdown]
 # ## Model card and release notes

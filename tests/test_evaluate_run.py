@@ -48,9 +48,24 @@ def test_prompts_are_cut_at_the_budget_training_stored_with_the_adapter(tiny_eva
     cfg, result = tiny_eval
     meta = json.loads((__import__("pathlib").Path(cfg.run_dir) / "adapters" / cfg.adapter_name /
                        "kit_adapter.json").read_text())
-    assert meta["prompt_tokens"] + meta["answer_tokens"] == cfg.max_length  # training's rule: room for the answer
-    assert result.metrics["prompt_tokens"] == meta["prompt_tokens"] == prompt_budget(meta, cfg.max_length)
+    assert cfg.max_length == 0  # the default: the adapter's own length, which training sized from the data
+    assert meta["max_length"] == result.metrics["max_length"] == 192 and "sized from the data" in meta["max_length_why"]
+    assert meta["prompt_tokens"] + meta["answer_tokens"] == meta["max_length"]  # training's rule: room for the answer
+    assert result.metrics["prompt_tokens"] == meta["prompt_tokens"] == prompt_budget(meta)
     assert prompt_budget({}, 192) == 184  # an adapter from before kit stored its budget: the old cut
+
+
+def test_a_large_holdout_is_sampled_by_label_and_the_first_n_rows_stay_on_request():
+    rows = [{"id": f"r{i}", "label": lab} for lab, n in (("a", 1500), ("b", 450), ("c", 50)) for i in range(n)]
+    picked, note = evaluate.holdout_rows(rows, "classify", 0, seed=0)
+    assert len(picked) == evaluate.EVAL_MAX_ROWS["classify"] == 1000 and "1000 of 2000 holdout rows" in note
+    counts = {lab: sum(r["label"] == lab for r in picked) for lab in "abc"}
+    assert counts == {"a": 750, "b": 225, "c": 25}  # the file is sorted by label; the sample keeps its shares
+    assert picked == sorted(picked, key=rows.index) and picked == evaluate.holdout_rows(rows, "classify", 0, 0)[0]
+    assert evaluate.holdout_rows(rows, "classify", 5, 0) == (rows[:5], "the first 5 of 2000 holdout rows "
+                                                                         "(max_examples=5)")
+    assert evaluate.holdout_rows(rows[:300], "classify", 0, 0) == (rows[:300], "all 300 holdout rows")
+    assert len(evaluate.holdout_rows(rows[:400], "reply", 0, 0)[0]) == evaluate.EVAL_MAX_ROWS["reply"]
 
 
 def test_files_written_and_probes_recorded(tiny_eval):
@@ -106,13 +121,15 @@ def _export_cfg(cfg, tmp_path):
                                adapter_variant=False, max_examples=6, license_file=str(license_file))
 
 
-def test_export_checks_parity_in_llama_cpp_outside_the_calling_process(tiny_eval, tmp_path):
+def test_export_checks_parity_in_llama_cpp_outside_the_calling_process(tiny_eval, tmp_path, monkeypatch):
     from kit.stages import export
 
     cfg, _ = tiny_eval
-    res = export.run(_export_cfg(cfg, tmp_path))
+    monkeypatch.setitem(export.PARITY_MAX_ROWS, "classify", 6)  # 04 scored 10 rows: parity answers a seeded sample of 6
+    res = export.run(dataclasses.replace(_export_cfg(cfg, tmp_path), max_examples=0))
     row = res.parity["types"]["f16"]
-    assert res.parity["n"] == 6 and 0.0 <= row["label_agreement"] <= 1.0 and row["required"] is True
+    assert res.parity["n"] == 6 and res.parity["of_scored"] == 10
+    assert 0.0 <= row["label_agreement"] <= 1.0 and row["required"] is True
     assert json.loads(open(res.paths["parity"]).read())["types"]["f16"]["sha256"] == row["sha256"]
 
 

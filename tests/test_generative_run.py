@@ -147,10 +147,45 @@ def test_an_answer_too_long_for_max_length_is_refused_before_training(tokenizer)
     from kit.tasks.base import Task
 
     task = Task((), "Write the reply.", "reply")
-    rows = [{"id": "a", "text": "hi", "answer": "word " * 150}]
-    with pytest.raises(train.TrainError, match="longest answer is .* tokens, more than half of max_length=192"):
+    rows = [{"id": "a", "text": "a question " * 20, "answer": "word " * 150}]
+    with pytest.raises(train.TrainError, match=r"max_length=192 leaves the text \d+ tokens: .* longest answer 15\d"):
         train.prompt_budget(rows, task, GEMMA, tokenizer, 192)
     assert train.prompt_budget(rows, task, GEMMA, tokenizer, 512)[0] < 512 - 150
+    # max_length 0 (the default) fits the data: the instruction, the text and the 150-word answer.
+    fitted, why = train.fit_length(rows, task, GEMMA, tokenizer, 0)
+    assert fitted % 32 == 0 and 192 < fitted < 512 and "longest answer 15" in why
+    assert train.prompt_budget(rows, task, GEMMA, tokenizer, fitted)[0] > 0
+    assert train.fit_length(rows, task, GEMMA, tokenizer, 300) == (300, "set")
+
+
+def test_max_length_from_the_data_keeps_192_for_short_texts_and_caps_long_ones(tokenizer):
+    from kit.models.chat import GEMMA
+    from kit.tasks.base import Task
+
+    task = Task(("yes", "no"), "Answer yes or no.")
+    short = [{"text": "is it raining", "label": "yes"}, {"text": "is it dry", "label": "no"}]
+    assert train.fit_length(short, task, GEMMA, tokenizer, 0)[0] == 192  # never below what kit always used
+    long = [{"text": "word " * 3000, "label": "yes"}] * 20
+    fitted, why = train.fit_length(long, task, GEMMA, tokenizer, 0)
+    assert fitted == 1024 and why.endswith("capped at 1024")
+    assert train.prompt_budget(long, task, GEMMA, tokenizer, fitted)[0] > 1000  # the text is cut, the answer fits
+
+
+def test_an_instruction_that_crowds_the_text_out_is_refused_with_the_fix(tokenizer):
+    """77 intent names listed in a user's instruction take ~400 tokens: at max_length 192 every ticket would be cut
+    away entirely (the model would learn labels from nothing). Training refuses and names the ways out."""
+    from kit.models.chat import GEMMA
+    from kit.tasks.base import Task
+
+    labels = [f"intent_{w}_{i}" for i in range(11) for w in ("card", "transfer", "refund", "pin", "cash", "atm", "fee")]
+    task = Task(tuple(labels), "Route the message to one of: " + ", ".join(labels) + ".")
+    rows = [{"text": "my card has not arrived yet and it has been two weeks", "label": lab} for lab in labels]
+    with pytest.raises(train.TrainError, match=r"(?s)max_length=192 leaves the text 0 tokens: the instruction takes "
+                                               r"\d{3}.*leave \{labels\} out"):
+        train.prompt_budget(rows, task, GEMMA, tokenizer, 192)
+    fitted, _ = train.fit_length(rows, task, GEMMA, tokenizer, 0)  # sized from the data, the whole text fits
+    prompt_tokens, _ = train.prompt_budget(rows, task, GEMMA, tokenizer, fitted)
+    assert prompt_tokens - train.prompt_overhead(task, GEMMA, tokenizer) >= len(tokenizer(rows[0]["text"])["input_ids"])
 
 
 def test_generation_stops_an_answer_that_cannot_be_json_and_scores_do_not_change(tiny_model_dir, tokenizer):

@@ -2,6 +2,7 @@
 stage shares (canonical JSON, parsing, flattening), and the metrics of generated answers."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -145,6 +146,23 @@ def test_labels_are_taken_from_the_data_when_not_given(tmp_path):
     one = _rows(6, lambda i: {"id": f"r{i}", "text": f"t{i}", "label": "same"})
     with pytest.raises(prepare.DataError, match="holds 1 label"):
         _prepare(tmp_path / "b", _jsonl(tmp_path / "one.jsonl", one))
+
+
+def test_the_default_instruction_lists_a_few_labels_and_counts_many():
+    from kit.tasks.base import LABEL_LIST_CHARS, default_instruction
+
+    few = ("card", "loan", "fee")
+    assert default_instruction("classify", few) == ("Assign the text to exactly one of these labels: card, loan, fee. "
+                                                    "Answer with the label only.")
+    many = tuple(f"card_payment_issue_{i}" for i in range(77))
+    assert len(", ".join(many)) > LABEL_LIST_CHARS
+    text = default_instruction("classify", many)
+    assert "77 labels" in text and "card_payment" not in text
+    data = str(Path(__file__).resolve().parent.parent / "data_samples" / "tickets.csv")
+    cfg = prepare.PrepareConfig(input_path=data, run_dir="x", purpose="tests", labels=many)
+    assert cfg.instruction_text() == text  # what stage 02 writes to task.json
+    assert "card_payment_issue_3" in prepare.PrepareConfig(input_path=data, run_dir="x", purpose="tests", labels=many,
+                                                           instruction="Route to: {labels}").instruction_text()
 
 
 def _trl_rows(n):

@@ -61,6 +61,7 @@ Prepared snapshot expires {prov.get('expires_on', 'see data/provenance.json')}; 
 independent privacy audit {'passed' if audit.get('passed') else 'did not pass'} ({audit.get('hits', 'n/a')} hits).
 
 ## Evaluation (holdout, n={n}, 95% bootstrap intervals)
+{f"Rows: {eval_metrics['holdout']}." if eval_metrics.get('holdout') else ''}
 {metrics_table}
 
 {(eval_metrics.get('verdict') or {}).get('sentence', '')}

@@ -20,12 +20,13 @@ generate-and-parse (`generate_predictions`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from kit import hardware
+from kit import recipe as recipe_mod
 from kit.errors import KitError
 from kit.io import read_json, read_jsonl, write_json, write_jsonl
 from kit.report.plots import confusion_plot
@@ -53,7 +54,7 @@ from kit.stats import (  # noqa: F401
     interval_delta,
     paired_bootstrap,
 )
-from kit.tasks.base import Task, parse_label, prompt_budget
+from kit.tasks.base import LEGACY_MAX_LENGTH, Task, parse_label, prompt_budget
 from kit.tasks.metrics import escalation, metrics
 
 
@@ -66,8 +67,8 @@ class EvalConfig:
     run_dir: str
     model: str
     adapter_name: str = "default"
-    max_examples: int = 0  # 0 = the whole holdout
-    max_length: int = 192  # same budget as training, so prompts are cut the same way
+    max_examples: int = 0  # 0 = the whole holdout, or a seeded sample of EVAL_MAX_ROWS when larger; N = the first N
+    max_length: int = 0  # 0 = the adapter's own (kit_adapter.json), so prompts are cut as in training
     batch_size: int = 16
     dtype: str = "auto"  # auto (what this machine computes fastest: kit.hardware) | float32 | bfloat16
     bootstrap_samples: int = field(default=1000, metadata=advanced("bootstrap resamples behind every 95% interval"))
@@ -205,6 +206,26 @@ def run(cfg: EvalConfig) -> EvalResult:
         return _run(cfg)
 
 
+# Past this many holdout rows, 04 scores a seeded sample of this size unless max_examples says otherwise: every model
+# answers every row, and on a CPU a 3,000-row holdout with 77 labels (or long generated replies) would take hours
+# for an interval (±1.5 points at 1,000 rows) barely narrower than the sample's.
+EVAL_MAX_ROWS = {"classify": 1000, "extract": 300, "reply": 300}
+
+
+def holdout_rows(rows: list[dict], kind: str, max_examples: int, seed: int) -> tuple[list[dict], str]:
+    """(the holdout rows 04 evaluates, in file order; a sentence on which)."""
+    if max_examples:
+        return rows[:max_examples], (f"the first {min(max_examples, len(rows))} of {len(rows)} holdout rows "
+                                     f"(max_examples={max_examples})")
+    cap = EVAL_MAX_ROWS[kind]
+    if len(rows) <= cap:
+        return rows, f"all {len(rows)} holdout rows"
+    chosen, how = recipe_mod.sample_indices(rows, kind, cap, seed)
+    return [r for i, r in enumerate(rows) if i in chosen], (
+        f"{cap} of {len(rows)} holdout rows, a seeded sample ({how}, seed {seed}) that keeps evaluation to minutes "
+        f"on a CPU; max_examples={len(rows)} scores them all")
+
+
 def _run(cfg: EvalConfig) -> EvalResult:
     from contextlib import ExitStack
 
@@ -215,6 +236,8 @@ def _run(cfg: EvalConfig) -> EvalResult:
     rd = RunDir(run_dir)
     resolved = models.resolve(cfg.model)
     meta = rd.check_adapter(cfg.adapter_name, resolved.sha256, EvalError, cfg.model)
+    if not cfg.max_length:  # adapters from before kit recorded it were trained at 192
+        cfg = replace(cfg, max_length=int(meta.get("max_length") or LEGACY_MAX_LENGTH))
     adapter_dir = rd.adapter_dir(cfg.adapter_name)
     task = Task.load(run_dir)
     if task.generative and cfg.critical_label:
@@ -226,8 +249,9 @@ def _run(cfg: EvalConfig) -> EvalResult:
     if cfg.critical_label and cfg.critical_label not in task.labels:
         raise EvalError(f"critical_label='{cfg.critical_label}' is not a lane of this task; use one of "
                         f"{', '.join(task.labels)}.")
-    rows = read_jsonl(rd.need(rd.holdout_jsonl, EvalError))
-    rows = rows[: cfg.max_examples] if cfg.max_examples else rows
+    rows, holdout_note = holdout_rows(read_jsonl(rd.need(rd.holdout_jsonl, EvalError)), task.kind, cfg.max_examples,
+                                      cfg.seed)
+    print(f"holdout: {holdout_note}")
     train_rows = read_jsonl(rd.need(rd.train_jsonl, EvalError))
     tok = models.load_tokenizer(resolved)
     fmt = resolved.chat_format
@@ -238,7 +262,8 @@ def _run(cfg: EvalConfig) -> EvalResult:
     dtype = hardware.compute_dtype(cfg.dtype, models.pick_device())
     model = models.load_model(resolved, dtype=dtype.dtype, adapter_dir=str(adapter_dir))
     if task.generative:
-        return _run_generative(cfg, run_dir, resolved, meta, task, rows, train_rows, tok, fmt, model, dtype)
+        return _run_generative(cfg, run_dir, resolved, meta, task, rows, train_rows, tok, fmt, model, dtype,
+                               holdout_note)
     tuned = HFScorer(model, tok, cfg.batch_size, name="tuned")
     base = HFScorer(model, tok, cfg.batch_size, adapter_off=True, name="base zero-shot")
     preds = {"tuned": predict(tuned, task, rows, prompts), "base_zero_shot": predict(base, task, rows, prompts)}
@@ -265,7 +290,7 @@ def _run(cfg: EvalConfig) -> EvalResult:
     flat = [{"model": name, **p} for name, ps in preds.items() for p in ps]
     summary = {
         "labels": list(task.labels), "adapter": cfg.adapter_name, "max_length": cfg.max_length,
-        "prompt_tokens": budget, "parameters": asdict(cfg), "models": results,
+        "prompt_tokens": budget, "holdout": holdout_note, "parameters": asdict(cfg), "models": results,
         "tuned_minus_base_accuracy": results["tuned"]["accuracy"] - results["base_zero_shot"]["accuracy"],
         "tuned_vs_base_zero_shot": paired_bootstrap([p["correct"] for p in preds["tuned"]],
                                                     [p["correct"] for p in preds["base_zero_shot"]],
@@ -317,7 +342,7 @@ def _finish(cfg: EvalConfig, run_dir: Path, resolved, task: Task, fmt, tok, mode
 
 
 def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: Task, rows: list[dict],
-                    train_rows: list[dict], tok, fmt, model, dtype) -> EvalResult:
+                    train_rows: list[dict], tok, fmt, model, dtype, holdout_note: str) -> EvalResult:
     """extract and reply: every model writes its answer (greedy), which is parsed and compared with the reference.
 
     Prompts are cut to the adapter's own prompt budget (kit_adapter.json), exactly as in training. The untuned base
@@ -373,7 +398,8 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
     best = max((n for n in results if n != "tuned"), key=lambda n: results[n][headline])
     summary = {
         "task": task.kind, "labels": [], "adapter": cfg.adapter_name, "max_length": cfg.max_length,
-        "prompt_tokens": budget, "max_new_tokens": max_new, "parameters": asdict(cfg), "models": results,
+        "prompt_tokens": budget, "max_new_tokens": max_new, "holdout": holdout_note, "parameters": asdict(cfg),
+        "models": results,
         "tuned_minus_base_accuracy": results["tuned"]["accuracy"] - results["base_zero_shot"]["accuracy"],
         "tuned_vs_base_zero_shot": _paired(preds, "tuned", "base_zero_shot", task, cfg),
         "best_baseline": best, "tuned_vs_best_baseline": _paired(preds, "tuned", best, task, cfg),

@@ -63,7 +63,13 @@ from kit.stats import (
     wilson,
     words,
 )
-from kit.tasks.base import Task, canonical_json, parse_object, prompt_budget
+from kit.tasks.base import (
+    LEGACY_MAX_LENGTH,
+    Task,
+    canonical_json,
+    parse_object,
+    prompt_budget,
+)
 
 DECISIONS = ("keep", "retrain", "roll back")
 
@@ -313,7 +319,7 @@ def _prompts(run_dir: Path, task: Task, texts: list[str]):
     meta = read_json(_adapter_meta_path(run_dir))
     resolved, tok = _model_and_tokenizer(meta["base_model"])
     metrics = read_json(RunDir(run_dir).metrics_json)
-    budget = prompt_budget(meta, metrics.get("max_length", 192))
+    budget = prompt_budget(meta, metrics.get("max_length", LEGACY_MAX_LENGTH))
     fmt = resolved.chat_format
     return [task.prompt(fmt, t, tok, budget) for t in texts], fmt, metrics
 

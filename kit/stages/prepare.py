@@ -47,6 +47,7 @@ from kit.tasks.base import (
     KINDS,
     Task,
     canonical_json,
+    default_instruction,
     parse_object,
 )
 
@@ -152,7 +153,9 @@ class PrepareConfig:
     def instruction_text(self, labels: tuple[str, ...] | None = None, schema: dict | None = None) -> str:
         labels = self.labels if labels is None else labels
         keys = list((schema if schema is not None else self.schema or {}).get("properties", {}))
-        return (self.instruction.strip() or DEFAULT_INSTRUCTIONS[self.task]).format(
+        if not self.instruction.strip():
+            return default_instruction(self.task, labels, keys)
+        return self.instruction.strip().format(
             labels=", ".join(labels) or "(taken from the data)", keys=", ".join(keys) or "(taken from the data)")
 
 

@@ -62,7 +62,7 @@ class TrainConfig:
     max_steps: int = 0  # > 0 overrides epochs
     batch_size: int = 8
     grad_accum: int = 1
-    max_length: int = 192  # tokens of prompt + answer; longer tickets lose their end
+    max_length: int = 0  # tokens of prompt + answer (longer tickets lose their end); 0 = sized from the data
     seed: int = 0
     validation_fraction: float = 0.15  # of train.jsonl, held out to choose the checkpoint; 0 = no validation
     early_stopping_patience: int = 2  # stop after this many validations without a gain; 0 = never stop early
@@ -81,9 +81,11 @@ class TrainConfig:
             raise TrainError(f"dtype='{self.dtype}' is not one of {', '.join(hardware.DTYPES)}.")
         if self.quantization not in ("auto", "nf4", "none"):
             raise TrainError(f"quantization='{self.quantization}' is not one of auto, nf4, none.")
-        for name in ("lora_r", "batch_size", "grad_accum", "max_length"):
+        for name in ("lora_r", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name}={getattr(self, name)} must be at least 1.")
+        if self.max_length < 0:
+            raise TrainError(f"max_length={self.max_length} must be 0 (sized from the data) or a number of tokens.")
         if self.recipe not in recipe_mod.RECIPES:
             raise TrainError(f"recipe='{self.recipe}' is not one of {', '.join(recipe_mod.RECIPES)}.")
         if not 0 <= self.learning_rate < 1:
@@ -138,14 +140,50 @@ def answer_ids(rows: list[dict], task: Task, fmt, tokenizer) -> dict[str, list[i
     return {a: tokenizer(task.completion(fmt, a), add_special_tokens=False)["input_ids"] for a in sorted(answers)}
 
 
+# max_length 0 sizes the sequence from the data: the instruction, 95% of the texts whole, and the longest answer.
+# Never below the 192 tokens kit used before (batches pad to their own longest row, so a higher cap costs short
+# texts nothing), never above 1024 (a CPU step grows with the square of the length past that).
+AUTO_LENGTH = (192, 1024)
+MIN_TEXT_TOKENS = 32  # a prompt must leave the text at least this much room (or all of it, when texts are shorter)
+
+
+def prompt_overhead(task: Task, fmt, tokenizer) -> int:
+    """Tokens every prompt spends before any text: BOS, the turn markers and the instruction."""
+    return len(tokenizer(fmt.prompt("", task.system), add_special_tokens=True)["input_ids"])
+
+
+def fit_length(rows: list[dict], task: Task, fmt, tokenizer, max_length: int) -> tuple[int, str]:
+    """(max_length, why): `max_length` when set, else the length the data needs (AUTO_LENGTH)."""
+    if max_length:
+        return max_length, "set"
+    overhead = prompt_overhead(task, fmt, tokenizer)
+    longest = max(len(a) for a in answer_ids(rows, task, fmt, tokenizer).values())
+    lengths = sorted(len(ids) for ids in tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"])
+    p95 = lengths[int(0.95 * (len(lengths) - 1))]
+    need = overhead + p95 + longest
+    low, high = AUTO_LENGTH
+    fitted = min(high, max(low, -(-need // 32) * 32))
+    why = (f"sized from the data: instruction {overhead} + 95% of texts within {p95} + longest answer {longest} = "
+           f"{need} tokens")
+    return fitted, why + (f", capped at {high}" if need > high else "")
+
+
 def prompt_budget(rows: list[dict], task: Task, fmt, tokenizer, max_length: int) -> tuple[int, int]:
     """(prompt tokens, answer tokens): the longest answer always fits, and every prompt, in training and later in
-    evaluation and export, is cut to the same number of tokens (recorded in kit_adapter.json)."""
+    evaluation and export, is cut to the same number of tokens (recorded in kit_adapter.json). Refused when the
+    instruction and the longest answer leave the text too little room: a ticket cut to a few words (or to nothing,
+    under a long label list) would train a model that never reads it."""
     longest = max(len(a) for a in answer_ids(rows, task, fmt, tokenizer).values())
-    if longest > max_length // 2:
-        raise TrainError(f"the longest answer is {longest} tokens, more than half of max_length={max_length}: prompts "
-                         f"would be cut to {max_length - longest} tokens. Raise max_length (e.g. to "
-                         f"{2 * longest + 64}) or shorten the answers.")
+    overhead = prompt_overhead(task, fmt, tokenizer)
+    longest_text = max(len(ids) for ids in tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"])
+    room = max_length - longest - overhead
+    if room < min(MIN_TEXT_TOKENS, longest_text):
+        need = overhead + longest + min(MIN_TEXT_TOKENS * 4, longest_text)
+        raise TrainError(
+            f"max_length={max_length} leaves the text {max(room, 0)} tokens: the instruction takes {overhead} and the "
+            f"longest answer {longest}. Raise max_length (e.g. to {-(-need // 32) * 32}, or 0 to size it from the "
+            "data), shorten the answers, or shorten the instruction (with many labels, leave {labels} out of it: "
+            "the model learns the labels from the training rows).")
     return max_length - longest, longest
 
 
@@ -356,11 +394,13 @@ def _run(cfg: TrainConfig, on_log, governor) -> TrainResult:
     all_rows = read_jsonl(rd.train_jsonl)
     train_rows, val_rows, split_note = recipe_mod.validation_split(all_rows, task.kind, cfg.validation_fraction,
                                                                    cfg.seed)
-    prompt_tokens, answer_tokens = prompt_budget(all_rows, task, fmt, tok, cfg.max_length)
-    train_ds = build_dataset(train_rows, task, fmt, tok, cfg.max_length, prompt_tokens)
+    max_length, length_why = fit_length(all_rows, task, fmt, tok, cfg.max_length)
+    print(f"max_length: {max_length} ({length_why})")
+    prompt_tokens, answer_tokens = prompt_budget(all_rows, task, fmt, tok, max_length)
+    train_ds = build_dataset(train_rows, task, fmt, tok, max_length, prompt_tokens)
     # Validation rows sorted by length, so each loss batch pads little.
     val_rows = sorted(val_rows, key=lambda r: len(r["text"]))
-    val_ds = build_dataset(val_rows, task, fmt, tok, cfg.max_length, prompt_tokens) if val_rows else None
+    val_ds = build_dataset(val_rows, task, fmt, tok, max_length, prompt_tokens) if val_rows else None
 
     dtype = hardware.compute_dtype(cfg.dtype, device)
     print(f"dtype: {dtype.dtype} ({dtype.reason})")
@@ -382,7 +422,7 @@ def _run(cfg: TrainConfig, on_log, governor) -> TrainResult:
         output_dir=str(ckpt_dir), per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=16, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=choices["learning_rate"].value, lr_scheduler_type=cfg.lr_scheduler,
-        max_length=cfg.max_length, completion_only_loss=True, train_sampling_strategy="group_by_length", seed=cfg.seed,
+        max_length=max_length, completion_only_loss=True, train_sampling_strategy="group_by_length", seed=cfg.seed,
         eval_strategy="steps" if val_ds is not None else "no",
         save_strategy="steps", save_steps=cfg.checkpoint_every_steps, save_total_limit=2, report_to=[],
         bf16=device == "cuda", use_cpu=device == "cpu",
@@ -502,6 +542,7 @@ def _run(cfg: TrainConfig, on_log, governor) -> TrainResult:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None,
         "estimated_cost_usd": round(wall / 3600 * cfg.usd_per_hour, 4), "resumed_from": resume_from,
+        "max_length": max_length, "max_length_why": length_why,
         "threads": threads_at_start,  # thread_changes says when that changed during training, and why
         "thread_changes": governor.changes if governor else [],
     }
@@ -510,6 +551,7 @@ def _run(cfg: TrainConfig, on_log, governor) -> TrainResult:
         "adapter_name": cfg.adapter_name, "base_model": cfg.model, "base_model_sha256": resolved.sha256,
         "chat_format": fmt.name, "task": task.kind, "labels": list(task.labels), "system": task.system,
         "schema": task.schema or None, "prompt_tokens": prompt_tokens, "answer_tokens": answer_tokens,
+        "max_length": max_length, "max_length_why": length_why,
         "data_sha256": sha256_file(rd.train_jsonl), "audit_passed": audit["passed"],
         "parameters": asdict(cfg), "recipe": {k: plan[k] for k in ("recipe", "choices", "epochs_planned", "stopped")},
         "validation_ids": [r["id"] for r in val_rows],

@@ -27,6 +27,20 @@ DEFAULT_INSTRUCTIONS = {
                "object only.",
     "reply": "Write the reply to this message.",
 }
+# With many labels the list would crowd the text out of the prompt (77 intent names are ~400 tokens, twice the
+# default max_length), so past this many characters the default instruction gives their number, not their names:
+# the tuned model learns them from its training rows, and every scorer only ever picks among them.
+LABEL_LIST_CHARS = 300
+MANY_LABELS_INSTRUCTION = "Assign the text to exactly one of {n} labels. Answer with the label only."
+
+
+def default_instruction(kind: str, labels=(), keys=()) -> str:
+    """The generic instruction of a task kind, with its labels or keys filled in (see LABEL_LIST_CHARS)."""
+    listed = ", ".join(labels)
+    if kind == "classify" and len(listed) > LABEL_LIST_CHARS:
+        return MANY_LABELS_INSTRUCTION.format(n=len(labels))
+    return DEFAULT_INSTRUCTIONS[kind].format(labels=listed or "(taken from the data)",
+                                             keys=", ".join(keys) or "(taken from the data)")
 
 
 def canonical_json(obj, schema: dict | None = None) -> str:
@@ -72,7 +86,10 @@ def flatten(obj, prefix: str = "") -> dict:
     return out
 
 
-def prompt_budget(adapter_meta: dict, max_length: int = 192) -> int:
+LEGACY_MAX_LENGTH = 192  # the max_length of adapters trained before kit recorded its own in kit_adapter.json
+
+
+def prompt_budget(adapter_meta: dict, max_length: int = LEGACY_MAX_LENGTH) -> int:
     """How many tokens a prompt may take for this adapter: the one rule every stage after training uses.
 
     Training cuts prompts at `max_length` minus the longest answer (`kit.stages.train.prompt_budget`) and stores the result in
