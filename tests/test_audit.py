@@ -34,6 +34,7 @@ def _audit(text, field="text"):
     ("key AKIAIOSFODNN7EXAMPLE", "secret"),
     ("password: Sunflower#2291", "secret"),
     ("use brk_Qx7hT2mZ9pL4vW8nR3kY6sD1", "secret"),
+    ("see https://api.example.com/v1/orders?key=Qx7hT2mZ9pL4vW8nR3kY6sD1", "secret"),  # a key inside a link
     ("renewal for POL-987654", "business_id:POLICY_NUMBER"),
     ("I think maria okafor knows", "known_value:PERSON"),
     ("Hannah Brennan from your office rang me", "person_name"),  # a census given name and surname
@@ -64,6 +65,9 @@ def test_audit_scans_every_string_field_not_only_text():
     "I waited 10 days and no way forward. received 2026-03-05T09:15:00Z",
     "Dear Team, the Grace Period and Late Fee on Oak Lane: Customer Service said Next Friday.",
     "Hi <PERSON_1>, <PERSON_2> from your office rang; <PERSON_1> Brennan's form is at Harbor Life.",
+    # short links and article links in social-media text: long and mixed only as a whole (WNUT-17 posts)
+    "RT <PERSON_1> : At least it is permanent https://t.co/Ri48RQT03e",
+    "drinks this Friday ( https://www.reddit.com/r/sydney/comments/5z1ahm/st_patricks_day_drinks_kellys_ )",
 ])
 def test_redacted_text_passes(clean):
     assert _audit(clean)["passed"]

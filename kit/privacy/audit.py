@@ -167,11 +167,13 @@ def _pattern_checks(text: str) -> Iterable[str]:
                 and any(c.isdigit() for c in m.group(1)):
             yield "secret"
     for m in _LONG_TOKEN.finditer(text):
-        tok = m.group().strip(".,;:!?()")
-        # 4+ letters and 4+ digits: a random key has both, a timestamp ("2026-03-05T09:15:00Z") has 2 letters.
-        if len(tok) >= 20 and sum(c.isdigit() for c in tok) >= 4 and sum(c.isalpha() for c in tok) >= 4 \
-                and _entropy(tok) >= 3.5:
-            yield "secret"
+        # A link is judged piece by piece (between / ? & = #): a key in "?key=…" is one piece, while a short link
+        # ("https://t.co/Ri48RQT03e") is long and mixed only as a whole, and its code is no secret.
+        for tok in re.split(r"[/?&=#]", m.group().strip(".,;:!?()")):
+            # 4+ letters and 4+ digits: a random key has both, a timestamp ("2026-03-05T09:15:00Z") has 2 letters.
+            if len(tok) >= 20 and sum(c.isdigit() for c in tok) >= 4 and sum(c.isalpha() for c in tok) >= 4 \
+                    and _entropy(tok) >= 3.5:
+                yield "secret"
 
 
 def _value_pattern(values: Iterable[str]) -> re.Pattern | None:
