@@ -86,7 +86,7 @@ epochs: float = 0.0  # passes over the training rows; 0: by recipe (ignored when
 max_steps: int = 0  # > 0: stop after this many optimizer steps
 batch_size: int = 8  # examples per step
 grad_accum: int = 1  # steps to accumulate before an update
-max_length: int = 0  # tokens of prompt + answer (long tickets lose their end); 0 = sized from the data
+max_length: int = 0  # tokens of prompt + answer, long tickets lose their end (0: sized from the data)
 seed: int = 0  # training seed (and which rows are held out for validation)
 validation_fraction: float = 0.15  # of train.jsonl held out to choose the checkpoint; 0: none
 early_stopping_patience: int = 2  # stop after this many validations without a gain; 0: never early
