@@ -197,3 +197,11 @@ def test_labels_sharing_a_first_token_are_scored_whole_in_llama_cpp_as_in_transf
     assert served.shape == hf.shape and np.allclose(served.sum(1), 1)
     assert np.abs(served - hf).max() < 0.02, (served, hf)  # f16 in llama.cpp vs float32 in transformers
     assert (served.argmax(1) == hf.argmax(1)).all()
+    # The labels ran as one tree per prompt; walked one opening at a time they score the same, and the tree left the
+    # prompt's cache as it found it (scoring again, or after first-token labels, changes nothing).
+    walked = LlamaCppScorer(merged_gguf, n_ctx=256, trees=False).score(prompts, labels)
+    assert np.abs(served - walked).max() < 1e-3, (served, walked)
+    first_token_labels = ["replacecard", "reportlostcard"]
+    alone = LlamaCppScorer(merged_gguf, n_ctx=256).score(prompts, first_token_labels)
+    assert np.allclose(scorer.score(prompts, first_token_labels), alone, atol=1e-6)
+    assert np.allclose(scorer.score(prompts, labels), served, atol=1e-6)

@@ -50,31 +50,41 @@ def extra_buffers(flags: frozenset[str] | None = None) -> tuple[bool, str]:
 
 
 @contextlib.contextmanager
-def _default_params(use_extra_bufts: bool):
-    """Within the block, `Llama()` starts from model parameters with `use_extra_bufts` set as given."""
+def _default_params(use_extra_bufts: bool, context: dict | None = None):
+    """Within the block, `Llama()` starts from model parameters with `use_extra_bufts` set as given, and from context
+    parameters with the fields of `context` set (those `Llama()` has no argument for, e.g. `n_seq_max`)."""
     import llama_cpp.llama_cpp as low
 
-    original = low.llama_model_default_params
+    original, original_context = low.llama_model_default_params, low.llama_context_default_params
 
     def patched():
         params = original()
         params.use_extra_bufts = use_extra_bufts
         return params
 
+    def patched_context():
+        params = original_context()
+        for name, value in (context or {}).items():
+            setattr(params, name, value)
+        return params
+
     low.llama_model_default_params = patched
+    low.llama_context_default_params = patched_context
     try:
         yield
     finally:
         low.llama_model_default_params = original
+        low.llama_context_default_params = original_context
 
 
-def load(model_path: str | Path, **kwargs):
-    """`llama_cpp.Llama` for a GGUF, with the buffer settings that are safe on this CPU (see `extra_buffers`)."""
+def load(model_path: str | Path, context: dict | None = None, **kwargs):
+    """`llama_cpp.Llama` for a GGUF, with the buffer settings that are safe on this CPU (see `extra_buffers`);
+    `context` sets context parameters `Llama()` has no argument for."""
     from llama_cpp import Llama
 
     allowed, _ = extra_buffers()
     kwargs.setdefault("verbose", False)
-    with _default_params(allowed):
+    with _default_params(allowed, context):
         try:
             return Llama(model_path=str(model_path), **kwargs)
         except ValueError as e:  # llama-cpp-python's way of saying the file did not load

@@ -41,24 +41,52 @@ def eval_prompt(llm, tokens: list[int]) -> np.ndarray:
     return last_logits(llm)
 
 
+def label_tree(label_ids: Sequence[Sequence[int]]) -> list[tuple[tuple[int, ...], list[int], list[int]]]:
+    """The openings of labels scored whole, breadth first: [(opening tokens, sequence ids of the labels through it,
+    the tokens that follow it in some label)]. Label j is sequence j + 1 (0 is the prompt's); a label's last token
+    needs no node, as nothing is predicted after it."""
+    through: dict[tuple[int, ...], list[int]] = {}
+    following: dict[tuple[int, ...], set[int]] = {}
+    for j, ids in enumerate(label_ids):
+        for k in range(1, len(ids)):
+            through.setdefault(tuple(ids[:k]), []).append(j + 1)
+            following.setdefault(tuple(ids[:k]), set()).add(ids[k])
+    return [(o, through[o], sorted(following[o])) for o in sorted(through, key=lambda o: (len(o), o))]
+
+
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     top = logits.max()
     return logits - top - np.log(np.exp(logits - top).sum())
 
 
+# Labels scored whole run on the prompt's cache as one tree per prompt: a sequence per label (the prompt's cells
+# shared by all of them in llama.cpp's unified cache), a node per distinct opening that belongs to every label
+# through it, all nodes in one decode. llama.cpp holds at most 256 sequences (one is the prompt's); more labels are
+# walked one opening at a time. Nodes are decoded TREE_BATCH at a time (each chunk's logits are 262k floats a node).
+MAX_TREE_LABELS = 255
+TREE_BATCH = 256
+
+
 class LlamaCppScorer:
     """Label probabilities and greedy answers from a GGUF in llama.cpp (`kit.scoring.base.Scorer`).
 
-    `report`, when given, is called after each prompt (progress from a child process).
+    `report`, when given, is called after each prompt (progress from a child process). `trees=False` walks labels
+    scored whole one opening at a time instead of as one tree per prompt (slower; kept to compare).
     """
 
     name = "llama.cpp"
 
     def __init__(self, gguf_path: str | Path, n_ctx: int = 1024, lora_path: str | Path | None = None,
-                 n_threads: int = 0, report: Callable[[], None] | None = None):
+                 n_threads: int = 0, report: Callable[[], None] | None = None, trees: bool = True):
         n_threads = n_threads or hardware.free_threads()  # a core busy with another program stalls the team
-        self.llm = llamacpp.load(Path(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=False, n_threads=n_threads,
-                                 n_threads_batch=n_threads, lora_path=str(lora_path) if lora_path else None)
+        # Sequences for the label trees: one cache for all (unified), as many outputs per sequence as it has nodes.
+        # (llama.cpp reserves an output per sequence within a batch of n_ctx tokens: at most n_ctx sequences.)
+        self.max_tree_labels = min(MAX_TREE_LABELS, n_ctx - 1) if trees else 0
+        context = {"n_seq_max": self.max_tree_labels + 1, "kv_unified": True, "n_outputs_max_per_seq": 0} if trees else None
+        self.llm = llamacpp.load(Path(gguf_path), context=context, n_ctx=n_ctx, n_batch=n_ctx, logits_all=False,
+                                 n_threads=n_threads, n_threads_batch=n_threads,
+                                 lora_path=str(lora_path) if lora_path else None)
+        self.tree_batch = min(TREE_BATCH, n_ctx)
         self.report = report
 
     def _tokenize_label(self, text: str) -> list[int]:
@@ -66,13 +94,16 @@ class LlamaCppScorer:
 
     def score(self, prompts: list[str], labels: Sequence[str]) -> np.ndarray:
         plan = label_tokens(self._tokenize_label, labels)
+        tree = label_tree(plan.ids) if not plan.first_only and len(plan.ids) <= self.max_tree_labels else None
         out = np.zeros((len(prompts), len(plan.ids)))
         for i, prompt in enumerate(prompts):
             tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
             logp = _log_softmax(eval_prompt(self.llm, tokens))
             if plan.first_only:
                 out[i] = logp[[ids[0] for ids in plan.ids]]
-            else:  # every label whole, each continuing the prompt's key/value cache
+            elif tree is not None:  # every label whole, all on the prompt's key/value cache at once
+                out[i] = self._tree_labels(len(tokens), logp, plan.ids, tree)
+            else:  # every label whole, one opening after another on the prompt's key/value cache
                 out[i] = self._whole_labels(len(tokens), logp, plan.ids)
             if self.report:
                 self.report()
@@ -96,6 +127,44 @@ class LlamaCppScorer:
                     after[ids[:k]] = _log_softmax(last_logits(self.llm))
             scores[j] = sum(float(after[ids[:k]][t]) for k, t in enumerate(ids))
         return scores
+
+    def _tree_labels(self, n_prompt: int, logp: np.ndarray, label_ids: Sequence[Sequence[int]], tree: list
+                     ) -> list[float]:
+        """Each label's log-probability after the prompt, from one tree of its openings (`label_tree`). The prompt's
+        cells join every label's sequence; a node's token sits at the position of its depth in the sequences of the
+        labels through it, so it attends to the prompt and its own ancestors only (llama.cpp masks a token by its
+        first sequence, and every label through a node has the same ancestors). The label sequences are dropped
+        afterwards, leaving the prompt's cache as it was."""
+        import llama_cpp.llama_cpp as low
+
+        ctx, n_vocab = self.llm.ctx, self.llm.n_vocab()
+        memory = low.llama_get_memory(ctx)
+        for seq in range(1, len(label_ids) + 1):
+            low.llama_memory_seq_cp(memory, 0, seq, -1, -1)
+        after = {(): logp}
+        batch = low.llama_batch_init(self.tree_batch, 0, len(label_ids))
+        try:
+            for start in range(0, len(tree), self.tree_batch):  # breadth first: a node's ancestors come before it
+                chunk = tree[start:start + self.tree_batch]
+                batch.n_tokens = len(chunk)
+                for i, (opening, seqs, _) in enumerate(chunk):
+                    batch.token[i], batch.pos[i], batch.logits[i] = opening[-1], n_prompt + len(opening) - 1, True
+                    batch.n_seq_id[i] = len(seqs)
+                    for k, seq in enumerate(seqs):
+                        batch.seq_id[i][k] = seq
+                if low.llama_decode(ctx, batch) != 0:
+                    raise llamacpp.LlamaCppError(f"llama.cpp could not decode a tree of {len(chunk)} label tokens; "
+                                                 "score with LlamaCppScorer(trees=False).")
+                logits = np.ctypeslib.as_array(low.llama_get_logits(ctx), shape=(len(chunk), n_vocab))
+                top = logits.max(1, keepdims=True)
+                norm = top[:, 0] + np.log(np.exp(logits - top).sum(1, dtype=np.float64))
+                for (opening, _, nexts), row, z in zip(chunk, logits, norm):
+                    after[opening] = {t: float(row[t]) - z for t in nexts}  # log-probabilities of what follows
+        finally:
+            low.llama_batch_free(batch)
+            for seq in range(1, len(label_ids) + 1):
+                low.llama_memory_seq_rm(memory, seq, -1, -1)
+        return [sum(float(after[tuple(ids[:k])][t]) for k, t in enumerate(ids)) for ids in label_ids]
 
     def generate(self, prompts: list[str], stop: list[str], max_new_tokens: int = 12) -> list[str]:
         out = []
