@@ -189,7 +189,8 @@ def test_chat_messages_rows_are_read_and_their_shared_system_message_becomes_the
     assert next(r for r in written if r["id"] == "input:line5")["text"].startswith("Be brief.\n\nmy blender was stolen")
 
 
-@pytest.mark.parametrize("fmt", ["prompt_completion", "conversational_prompt_completion", "alpaca"])
+@pytest.mark.parametrize("fmt", ["prompt_completion", "conversational_prompt_completion", "alpaca",
+                                 "input_output"])
 def test_prompt_completion_and_alpaca_rows_are_read(tmp_path, fmt):
     def row(i):
         text, answer = f"Book a table for {i + 2} with a {ITEMS[i]}", {"item": ITEMS[i], "party": str(i + 2)}
@@ -197,12 +198,16 @@ def test_prompt_completion_and_alpaca_rows_are_read(tmp_path, fmt):
             return {"prompt": text, "completion": json.dumps(answer)}
         if fmt == "alpaca":
             return {"instruction": "Fill in the booking.", "input": text, "output": json.dumps(answer)}
+        if fmt == "input_output":  # Alpaca without an instruction column: the generic instruction is used
+            return {"input": text, "output": json.dumps(answer)}
         return {"prompt": [{"role": "user", "content": text}],
                 "completion": [{"role": "assistant", "content": json.dumps(answer)}]}
     src = _jsonl(tmp_path / "in.jsonl", _rows(20, row))
     res = prepare.run(prepare.PrepareConfig(run_dir=str(tmp_path / "run"), input_path=str(src), purpose="tests",
                                       task="extract", canaries_per_kind=0))
     assert res.counts["train"] + res.counts["holdout"] == 20
+    assert res.provenance["input_format"] == ("alpaca" if fmt == "input_output" else
+                                              "prompt_completion" if "prompt_completion" in fmt else fmt)
     assert res.task["system"] == ("Fill in the booking." if fmt == "alpaca" else
                                   "Extract the information in the text as a JSON object with the keys item, party. "
                                   "Answer with the JSON object only.")

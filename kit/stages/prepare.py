@@ -193,7 +193,7 @@ def detect_format(cfg: PrepareConfig, first: dict | None) -> str:
         return "messages"
     if "prompt" in first and "completion" in first:
         return "prompt_completion"
-    if "instruction" in first and "output" in first:
+    if "output" in first and ("instruction" in first or "input" in first):  # input/output alone: no instruction
         return "alpaca"
     return "columns"
 
