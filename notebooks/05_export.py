@@ -106,7 +106,7 @@ if "modelfile_adapter" in result.paths:
 assert result.verified, f"export parity failed: {result.parity['types']}"
 print(f"export verified: llama.cpp answers like the adapter on {result.parity['n']} holdout tickets"
       + (f" (a seeded sample of the {result.parity['of_scored']} that 04 scored)"
-         if result.parity.get("of_scored", 0) > result.parity["n"] else ""))
+         if result.parity.get("sampled") else ""))
 
 # %% [markdown]
 # ## Model card and release notes

@@ -35,6 +35,7 @@ def _audit(text, field="text"):
     ("password: Sunflower#2291", "secret"),
     ("use brk_Qx7hT2mZ9pL4vW8nR3kY6sD1", "secret"),
     ("see https://api.example.com/v1/orders?key=Qx7hT2mZ9pL4vW8nR3kY6sD1", "secret"),  # a key inside a link
+    ("the key is wJalrXUtnFEMI/K7MDENG/bPxRfiCYEX4MPLE9KEY1", "secret"),  # a base64 key with "/" is judged whole
     ("renewal for POL-987654", "business_id:POLICY_NUMBER"),
     ("I think maria okafor knows", "known_value:PERSON"),
     ("Hannah Brennan from your office rang me", "person_name"),  # a census given name and surname

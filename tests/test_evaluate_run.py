@@ -58,7 +58,8 @@ def test_prompts_are_cut_at_the_budget_training_stored_with_the_adapter(tiny_eva
 def test_a_large_holdout_is_sampled_by_label_and_the_first_n_rows_stay_on_request():
     rows = [{"id": f"r{i}", "label": lab} for lab, n in (("a", 1500), ("b", 450), ("c", 50)) for i in range(n)]
     picked, note = evaluate.holdout_rows(rows, "classify", 0, seed=0)
-    assert len(picked) == evaluate.EVAL_MAX_ROWS["classify"] == 1000 and "1000 of 2000 holdout rows" in note
+    assert len(picked) == evaluate.EVAL_MAX_ROWS["classify"] == 1000
+    assert note == "1000 of 2000 holdout rows, a seeded sample (stratified by label, seed 0)"
     counts = {lab: sum(r["label"] == lab for r in picked) for lab in "abc"}
     assert counts == {"a": 750, "b": 225, "c": 25}  # the file is sorted by label; the sample keeps its shares
     assert picked == sorted(picked, key=rows.index) and picked == evaluate.holdout_rows(rows, "classify", 0, 0)[0]

@@ -201,7 +201,22 @@ def test_labels_sharing_a_first_token_are_scored_whole_in_llama_cpp_as_in_transf
     # prompt's cache as it found it (scoring again, or after first-token labels, changes nothing).
     walked = LlamaCppScorer(merged_gguf, n_ctx=256, trees=False).score(prompts, labels)
     assert np.abs(served - walked).max() < 1e-3, (served, walked)
+    chunked = LlamaCppScorer(merged_gguf, n_ctx=256)
+    for size in (1, 2):  # the tree decoded a node or two at a time: ancestors always come first
+        chunked.tree_batch = size
+        assert np.abs(chunked.score(prompts, labels) - served).max() < 1e-3
+    chunked.max_tree_labels = 3  # more labels than the tree may hold: walked, the same scores
+    assert np.abs(chunked.score(prompts, labels) - walked).max() < 1e-6
     first_token_labels = ["replacecard", "reportlostcard"]
     alone = LlamaCppScorer(merged_gguf, n_ctx=256).score(prompts, first_token_labels)
     assert np.allclose(scorer.score(prompts, first_token_labels), alone, atol=1e-6)
     assert np.allclose(scorer.score(prompts, labels), served, atol=1e-6)
+
+
+def test_label_tree_lists_each_opening_once_breadth_first_with_its_labels_and_what_follows():
+    from kit.scoring.llamacpp import label_tree
+
+    # "card" is a prefix of "card_x"; "pin" is one token and needs no node; labels are sequences 1, 2, 3, 4
+    tree = label_tree([(5, 7), (5, 7, 9), (5, 8), (6,)])
+    assert tree == [((5,), [1, 2, 3], [7, 8]), ((5, 7), [2], [9])]
+

@@ -59,6 +59,7 @@ _SECRET_PREFIX = re.compile(r"\b(?:AKIA[0-9A-Z]{12,}|sk_(?:live|test)_\w+|xox[ab
 _SECRET_CUE = re.compile(r"\b(?:password|passwd|pwd|passcode|api[ _-]?key|token|secret)\b\W{0,4}(?:is |was |to )?"
                          r"\W{0,2}(\S+)", re.IGNORECASE)
 _LONG_TOKEN = re.compile(r"\S{20,}")
+_LINK = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*://|www\.)")
 # A plain capitalised ASCII word, not touching letters, digits, apostrophes, hyphens, dots before it or "@".
 _NAME_WORD = re.compile(r"(?<![\w'’@.\-])[A-Z][a-z]+(?![\w'’@\-])")
 # Unambiguous street words in any case; words that are also common English ("way", "close", "court") only when
@@ -168,8 +169,10 @@ def _pattern_checks(text: str) -> Iterable[str]:
             yield "secret"
     for m in _LONG_TOKEN.finditer(text):
         # A link is judged piece by piece (between / ? & = #): a key in "?key=…" is one piece, while a short link
-        # ("https://t.co/Ri48RQT03e") is long and mixed only as a whole, and its code is no secret.
-        for tok in re.split(r"[/?&=#]", m.group().strip(".,;:!?()")):
+        # ("https://t.co/Ri48RQT03e") is long and mixed only as a whole, and its code is no secret. Anything else is
+        # judged whole (a base64 key may hold "/").
+        token = m.group().strip(".,;:!?()")
+        for tok in re.split(r"[/?&=#]", token) if _LINK.match(token) else [token]:
             # 4+ letters and 4+ digits: a random key has both, a timestamp ("2026-03-05T09:15:00Z") has 2 letters.
             if len(tok) >= 20 and sum(c.isdigit() for c in tok) >= 4 and sum(c.isalpha() for c in tok) >= 4 \
                     and _entropy(tok) >= 3.5:

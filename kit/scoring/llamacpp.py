@@ -101,9 +101,9 @@ class LlamaCppScorer:
             logp = _log_softmax(eval_prompt(self.llm, tokens))
             if plan.first_only:
                 out[i] = logp[[ids[0] for ids in plan.ids]]
-            elif tree is not None:  # every label whole, all on the prompt's key/value cache at once
+            elif tree is not None and len(tokens) + len(tree) <= self.llm.n_ctx():  # all labels at once
                 out[i] = self._tree_labels(len(tokens), logp, plan.ids, tree)
-            else:  # every label whole, one opening after another on the prompt's key/value cache
+            else:  # one opening after another (too many labels, or a prompt too long for the tree beside it)
                 out[i] = self._whole_labels(len(tokens), logp, plan.ids)
             if self.report:
                 self.report()
@@ -139,11 +139,11 @@ class LlamaCppScorer:
 
         ctx, n_vocab = self.llm.ctx, self.llm.n_vocab()
         memory = low.llama_get_memory(ctx)
-        for seq in range(1, len(label_ids) + 1):
-            low.llama_memory_seq_cp(memory, 0, seq, -1, -1)
         after = {(): logp}
         batch = low.llama_batch_init(self.tree_batch, 0, len(label_ids))
         try:
+            for seq in range(1, len(label_ids) + 1):
+                low.llama_memory_seq_cp(memory, 0, seq, -1, -1)
             for start in range(0, len(tree), self.tree_batch):  # breadth first: a node's ancestors come before it
                 chunk = tree[start:start + self.tree_batch]
                 batch.n_tokens = len(chunk)
@@ -153,12 +153,12 @@ class LlamaCppScorer:
                     for k, seq in enumerate(seqs):
                         batch.seq_id[i][k] = seq
                 if low.llama_decode(ctx, batch) != 0:
-                    raise llamacpp.LlamaCppError(f"llama.cpp could not decode a tree of {len(chunk)} label tokens; "
-                                                 "score with LlamaCppScorer(trees=False).")
+                    raise llamacpp.LlamaCppError(f"llama.cpp could not decode a tree of {len(chunk)} label tokens "
+                                                 f"after a prompt of {n_prompt} (context {self.llm.n_ctx()}).")
                 logits = np.ctypeslib.as_array(low.llama_get_logits(ctx), shape=(len(chunk), n_vocab))
-                top = logits.max(1, keepdims=True)
-                norm = top[:, 0] + np.log(np.exp(logits - top).sum(1, dtype=np.float64))
-                for (opening, _, nexts), row, z in zip(chunk, logits, norm):
+                for (opening, _, nexts), row in zip(chunk, logits):  # row by row: no chunk-sized temporaries
+                    top = float(row.max())
+                    z = top + float(np.log(np.exp(row - top).sum(dtype=np.float64)))
                     after[opening] = {t: float(row[t]) - z for t in nexts}  # log-probabilities of what follows
         finally:
             low.llama_batch_free(batch)

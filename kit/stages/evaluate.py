@@ -221,9 +221,7 @@ def holdout_rows(rows: list[dict], kind: str, max_examples: int, seed: int) -> t
     if len(rows) <= cap:
         return rows, f"all {len(rows)} holdout rows"
     chosen, how = recipe_mod.sample_indices(rows, kind, cap, seed)
-    return [r for i, r in enumerate(rows) if i in chosen], (
-        f"{cap} of {len(rows)} holdout rows, a seeded sample ({how}, seed {seed}) that keeps evaluation to minutes "
-        f"on a CPU; max_examples={len(rows)} scores them all")
+    return [r for i, r in enumerate(rows) if i in chosen], f"{cap} of {len(rows)} holdout rows, a seeded sample ({how}, seed {seed})"
 
 
 def _run(cfg: EvalConfig) -> EvalResult:
@@ -249,9 +247,10 @@ def _run(cfg: EvalConfig) -> EvalResult:
     if cfg.critical_label and cfg.critical_label not in task.labels:
         raise EvalError(f"critical_label='{cfg.critical_label}' is not a lane of this task; use one of "
                         f"{', '.join(task.labels)}.")
-    rows, holdout_note = holdout_rows(read_jsonl(rd.need(rd.holdout_jsonl, EvalError)), task.kind, cfg.max_examples,
-                                      cfg.seed)
-    print(f"holdout: {holdout_note}")
+    holdout = read_jsonl(rd.need(rd.holdout_jsonl, EvalError))
+    rows, holdout_note = holdout_rows(holdout, task.kind, cfg.max_examples, cfg.seed)
+    print(f"holdout: {holdout_note}" + (f"; a sample keeps evaluation to minutes on a CPU (max_examples={len(holdout)} "
+                                        "scores them all)" if len(rows) < len(holdout) and not cfg.max_examples else ""))
     train_rows = read_jsonl(rd.need(rd.train_jsonl, EvalError))
     tok = models.load_tokenizer(resolved)
     fmt = resolved.chat_format

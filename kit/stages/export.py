@@ -447,8 +447,8 @@ def run(cfg: ExportConfig) -> ExportResult:
         adapter_preds = [adapter_preds[i] for i in sorted(keep)]
     budget = prompt_budget(meta, eval_metrics.get("max_length", LEGACY_MAX_LENGTH))
     prompts = [task.prompt(fmt, holdout[p["id"]]["text"], tok, budget) for p in adapter_preds]
-    parity = {"n": len(adapter_preds), "of_scored": scored, "threshold": cfg.parity_threshold, "task": task.kind,
-              "types": {}}
+    parity = {"n": len(adapter_preds), "of_scored": scored, "sampled": not cfg.max_examples and scored > len(adapter_preds),
+              "threshold": cfg.parity_threshold, "task": task.kind, "types": {}}
     expected_ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
     for gtype, path in variants.items():
         t = time.time()

@@ -182,8 +182,9 @@ def prompt_budget(rows: list[dict], task: Task, fmt, tokenizer, max_length: int)
         raise TrainError(
             f"max_length={max_length} leaves the text {max(room, 0)} tokens: the instruction takes {overhead} and the "
             f"longest answer {longest}. Raise max_length (e.g. to {-(-need // 32) * 32}, or 0 to size it from the "
-            "data), shorten the answers, or shorten the instruction (with many labels, leave {labels} out of it: "
-            "the model learns the labels from the training rows).")
+            "data), shorten the answers, or shorten the instruction"
+            + (" (with many labels, leave {labels} out of it: the model learns the labels from the training rows)."
+               if task.kind == "classify" else "."))
     return max_length - longest, longest
 
 
