@@ -16,9 +16,10 @@ the comparison line for `bench/recipe.py`.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import asdict, dataclass
+
+from kit.stats import sample_indices
 
 RECIPES = ("auto", "default")
 VALIDATION_MAX_ROWS = {"classify": 100, "extract": 40, "reply": 32}  # generation costs more per row than scoring
@@ -42,31 +43,6 @@ def validation_split(rows: list[dict], kind: str, fraction: float, seed: int) ->
     fit = [r for i, r in enumerate(rows) if i not in chosen]
     val = [r for i, r in enumerate(rows) if i in chosen]
     return fit, val, f"{len(val)} of {len(rows)} training rows held out for validation ({how}, seed {seed})"
-
-
-def sample_indices(rows: list[dict], kind: str, want: int, seed: int, keep_one: bool = False) -> tuple[set, str]:
-    """(indices of `want` rows, how they were drawn): for classify stratified by label with largest-remainder quotas
-    (with `keep_one`, every label keeps at least one row out of the sample); otherwise a seeded random sample."""
-    rng = random.Random(seed)
-    if kind != "classify":
-        return set(rng.sample(range(len(rows)), want)), "random"
-    groups: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        groups.setdefault(r["label"], []).append(i)
-    room = {lab: len(ix) - keep_one for lab, ix in groups.items()}
-    exact = {lab: want * len(ix) / len(rows) for lab, ix in groups.items()}
-    quota = {lab: min(int(q), room[lab]) for lab, q in exact.items()}
-    for lab in sorted(exact, key=lambda k: exact[k] - int(exact[k]), reverse=True):
-        if sum(quota.values()) >= want:
-            break
-        if quota[lab] < room[lab]:
-            quota[lab] += 1
-    chosen = set()
-    for lab, ix in groups.items():
-        ix = ix[:]
-        rng.shuffle(ix)
-        chosen.update(ix[:quota[lab]])
-    return chosen, "stratified by label"
 
 
 @dataclass(frozen=True)

@@ -195,3 +195,30 @@ def most_telling_terms(train_texts: list[str], batch_texts: list[str], k: int = 
     coef = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(X, y).coef_[0]
     names = vec.get_feature_names_out()
     return [str(names[i]) for i in np.argsort(-coef)[:k]]
+
+
+def sample_indices(rows: list[dict], kind: str, want: int, seed: int, keep_one: bool = False) -> tuple[set, str]:
+    """(indices of `want` rows, how they were drawn): for classify stratified by label with largest-remainder quotas
+    (with `keep_one`, every label keeps at least one row out of the sample); otherwise a seeded random sample."""
+    import random
+
+    rng = random.Random(seed)
+    if kind != "classify":
+        return set(rng.sample(range(len(rows)), want)), "random"
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r["label"], []).append(i)
+    room = {lab: len(ix) - keep_one for lab, ix in groups.items()}
+    exact = {lab: want * len(ix) / len(rows) for lab, ix in groups.items()}
+    quota = {lab: min(int(q), room[lab]) for lab, q in exact.items()}
+    for lab in sorted(exact, key=lambda k: exact[k] - int(exact[k]), reverse=True):
+        if sum(quota.values()) >= want:
+            break
+        if quota[lab] < room[lab]:
+            quota[lab] += 1
+    chosen = set()
+    for lab, ix in groups.items():
+        ix = ix[:]
+        rng.shuffle(ix)
+        chosen.update(ix[:quota[lab]])
+    return chosen, "stratified by label"

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from kit import hardware
-from kit import recipe as recipe_mod
 from kit.errors import KitError
 from kit.io import read_json, read_jsonl, write_json, write_jsonl
 from kit.report.plots import confusion_plot
@@ -53,6 +52,7 @@ from kit.stats import (  # noqa: F401
     coverage_curve,
     interval_delta,
     paired_bootstrap,
+    sample_indices,
 )
 from kit.tasks.base import LEGACY_MAX_LENGTH, Task, parse_label, prompt_budget
 from kit.tasks.metrics import escalation, metrics
@@ -220,7 +220,7 @@ def holdout_rows(rows: list[dict], kind: str, max_examples: int, seed: int) -> t
     cap = EVAL_MAX_ROWS[kind]
     if len(rows) <= cap:
         return rows, f"all {len(rows)} holdout rows"
-    chosen, how = recipe_mod.sample_indices(rows, kind, cap, seed)
+    chosen, how = sample_indices(rows, kind, cap, seed)
     return [r for i, r in enumerate(rows) if i in chosen], f"{cap} of {len(rows)} holdout rows, a seeded sample ({how}, seed {seed})"
 
 
