@@ -185,7 +185,7 @@ def test_an_instruction_that_crowds_the_text_out_is_refused_with_the_fix(tokeniz
         train.prompt_budget(rows, task, GEMMA, tokenizer, 192)
     fitted, _ = train.fit_length(rows, task, GEMMA, tokenizer, 0)  # sized from the data, the whole text fits
     prompt_tokens, _ = train.prompt_budget(rows, task, GEMMA, tokenizer, fitted)
-    assert prompt_tokens - train.prompt_overhead(task, GEMMA, tokenizer) >= len(tokenizer(rows[0]["text"])["input_ids"])
+    assert prompt_tokens - task.prompt_overhead(GEMMA, tokenizer) >= len(tokenizer(rows[0]["text"])["input_ids"])
 
 
 def test_generation_stops_an_answer_that_cannot_be_json_and_scores_do_not_change(tiny_model_dir, tokenizer):

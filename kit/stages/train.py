@@ -147,16 +147,11 @@ AUTO_LENGTH = (192, 1024)
 MIN_TEXT_TOKENS = 32  # a prompt must leave the text at least this much room (or all of it, when texts are shorter)
 
 
-def prompt_overhead(task: Task, fmt, tokenizer) -> int:
-    """Tokens every prompt spends before any text: BOS, the turn markers and the instruction."""
-    return len(tokenizer(fmt.prompt("", task.system), add_special_tokens=True)["input_ids"])
-
-
 def fit_length(rows: list[dict], task: Task, fmt, tokenizer, max_length: int) -> tuple[int, str]:
     """(max_length, why): `max_length` when set, else the length the data needs (AUTO_LENGTH)."""
     if max_length:
         return max_length, "set"
-    overhead = prompt_overhead(task, fmt, tokenizer)
+    overhead = task.prompt_overhead(fmt, tokenizer)
     longest = max(len(a) for a in answer_ids(rows, task, fmt, tokenizer).values())
     lengths = sorted(len(ids) for ids in tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"])
     p95 = lengths[int(0.95 * (len(lengths) - 1))]
@@ -174,7 +169,7 @@ def prompt_budget(rows: list[dict], task: Task, fmt, tokenizer, max_length: int)
     instruction and the longest answer leave the text too little room: a ticket cut to a few words (or to nothing,
     under a long label list) would train a model that never reads it."""
     longest = max(len(a) for a in answer_ids(rows, task, fmt, tokenizer).values())
-    overhead = prompt_overhead(task, fmt, tokenizer)
+    overhead = task.prompt_overhead(fmt, tokenizer)
     longest_text = max(len(ids) for ids in tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"])
     room = max_length - longest - overhead
     if room < min(MIN_TEXT_TOKENS, longest_text):

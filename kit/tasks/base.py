@@ -135,12 +135,16 @@ class Task:
         """The prompt for one ticket; with a tokenizer and a budget, the ticket is cut to fit."""
         system = self.system if system is None else system
         if tokenizer is not None and max_prompt_tokens:
-            overhead = len(tokenizer(fmt.prompt("", system), add_special_tokens=True)["input_ids"])
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            room = max(max_prompt_tokens - overhead, 8)
+            room = max(max_prompt_tokens - self.prompt_overhead(fmt, tokenizer, system), 8)
             if len(ids) > room:
                 text = tokenizer.decode(ids[:room])
         return fmt.prompt(text, system)
+
+    def prompt_overhead(self, fmt: ChatFormat, tokenizer, system: str | None = None) -> int:
+        """Tokens every prompt spends before any text: BOS, the turn markers and the instruction (`system`)."""
+        system = self.system if system is None else system
+        return len(tokenizer(fmt.prompt("", system), add_special_tokens=True)["input_ids"])
 
     def completion(self, fmt: ChatFormat, answer: str) -> str:
         return fmt.completion(answer)

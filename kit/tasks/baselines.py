@@ -69,9 +69,5 @@ def few_shot_prompt(task, fmt, tokenizer, examples: list[dict], text: str, examp
     system = task.system if system is None else system
     turns = [(cut(tokenizer, ex["text"], example_tokens), ex["label"]) for ex in examples]
     # The ticket gets the same token budget as in the zero-shot prompt, so both see the same text.
-    room = max(max_ticket_tokens - _overhead(tokenizer, fmt, system), 8)
+    room = max(max_ticket_tokens - task.prompt_overhead(fmt, tokenizer, system), 8)
     return fmt.conversation(turns, cut(tokenizer, text, room), system)
-
-
-def _overhead(tokenizer, fmt, system: str) -> int:
-    return len(tokenizer(fmt.prompt("", system), add_special_tokens=True)["input_ids"])
