@@ -27,6 +27,7 @@ def _entities(r, text, known=None):
 # One table per detector: positives, then near-misses that must not be redacted (checksum failures included).
 @pytest.mark.parametrize("text, entity", [
     ("mail me at maria.okafor12@example.com please", "EMAIL"),
+    ("RSVP museumeducation@croydon . gov . uk", "EMAIL"),  # tokenised text, as in WNUT-17
     ("card 4111 1111 1111 1111 was charged", "CARD_NUMBER"),
     ("amex 3782-8224-6310-005 ok", "CARD_NUMBER"),
     ("call (555) 012-3456 today", "PHONE"),
@@ -80,6 +81,8 @@ def test_detector_finds_entity(r, text, entity):
     "Thanks,\nThe Smith family",
     "received 2026-03-05T09:15:00Z",  # a timestamp is not a random token
     "I waited 10 days and no way forward",  # not a street
+    "RT@DeLynnRizzo : girls #pow@Cowboy_Wingo",  # handles glued to words, no domain
+    "write to me@home . Then we talk",  # a sentence's end after a word and "@" in tokenised text
 ])
 def test_near_misses_are_not_redacted(rules, text):
     assert rules.find(text) == []

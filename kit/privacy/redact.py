@@ -59,7 +59,9 @@ NER_NOTE = ("entity recogniser: two spaCy NER models of kit's, spans united (kit
             "PO boxes, plate numbers, US state and ZIP) and legal forms of organisations; measured by "
             "bench/redaction.py")
 
-EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+# An address as written, or as tokenised text spells it ("museumeducation@croydon . gov . uk": spaces around each dot,
+# lower-case parts, so a sentence's end in "me@home . Then" is not taken in).
+EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9.-]+\.[A-Za-z]{2,}|[A-Za-z0-9-]+(?: \. [a-z0-9-]+)* \. [a-z]{2,})\b")
 CARD_RE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", re.IGNORECASE)
 # US SSN as people write it (123-45-6789, 123 45 6789), or nine bare digits right after "SSN"/"social security".
