@@ -185,6 +185,9 @@ def audit_failure_message(audit: dict) -> str:
                 "needs a POLICY_NUMBER-like pattern in id_patterns).")
     if any(c.startswith("holdout_leak") for c in check):
         hint += " A holdout text is also in training: lower near_duplicate_threshold or fix holdout_path."
+    # Per-row findings can also be set aside; a canary or a split leak is every row's problem (prepare still stops).
+    aside = "" if hint else (" Or, to go on without those rows, set audit_findings: quarantine (they are listed in "
+                             "data/quarantine.jsonl and neither trained on nor evaluated).")
     return (f"the privacy audit found {audit['hits']} unredacted item(s): {where}{more}.{hint} Add a redaction or "
             "id pattern (id_patterns) or a known-value column for them, or drop the field from field_allowlist, "
-            "and re-run 02_prepare. data/audit.json lists the findings.")
+            f"and re-run 02_prepare.{aside} data/audit.json lists the findings.")

@@ -55,6 +55,7 @@ near_duplicate_threshold: float = 0.85  # texts at least this similar (MinHash J
 reviewer: str = ""  # your name to show the spot-check panel (empty: headless, recorded as no review)
 review_fraction: float = 0.05  # share of prepared rows in the spot-check sample
 seed: int = 0  # split, canary and review-sample seed
+audit_findings: str = "stop"  # rows the privacy audit flags after redaction: stop (fix the redaction first) | quarantine (set them aside, go on)
 
 # %%
 import json
@@ -69,7 +70,8 @@ cfg = prepare.PrepareConfig(
     timestamp_column=timestamp_column, known_value_columns=known_value_columns, field_allowlist=field_allowlist,
     labels=labels, schema=schema, instruction=instruction, holdout_path=holdout_path, holdout_fraction=holdout_fraction, max_rows=max_rows, max_chars=max_chars, retention_days=retention_days,
     id_patterns=id_patterns, canaries_per_kind=canaries_per_kind, near_duplicate_threshold=near_duplicate_threshold,
-    reviewer=reviewer, review_fraction=review_fraction, seed=seed)
+    reviewer=reviewer, review_fraction=review_fraction, seed=seed,
+    audit_findings=audit_findings)
 cfg
 
 # %% [markdown]
@@ -140,7 +142,9 @@ for row in [json.loads(line) for line in open(result.paths["train"])][:3]:
 # is a separate code path from the redactor (`kit.privacy.audit`), with broader checks and evidence of its own: the redactor
 # finds names and places with a learned recogniser, the audit with ~38,000 given names and surnames from 100+ locales
 # (Faker's lists), street words of 20 languages and national postcode shapes, so a name the recogniser missed can
-# still stop this notebook. Training (03) refuses to
+# still stop this notebook. With `audit_findings` set to quarantine, the rows it flags are set aside instead (reason
+# `audit_finding`, with the checks that fired) and the files are audited again without them; a surviving canary or
+# a holdout text in training still stops. Training (03) refuses to
 # start unless the audit passed for exactly these files (their sha256 are recorded). Stage 04 probes the tuned model
 # with the canaries recorded in `data/canaries.json`.
 
@@ -152,6 +156,9 @@ audit = prepare.check_audit(run_dir)
 print("audit passed:", audit["passed"], "| findings:", audit["hits"], "| canaries found:", audit["canaries_found"],
       "| holdout texts also in train:", audit["holdout_leaks"])
 print("rows scanned:", audit["rows_scanned"], "| known values checked:", audit["known_values_checked"])
+if "set_aside" in audit:
+    print(f"set aside by the audit (audit_findings: quarantine): {audit['set_aside']['rows']} rows,",
+          audit["set_aside"]["by_check"])
 print(audit["ner_model"])
 
 # %% [markdown]

@@ -225,7 +225,7 @@ def _json_strings(value: str) -> str:
 def audit_rows(files: dict[str, list[dict]], known_values: dict[str, list[str]] | None = None,
                canary_values: dict[str, list[str]] | None = None, id_patterns: dict[str, str] | None = None,
                skip_fields: tuple[str, ...] = ("id", "label", "source_line", "source", "redactions"),
-               max_findings: int = 100) -> dict:
+               max_findings: int | None = 100) -> dict:
     """Scan every string field of every row; return the audit report (no matched text in it)."""
     known = {k: _value_pattern(v) for k, v in (known_values or {}).items()}
     canary = {k: _value_pattern(v) for k, v in (canary_values or {}).items()}

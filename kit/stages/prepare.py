@@ -92,10 +92,16 @@ class PrepareConfig:
     reviewer: str = ""  # who spot-checks in the notebook panel; "" = no review (headless runs), recorded as such
     review_fraction: float = 0.05  # share of prepared rows shown in the review panel
     seed: int = 0
+    # A row the privacy audit flags after redaction: "stop" (nothing is trained until the redaction is fixed) or
+    # "quarantine" (the flagged rows are set aside with their reason, the rest goes on; a surviving canary or a
+    # holdout text in training still stops, as those are not one row's problem).
+    audit_findings: str = "stop"
 
     def __post_init__(self):
         if self.task not in KINDS:
             raise DataError(f"task='{self.task}' is not one of {', '.join(KINDS)}.")
+        if self.audit_findings not in AUDIT_FINDINGS:
+            raise DataError(f"audit_findings='{self.audit_findings}' is not one of {', '.join(AUDIT_FINDINGS)}.")
         if self.input_format not in INPUT_FORMATS:
             raise DataError(f"input_format='{self.input_format}' is not one of {', '.join(INPUT_FORMATS)}.")
         for name in ("text_columns", "labels", "field_allowlist"):  # papermill and YAML hand over lists
@@ -177,6 +183,7 @@ def _load_schema(path: str) -> dict:
 # --- the conventions people already store training data in ---------------------------------------------------------
 
 INPUT_FORMATS = ("auto", "columns", "prompt_completion", "messages", "alpaca")
+AUDIT_FINDINGS = ("stop", "quarantine")  # what a row flagged by the privacy audit does (PrepareConfig.audit_findings)
 CONVENTION_KEYS = ("messages", "prompt", "completion", "instruction", "input", "output")
 # Columns our demo data has; a file in one of the conventions above is not expected to carry them.
 DEMO_COLUMNS = {"id_column": "ticket_id", "tenant_column": "tenant_id", "consent_column": "training_consent",
@@ -540,20 +547,26 @@ def run(cfg: PrepareConfig) -> PrepareResult:
 
     train_path = write_jsonl(rd.train_jsonl, [r.out for r in train])
     holdout_path = write_jsonl(rd.holdout_jsonl, [r.out for r in holdout])
+    audit = run_audit(cfg, raw_by_source, train_path, holdout_path, planted)
+    set_aside = []
+    if not audit["passed"] and cfg.audit_findings == "quarantine":
+        train, holdout, set_aside, audit = _set_aside_flagged(cfg, rd, raw_by_source, train, holdout, planted)
+        quarantine += set_aside
     write_jsonl(rd.quarantine_jsonl, quarantine)
     write_jsonl(rd.duplicates_jsonl, duplicates)
     task = Task(tuple(cfg.labels), cfg.instruction_text(schema=schema), cfg.task, schema or {})
     write_json(rd.task_json, task.to_dict())
     where = {id(r): "train" for r in train} | {id(r): "holdout" for r in holdout}
+    flagged_ids = {q["id"] for q in set_aside}
     canary_records = [{**c.to_dict(), "row_id": row.out["id"], "source_line": row.line,
-                       "file": where.get(id(row), "removed as duplicate")} for c, row in planted]
+                       "file": where.get(id(row), "quarantined by the audit" if row.out["id"] in flagged_ids
+                                         else "removed as duplicate")} for c, row in planted]
     write_json(rd.canaries_json, {
         "seed": cfg.seed, "per_kind": cfg.canaries_per_kind, "canaries": canary_records,
         "note": "Planted into an in-memory copy of the raw rows before redaction; the audit proves none reached "
                 "train/holdout. Stage 04 probes the tuned model with each canary's prefix (exposure)."})
 
     counts = _counts(raw_by_source, train, holdout, quarantine, duplicates)
-    audit = run_audit(cfg, raw_by_source, train_path, holdout_path, planted)
     write_json(rd.audit_json, audit)
     redactions = dict(sum((Counter(r.out["redactions"]) for r in kept), Counter()))
     provenance = _provenance(cfg, raw_by_source, counts, train, holdout, quarantine)
@@ -743,8 +756,49 @@ def cross_split_overlap(train_rows: list[dict], holdout_rows: list[dict], thresh
     return out
 
 
+def _set_aside_flagged(cfg: PrepareConfig, rd: RunDir, raw_by_source: dict, train: list[_Row], holdout: list[_Row],
+                       planted: list) -> tuple[list[_Row], list[_Row], list[dict], dict]:
+    """audit_findings="quarantine": the rows the audit flagged leave train/holdout for the quarantine, each with the
+    checks that fired (never the text); the files are written again and audited again. A surviving canary or a
+    holdout text in training is no single row's fault, so the audit stays failed and prepare stops."""
+    full = run_audit(cfg, raw_by_source, rd.train_jsonl, rd.holdout_jsonl, planted, max_findings=None)
+    if any(f["check"].startswith(("canary:", "holdout_leak")) for f in full["findings"]):
+        return train, holdout, [], full
+    checks: dict[tuple[str, int], set[str]] = {}
+    for f in full["findings"]:
+        checks.setdefault((f["file"], f["row"]), set()).add(f["check"])
+    set_aside, kept = [], {}
+    for fname, rows in (("train.jsonl", train), ("holdout.jsonl", holdout)):
+        kept[fname] = []
+        for i, row in enumerate(rows, start=1):
+            fired = checks.get((fname, i))
+            if not fired:
+                kept[fname].append(row)
+                continue
+            set_aside.append({
+                "source": row.source, "source_line": row.line, "id": row.out["id"],
+                "tenant": _str(row.fields.get(cfg.tenant_column)) or None if cfg.tenant_column else None,
+                "code": "audit_finding",
+                "reason": f"after redaction the privacy audit still found {', '.join(sorted(fired))} in this row, so "
+                          "it is neither trained on nor evaluated. If the finding is real, add a redaction or id "
+                          "pattern (id_patterns) or a known-value column and prepare again to keep the row."})
+    train, holdout = kept["train.jsonl"], kept["holdout.jsonl"]
+    if len(train) < max(len(cfg.labels), 1) or not holdout:
+        raise DataError(f"the privacy audit flagged {len(set_aside)} rows, which leaves {len(train)} training and "
+                        f"{len(holdout)} holdout rows; fix the redaction (data/audit.json names the checks) rather "
+                        "than quarantining that much.")
+    write_jsonl(rd.train_jsonl, [r.out for r in train])
+    write_jsonl(rd.holdout_jsonl, [r.out for r in holdout])
+    audit = run_audit(cfg, raw_by_source, rd.train_jsonl, rd.holdout_jsonl, planted)
+    audit["set_aside"] = {"rows": len(set_aside),
+                          "by_check": dict(Counter(f["check"] for f in full["findings"])),
+                          "note": "rows the first audit flagged, moved to quarantine.jsonl (audit_findings: "
+                                  "quarantine); this report is the audit of the files without them"}
+    return train, holdout, set_aside, audit
+
+
 def run_audit(cfg: PrepareConfig, raw_by_source: dict, train_path: Path, holdout_path: Path,
-              planted: list) -> dict:
+              planted: list, max_findings: int | None = 100) -> dict:
     """The independent audit of what was written, plus the split-leak check; tied to both files' sha256."""
     known: dict[str, set[str]] = {}
     for raw in raw_by_source.values():
@@ -759,9 +813,9 @@ def run_audit(cfg: PrepareConfig, raw_by_source: dict, train_path: Path, holdout
     report = privacy_audit.audit_rows(
         {"train.jsonl": train_rows, "holdout.jsonl": holdout_rows},
         known_values={k: sorted(v) for k, v in known.items()}, canary_values=canary_values,
-        id_patterns=cfg.id_patterns or DEFAULT_ID_PATTERNS)
+        id_patterns=cfg.id_patterns or DEFAULT_ID_PATTERNS, max_findings=max_findings)
     leaks = cross_split_overlap(train_rows, holdout_rows, cfg.near_duplicate_threshold)
-    report["findings"] = (report["findings"] + leaks)[:100]
+    report["findings"] = (report["findings"] + leaks)[:max_findings]
     report["hits"] += len(leaks)
     if leaks:
         report["by_check"].update(Counter(x["check"] for x in leaks))
