@@ -360,14 +360,27 @@ def _course(tmp_path_factory, config: str):
     runs_dir = tmp_path_factory.mktemp("runs")
     proc = subprocess.run([sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / config),
                            "--runs-dir", str(runs_dir)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return runs_dir / config.removesuffix(".yaml"), proc.stdout
+    return runs_dir / config.removesuffix(".yaml"), proc
+
+
+@pytest.fixture(scope="module")
+def generative_courses(tmp_path_factory):
+    """The extract and reply smoke courses, side by side: much of each course is single-threaded (kernels starting,
+    imports, llama.cpp loading, Python between the batches), so the two together take far less than one after the
+    other on 2 cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(("extract", "reply"), pool.map(lambda kind: _course(tmp_path_factory, f"smoke-{kind}.yaml"),
+                                                       ("extract", "reply"))))
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("kind", ["extract", "reply"])
-def test_extract_and_reply_courses_run_end_to_end_on_the_real_model(kind, tmp_path_factory):
-    run, stdout = _course(tmp_path_factory, f"smoke-{kind}.yaml")
+def test_extract_and_reply_courses_run_end_to_end_on_the_real_model(kind, generative_courses):
+    run, proc = generative_courses[kind]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stdout = proc.stdout
     for stage in runs.STAGES:
         assert (run / f"{stage}.ipynb").exists()
     task = json.loads((run / "data" / "task.json").read_text())
