@@ -28,6 +28,10 @@ def _entities(r, text, known=None):
 @pytest.mark.parametrize("text, entity", [
     ("mail me at maria.okafor12@example.com please", "EMAIL"),
     ("RSVP museumeducation@croydon . gov . uk", "EMAIL"),  # tokenised text, as in WNUT-17
+    ("thanks @edsheeran for this", "USERNAME"),
+    ("RT@DeLynnRizzo : girls", "USERNAME"),
+    ("why can you hate @ edsheeran ?", "USERNAME"),  # tokenised posts put a space after "@"
+    ("@ SeanyReidy any news", "USERNAME"),
     ("card 4111 1111 1111 1111 was charged", "CARD_NUMBER"),
     ("amex 3782-8224-6310-005 ok", "CARD_NUMBER"),
     ("call (555) 012-3456 today", "PHONE"),
@@ -81,11 +85,17 @@ def test_detector_finds_entity(r, text, entity):
     "Thanks,\nThe Smith family",
     "received 2026-03-05T09:15:00Z",  # a timestamp is not a random token
     "I waited 10 days and no way forward",  # not a street
-    "RT@DeLynnRizzo : girls #pow@Cowboy_Wingo",  # handles glued to words, no domain
-    "write to me@home . Then we talk",  # a sentence's end after a word and "@" in tokenised text
+    "table for 2 @ the Cactus Club",  # "@" as "at", before an everyday word or a capitalised one
+    "dinner @ Cactus Club, see you @5pm, I am @ home",
 ])
 def test_near_misses_are_not_redacted(rules, text):
     assert rules.find(text) == []
+
+
+def test_a_tokenised_email_does_not_run_into_the_next_sentence(r):
+    # "home . Then" is a sentence's end, not a domain: "@home" alone is taken as a handle
+    text = "write to me@home . Then we talk"
+    assert [(text[s:e], ent) for s, e, ent in r.find(text)] == [("@home", "USERNAME")]
 
 
 @pytest.mark.parametrize("text", ["ref 000-12-3456", "ref 666-12-3456", "ref 923-12-3456", "ref 123-00-4567"])

@@ -62,6 +62,10 @@ NER_NOTE = ("entity recogniser: two spaCy NER models of kit's, spans united (kit
 # An address as written, or as tokenised text spells it ("museumeducation@croydon . gov . uk": spaces around each dot,
 # lower-case parts, so a sentence's end in "me@home . Then" is not taken in).
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9.-]+\.[A-Za-z]{2,}|[A-Za-z0-9-]+(?: \. [a-z0-9-]+)* \. [a-z]{2,})\b")
+# A social-media handle ("@edsheeran", "RT@DeLynnRizzo"): it names its owner as directly as a full name does. It starts
+# with a letter or "_" ("@5pm" is a time). Tokenised posts put a space after "@" ("@ jaketapper"), where "@" also means
+# "at" ("@ the venue", "@ Cactus Club"): see _handles.
+HANDLE_RE = re.compile(r"@( ?)([A-Za-z_][A-Za-z0-9_]{1,29})(?![A-Za-z0-9_])")
 CARD_RE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", re.IGNORECASE)
 # US SSN as people write it (123-45-6789, 123 45 6789), or nine bare digits right after "SSN"/"social security".
@@ -428,6 +432,19 @@ def _organisations(text: str) -> Iterable[tuple[int, int]]:
 _LEGAL_WORDS = frozenset(("GmbH", "AG", "KG", "Ltd", "LLC", "Inc", "BV", "NV", "&", "and", "y", "e"))
 
 
+def _handles(text: str) -> Iterable[tuple[int, int]]:
+    """"@name" always; "@ name" only when the name is no everyday word and no plain capitalised word, the shapes "@"
+    takes as "at" ("@ the venue", "@ home", "@ Cactus Club"), so "@ jaketapper" and "@ SeanyReidy" are handles."""
+    from kit.privacy.ner import _function_words, _plain_word
+
+    for m in HANDLE_RE.finditer(text):
+        name = m.group(2)
+        if m.group(1) and (_plain_word(name.lower()) or name.lower() in _function_words()
+                           or name[0].isupper() and name[1:].islower()):
+            continue
+        yield m.start(), m.end()
+
+
 def _random_tokens(text: str) -> Iterable[tuple[int, int]]:
     for m in TOKEN_RE.finditer(text):
         value = m.group().rstrip(".,;:!?")
@@ -607,6 +624,7 @@ class Redactor:
         detectors = [
             Detector("secret", "SECRET", _secrets),  # provider key formats and "password: …"
             Detector("email", "EMAIL", _regex(EMAIL_RE)),
+            Detector("handle", "USERNAME", _handles),  # an e-mail holding "@name" is longer, and wins
             Detector("iban", "IBAN", _ibans),
             Detector("card_luhn", "CARD_NUMBER", _cards),
             *id_detectors,
