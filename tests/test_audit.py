@@ -27,7 +27,10 @@ def _audit(text, field="text"):
     ("mail x.y@example.org", "email"),
     ("RSVP museumeducation@croydon . gov . uk", "email"),  # tokenised text (WNUT-17)
     ("I live at 5 via Roma", "street_address"),
+    ("I live at 12 via garibaldi", "street_address"),
     ("Keizersgracht 1012 AB Amsterdam", "postcode"),
+    ("Damrak 1, 1012 AM Amsterdam", "postcode"),  # AM is a Dutch letter pair too
+    ("mail jane.doe@gmail", "email"),  # no dot: a broken address or a glued handle, which the redactor replaces
     ("IBAN DE89 3704 0044 0532 0130 00", "iban"),
     ("ssn 123-45-6789", "us_ssn"),
     ("from 203.0.113.9", "ip_address"),
@@ -72,10 +75,11 @@ def test_audit_scans_every_string_field_not_only_text():
     # short links and article links in social-media text: long and mixed only as a whole (WNUT-17 posts)
     "RT <PERSON_1> : At least it is permanent https://t.co/Ri48RQT03e",
     "drinks this Friday ( https://www.reddit.com/r/sydney/comments/5z1ahm/st_patricks_day_drinks_kellys_ )",
-    # what stopped stage 02 on WNUT-17 posts: handles glued to words, a hashtag, a file name and a slug around one
-    # number, "via" after a year, an era after a year
-    "RT <PERSON_1> : I 'm scared \" #pow#pow#pow@Cowboy_Wingo",
-    "Thrilled about this @HPC//RT@DeLynnRizzo : girls , register4 #livethedream",
+    # what stopped stage 02 on WNUT-17 posts, as the redactor leaves them: handles glued to words (replaced), a
+    # hashtag, a file name and a slug around one number, "via" before a link, an era after a year
+    "RT <PERSON_1> : I 'm scared \" #pow#pow#<EMAIL_1>",
+    "Thrilled about this <USERNAME_1>//<EMAIL_1> : girls , register4 #livethedream",
+    "sent 3 via email, 2 via the app",
     "#PeopleWhoMadeMy2014 mon ange @Hannyversaire",
     "found this 1981 computer https://en.wikipedia.org/wiki/Touchscreen#/media/File:Platovterm1981.jpg",
     "[ here ] ( https://www.reddit.com/r/soccer/comments/5my29a/nearcertain_fifpro_xi_for_2016_neuer_dani_alves/ )",

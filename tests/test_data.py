@@ -1,5 +1,6 @@
 import json
 import socket
+from pathlib import Path
 
 import pytest
 from conftest import REPO, read_jsonl
@@ -257,6 +258,27 @@ def test_audit_findings_quarantine_still_stops_on_a_surviving_canary(tmp_path, m
     with pytest.raises(prepare.PrivacyAuditError, match=r"\(canary:person\)") as err:
         _prepare(tmp_path, SAMPLES / "tickets.csv", max_rows=80, audit_findings="quarantine")
     assert "audit_findings: quarantine" not in str(err.value)
+
+
+def test_audit_findings_quarantine_still_stops_on_any_finding_in_a_canary_row(tmp_path, monkeypatch):
+    # Part of a canary surviving would trip another check in its row: that is a gap in the redaction, not in the row.
+    real = prepare.run_audit
+
+    def with_a_finding_in_the_canary_row(cfg, raw, train_path, holdout_path, planted, max_findings=100):
+        report = real(cfg, raw, train_path, holdout_path, planted, max_findings)
+        ids = [json.loads(x)["id"] for x in Path(train_path).read_text().splitlines()]
+        row_id = next(row.out["id"] for _, row in planted if row.out["id"] in ids)
+        report["findings"].append({"file": "train.jsonl", "row": ids.index(row_id) + 1, "id": row_id,
+                                   "field": "text", "check": "person_name"})
+        report["hits"] += 1
+        report["passed"] = False
+        return report
+
+    monkeypatch.setattr(prepare, "run_audit", with_a_finding_in_the_canary_row)
+    with pytest.raises(prepare.PrivacyAuditError, match="person_name"):
+        _prepare(tmp_path, SAMPLES / "tickets.csv", max_rows=80, audit_findings="quarantine")
+    assert not [q for q in (json.loads(x) for x in (tmp_path / "data" / "quarantine.jsonl").read_text().splitlines())
+                if q["code"] == "audit_finding"]
 
 
 def test_audit_findings_takes_stop_or_quarantine():

@@ -370,6 +370,9 @@ def generative_courses(tmp_path_factory):
     other on 2 cores."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from kit import models
+
+    models.resolve("embedded:gemma3-270m")  # a cold cache is filled once, not by both courses at the same moment
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(("extract", "reply"), pool.map(lambda kind: _course(tmp_path_factory, f"smoke-{kind}.yaml"),
                                                        ("extract", "reply"))))

@@ -141,7 +141,7 @@ def test_training_validates_keeps_the_best_checkpoint_and_stops_early(tmp_path, 
     resolved = models.resolve(str(tiny_model_dir))
     write_run_basics(tmp_path, str(tiny_model_dir), resolved)
     scores = iter([0.1, 0.9, 0.5, 0.4, 0.3, 0.2, 0.1])
-    monkeypatch.setattr(recipe.Validator, "__call__", lambda self, model: next(scores))
+    monkeypatch.setattr(recipe.Validator, "__call__", lambda self, model, step=None: next(scores))
     monkeypatch.setattr(recipe, "LOSS_PROGRESS", 0.0)  # only the metric counts as progress here
     made = []
 

@@ -7,7 +7,7 @@ Never the matched text: an audit report must not become a new copy of the leak.
 
 Why a separate code path: a bug in `kit.privacy.redact` would also blind an audit that calls it. So nothing here imports
 `kit.privacy.redact`; the checks are written differently and deliberately broader (any 13–19 digit run passing Luhn, any
-run of 9+ digits, any "@" before a dotted domain, any full date with a birth-plausible year, any long random token).
+run of 9+ digits, any "@" between word characters, any full date with a birth-plausible year, any long random token).
 A broad audit can fail on something harmless; it then names the row, and the fix is a redaction pattern or an
 id pattern — failing closed is the point. Names are the exception: a broader name rule would fail on ordinary
 capitalised words, so the person-name check restates the redactor's no-cue rule (a census given name followed by a
@@ -45,9 +45,9 @@ NER_NOTE = ("names are checked against the known names from structured columns, 
             "languages and postcode shapes next to a place name")
 
 _DIGIT_RUN = re.compile(r"\+?\d(?:[ ().\-/]{0,2}\d){8,}")  # 9+ digits, people's separators allowed
-# "@" between word characters with a dot after the domain's first part, as written or tokenised ("a@b . com"); a
-# handle glued to a word ("RT@DeLynnRizzo", "#pow@Cowboy_Wingo") has no dot and is no address.
-_AT_SIGN = re.compile(r"\w@[\w-]+ ?\. ?\w")
+# Any "@" between word characters: an address, tokenised ("a@croydon . gov . uk"), broken ("jane@example. com") or
+# a handle glued to a word ("RT@DeLynnRizzo"), all of which the redactor replaces whole.
+_AT_SIGN = re.compile(r"\w@\w")
 _IBAN_LIKE = re.compile(r"\b[A-Za-z]{2}\d{2}[A-Za-z0-9 ]{11,36}")
 _SSN_LIKE = re.compile(r"\b\d{3}[- ]\d{2}[- ]\d{4}\b")
 _IP_LIKE = re.compile(r"[0-9A-Fa-f:.]{7,39}")
@@ -67,8 +67,10 @@ _NAME_WORD = re.compile(r"(?<![\w'’@.\-])[A-Z][a-z]+(?![\w'’@\-])")
 # Unambiguous street words in any case; words that are also common English ("way", "close", "court") only when
 # capitalised, as in "4 Kingfisher Close".
 _STREET_LINE = re.compile(r"\b\d{1,5},? (?:[^\W\d_]+ ){1,3}(?:(?i:road|street|avenue|lane|drive|boulevard|rd|ave|blvd)|"
-                          # "via" is English too ("2014 via http…"): a street only before a capitalised name.
-                          r"Close|Court|Way|Place|St|Dr)\b|\b\d{1,5},? (?:(?i:rue|calle) \w+|(?i:via) [A-ZÀ-Þ])|"
+                          # "via" is English too ("2014 via http…", "sent 3 via email"): not before a link, a
+                          # handle or a word that says how something was sent.
+                          r"Close|Court|Way|Place|St|Dr)\b|\b\d{1,5},? (?:(?i:rue|calle) \w+|(?i:via) (?!(?i:https?|www|"
+                          r"e-?mail|mail|phone|text|sms|post|the|an?|my|our|your|their)\b)[^\W\d_])|"
                           r"\b\d{1,5},? \w*(?i:strasse|straße|weg|gasse)\b|"
                           # A street word of another language before the name, a house number after it ("Rua das
                           # Flores 128", "aleja Okrężna 776", "Calle Mayor, 5"), or a suffix word ("Kossuth utca 54").
@@ -83,7 +85,11 @@ _STREET_LINE = re.compile(r"\b\d{1,5},? (?:[^\W\d_]+ ){1,3}(?:(?i:road|street|av
 # A postcode in a national shape right before a capitalised place name ("4050-265 Porto", "00-950 Warszawa",
 # "SW1A 1AA London" and "London SW1A 1AA", "1012 AB Amsterdam", "H3Z 2Y7"), or after a comma ("…, 80331 München").
 _POSTCODE_PLACE = re.compile(r"\b\d{4}-\d{3} [A-ZÀ-Þ]|\b\d{2}-\d{3} [A-ZÀ-Þ]|\b\d{5}-\d{3}\b|"
-                             r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b|\b\d{4} ?(?!AD|BC|AM|PM)[A-Z]{2} [A-ZÀ-Þ][a-zà-ÿ]|"
+                             r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b|"
+                             # not a year's era or an hour before a function word ("2000 AD At …"); "1012 AM Amsterdam"
+                             # is a Dutch postcode
+                             r"\b\d{4} ?(?!(?:AD|BC|AM|PM) (?:At|In|On|The|And|Of|To|For|By|From|With)\b)[A-Z]{2} "
+                             r"[A-ZÀ-Þ][a-zà-ÿ]|"
                              r"\b[A-Z]\d[A-Z] ?\d[A-Z]\d\b|, \d{4,5} [A-ZÀ-Þ][a-zà-ÿ]{2,}")
 
 

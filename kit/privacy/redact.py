@@ -65,7 +65,11 @@ EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9.-]+\.[A-Za-z]{2,}|[A-Z
 # A social-media handle ("@edsheeran", "RT@DeLynnRizzo"): it names its owner as directly as a full name does. It starts
 # with a letter or "_" ("@5pm" is a time). Tokenised posts put a space after "@" ("@ jaketapper"), where "@" also means
 # "at" ("@ the venue", "@ Cactus Club"): see _handles.
-HANDLE_RE = re.compile(r"@( ?)([A-Za-z_][A-Za-z0-9_]{1,29})(?![A-Za-z0-9_])")
+HANDLE_RE = re.compile(r"(?<![A-Za-z0-9._%+-])@( ?)([A-Za-z_][A-Za-z0-9_]{1,29})(?![A-Za-z0-9_])")
+# "@" glued to the word before it is an address EMAIL_RE could not read whole ("jane.doe@example. com",
+# "jane.doe@gmail") or a handle glued to a word ("RT@DeLynnRizzo"): the word before goes with it, since an address's
+# local part is often its owner's name.
+AT_GLUED_RE = re.compile(r"[A-Za-z0-9._%+-]*[A-Za-z0-9]@[A-Za-z0-9_-]+")
 CARD_RE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", re.IGNORECASE)
 # US SSN as people write it (123-45-6789, 123 45 6789), or nine bare digits right after "SSN"/"social security".
@@ -433,14 +437,15 @@ _LEGAL_WORDS = frozenset(("GmbH", "AG", "KG", "Ltd", "LLC", "Inc", "BV", "NV", "
 
 
 def _handles(text: str) -> Iterable[tuple[int, int]]:
-    """"@name" always; "@ name" only when the name is no everyday word and no plain capitalised word, the shapes "@"
-    takes as "at" ("@ the venue", "@ home", "@ Cactus Club"), so "@ jaketapper" and "@ SeanyReidy" are handles."""
+    """"@name" always; "@ name" only when the name is no everyday word, no plain capitalised word and not in capitals,
+    the shapes "@" takes as "at" ("@ the venue", "@ home", "@ Cactus Club", "10 units @ EUR 5"), so "@ jaketapper" and
+    "@ SeanyReidy" are handles."""
     from kit.privacy.ner import _function_words, _plain_word
 
     for m in HANDLE_RE.finditer(text):
         name = m.group(2)
         if m.group(1) and (_plain_word(name.lower()) or name.lower() in _function_words()
-                           or name[0].isupper() and name[1:].islower()):
+                           or name[0].isupper() and name[1:].islower() or name.isupper()):
             continue
         yield m.start(), m.end()
 
@@ -624,7 +629,8 @@ class Redactor:
         detectors = [
             Detector("secret", "SECRET", _secrets),  # provider key formats and "password: …"
             Detector("email", "EMAIL", _regex(EMAIL_RE)),
-            Detector("handle", "USERNAME", _handles),  # an e-mail holding "@name" is longer, and wins
+            Detector("email_fragment", "EMAIL", _regex(AT_GLUED_RE)),  # a whole address is longer, and wins
+            Detector("handle", "USERNAME", _handles),
             Detector("iban", "IBAN", _ibans),
             Detector("card_luhn", "CARD_NUMBER", _cards),
             *id_detectors,

@@ -760,13 +760,19 @@ def _set_aside_flagged(cfg: PrepareConfig, rd: RunDir, raw_by_source: dict, trai
                        planted: list) -> tuple[list[_Row], list[_Row], list[dict], dict]:
     """audit_findings="quarantine": the rows the audit flagged leave train/holdout for the quarantine, each with the
     checks that fired (never the text); the files are written again and audited again. A surviving canary or a
-    holdout text in training is no single row's fault, so the audit stays failed and prepare stops."""
+    holdout text in training is no single row's fault, so the audit stays failed and prepare stops; so is any finding
+    in a row a canary was planted in (part of a canary that survived is a gap in the redaction, not in that row)."""
     full = run_audit(cfg, raw_by_source, rd.train_jsonl, rd.holdout_jsonl, planted, max_findings=None)
-    if any(f["check"].startswith(("canary:", "holdout_leak")) for f in full["findings"]):
-        return train, holdout, [], full
     checks: dict[tuple[str, int], set[str]] = {}
     for f in full["findings"]:
         checks.setdefault((f["file"], f["row"]), set()).add(f["check"])
+    canary_rows = {id(row) for _, row in planted}
+    in_canary_row = any(id(row) in canary_rows and (fname, i) in checks
+                        for fname, rows in (("train.jsonl", train), ("holdout.jsonl", holdout))
+                        for i, row in enumerate(rows, start=1))
+    if in_canary_row or any(f["check"].startswith(("canary:", "holdout_leak")) for f in full["findings"]):
+        full["findings"] = full["findings"][:100]
+        return train, holdout, [], full
     set_aside, kept = [], {}
     for fname, rows in (("train.jsonl", train), ("holdout.jsonl", holdout)):
         kept[fname] = []
@@ -784,9 +790,11 @@ def _set_aside_flagged(cfg: PrepareConfig, rd: RunDir, raw_by_source: dict, trai
                           "pattern (id_patterns) or a known-value column and prepare again to keep the row."})
     train, holdout = kept["train.jsonl"], kept["holdout.jsonl"]
     if len(train) < max(len(cfg.labels), 1) or not holdout:
-        raise DataError(f"the privacy audit flagged {len(set_aside)} rows, which leaves {len(train)} training and "
-                        f"{len(holdout)} holdout rows; fix the redaction (data/audit.json names the checks) rather "
-                        "than quarantining that much.")
+        by_check = Counter(f["check"] for f in full["findings"])
+        checks_found = ", ".join(f"{c} {n}" for c, n in by_check.most_common())
+        raise DataError(f"the privacy audit flagged {len(set_aside)} rows ({checks_found}), "
+                        f"which leaves {len(train)} training and {len(holdout)} holdout rows; fix the redaction "
+                        "(id_patterns, known_value_columns) rather than quarantining that much.")
     write_jsonl(rd.train_jsonl, [r.out for r in train])
     write_jsonl(rd.holdout_jsonl, [r.out for r in holdout])
     audit = run_audit(cfg, raw_by_source, rd.train_jsonl, rd.holdout_jsonl, planted)

@@ -332,7 +332,7 @@ def _trainer_class():
             metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
             validator, selection = getattr(self, "kit_validation", (None, None))
             if validator is not None:
-                metrics[f"{metric_key_prefix}_{validator.metric}"] = value = validator(model)
+                metrics[f"{metric_key_prefix}_{validator.metric}"] = value = validator(model, self.state.global_step)
                 if selection.update(model, self.state.global_step, self.state.epoch or 0.0, value,
                                     metrics[f"{metric_key_prefix}_loss"]):
                     self.control.should_training_stop = self.kit_stopped_early = True
@@ -474,6 +474,8 @@ def _run(cfg: TrainConfig, on_log, governor) -> TrainResult:
         "epochs_note": epochs_note, "total_steps_planned": total_steps, "validate_every_steps": eval_steps,
         "validation_s": round(validation_s, 1), "max_train_minutes": cfg.max_train_minutes,
     }
+    if validator is not None and task.generative:  # answers written at validation: up to how many tokens
+        plan["validation_max_new_tokens"] = {"step 0": validator.step0_max_new, "later": validator.max_new}
     shrink = cfg.max_steps <= 0 and cfg.epochs <= 0  # only epochs the recipe chose are shortened to the budget
     selection.min_step = total_steps // 2
     pace = recipe_mod.pace_callback(trainer, selection, start, budget_s, validation_s, eval_steps, total_steps, shrink,
