@@ -201,3 +201,30 @@ def test_generation_stops_an_answer_that_cannot_be_json_and_scores_do_not_change
         assert parse_object(a) is None and parse_object(b) is None  # a random model writes no JSON
         assert a.startswith(b) and len(b) <= len(a) and 0 <= conf <= 1  # the same greedy opening, stopped early
     assert sum(len(b) for b, _ in cut) < sum(len(a) for a, _ in full)
+
+
+def test_answers_decoded_many_at_a_time_equal_answers_decoded_one_by_one(tiny_model_dir, tokenizer):
+    # Up to 64 prompts of different lengths share one decoding batch (left padding); in float32 every answer and its
+    # confidence must be what the prompt gets alone.
+    from kit.models.chat import GEMMA
+    from kit.scoring.hf import GENERATION_ROWS, generation_rows
+
+    model = models.load_model(models.resolve(str(tiny_model_dir)), dtype="float32")
+    prompts = [GEMMA.prompt("ticket " + "about my claim " * (i % 7), "Write the reply.") for i in range(20)]
+    assert generation_rows(model, 2, 64) == GENERATION_ROWS  # a tiny cache: the whole set in one batch
+    together = evaluate.generate_texts(model, tokenizer, prompts, GEMMA.stop, 12, 2, with_confidence=True)
+    alone = [evaluate.generate_texts(model, tokenizer, [p], GEMMA.stop, 12, 1, with_confidence=True)[0] for p in prompts]
+    assert [t for t, _ in together] == [t for t, _ in alone]
+    assert [c for _, c in together] == pytest.approx([c for _, c in alone], rel=1e-3, abs=1e-6)
+
+
+def test_rows_decoded_together_are_bounded_by_the_cache_they_need(tiny_model_dir):
+    from kit.scoring.hf import GENERATION_ROWS, KV_CACHE_BYTES, generation_rows
+
+    model = models.load_model(models.resolve(str(tiny_model_dir)), dtype="float32")
+    cfg = model.config
+    per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 4
+    tokens = KV_CACHE_BYTES // (per_token * 10)  # ten rows' caches fill the budget
+    assert generation_rows(model, 4, tokens) == 10
+    assert generation_rows(model, 16, tokens) == 16  # never below the batch size asked for
+    assert generation_rows(model, 4, 1) == GENERATION_ROWS

@@ -237,12 +237,33 @@ def _decoder_rows(base, rows: list[list[int]], prefix, shared: int, pad_id: int,
                           copy.deepcopy(prefix) if prefix is not None else None)
 
 
+GENERATION_ROWS = 64  # answers decoded together, where their key/value cache fits KV_CACHE_BYTES
+KV_CACHE_BYTES = 1 << 30
+
+
+def generation_rows(model, batch_size: int, tokens: int) -> int:
+    """How many prompts to decode together: at least `batch_size`, up to GENERATION_ROWS while the key/value cache of
+    `tokens` per row stays under KV_CACHE_BYTES. Each decoding step reads every weight once, the output head's
+    262k × 640 included, whatever the number of rows, so more rows share that cost: on 2 CPU cores (Gemma 3 270M,
+    bf16) 64 replies to STAR messages took 12.0 s in one batch against 18.7 s in batches of 16, and the untuned
+    model's 19.8 s against 36.4 s."""
+    import torch
+
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    itemsize = torch.finfo(next(model.parameters()).dtype).bits // 8
+    per_row = 2 * cfg.num_hidden_layers * heads * head_dim * itemsize * max(tokens, 1)
+    return max(batch_size, min(GENERATION_ROWS, KV_CACHE_BYTES // per_row))
+
+
 def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_new_tokens: int = 12,
                    batch_size: int = 16, with_confidence: bool = False, progress: bool = False,
                    must_start_with: str = ""):
     """Greedy generations for prompts, cut at the first stop string (the way a served model answers).
 
-    Prompts are batched by length (left padding), like the scoring path, and answers come back in the input order.
+    Prompts are batched by length (left padding), like the scoring path, as many together as `generation_rows` allows,
+    and answers come back in the input order.
     Decoding ends at the chat format's end-of-turn token. With `with_confidence`, each answer comes with the
     probability the model gave that whole answer (the product of its tokens' probabilities, end-of-turn included):
     for greedy decoding, how sure the model was of exactly this output.
@@ -257,13 +278,15 @@ def generate_texts(model, tokenizer, prompts: list[str], stop: list[str], max_ne
             self.steps = []
 
         def __call__(self, input_ids, scores):
-            self.steps.append(torch.log_softmax(scores.float(), -1).max(-1).values)
+            scores32 = scores.float()  # the greedy token's log-probability: its logit minus the log of the sum
+            self.steps.append(scores32.max(-1).values - torch.logsumexp(scores32, -1))
             return scores
 
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    batch_size = generation_rows(model, batch_size, max(lengths, default=0) + max_new_tokens)
     ends = _stop_token_ids(tokenizer, stop)
     out: list = [""] * len(prompts)
     for start in hardware.paced(progress_bars.bar(range(0, len(order), batch_size), unit="batches",
