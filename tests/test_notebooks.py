@@ -90,14 +90,34 @@ def test_papermill_reads_every_parameter_line(stage):
     assert sorted(runs.notebook_parameters(stage)) == sorted(declared)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def _course(tmp_path_factory, config: str):
     runs_dir = tmp_path_factory.mktemp("runs")
-    proc = subprocess.run([sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / "smoke.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / config),
                            "--runs-dir", str(runs_dir)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (runs_dir / "kit-run.log").write_text(proc.stdout)  # what a user of `python -m kit run` saw in the terminal
-    return runs_dir / "smoke"
+    return runs_dir / config.removesuffix(".yaml"), proc
+
+
+@pytest.fixture(scope="module")
+def courses(tmp_path_factory):
+    """The three smoke courses (classify, extract, reply), side by side: much of each course is single-threaded
+    (kernels starting, imports, llama.cpp loading, Python between the batches), so together they take far less than
+    one after the other on 2 cores. Each test checks its own course's exit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kit import models
+
+    models.resolve("embedded:gemma3-270m")  # a cold cache is filled once, not by the courses at the same moment
+    kinds = {"classify": "smoke.yaml", "extract": "smoke-extract.yaml", "reply": "smoke-reply.yaml"}
+    with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
+        return dict(zip(kinds, pool.map(lambda config: _course(tmp_path_factory, config), kinds.values())))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(courses):
+    run, proc = courses["classify"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run
 
 
 @pytest.mark.notebooks
@@ -356,32 +376,10 @@ def test_one_server_serves_each_tenants_adapter_over_one_base(smoke_run):
     assert agree(got["1:plain"], got["tuned"]) < agree(got["0:acme"], got["tuned"])
 
 
-def _course(tmp_path_factory, config: str):
-    runs_dir = tmp_path_factory.mktemp("runs")
-    proc = subprocess.run([sys.executable, "-m", "kit", "run", "--config", str(REPO / "papermill_runs" / config),
-                           "--runs-dir", str(runs_dir)], capture_output=True, text=True)
-    return runs_dir / config.removesuffix(".yaml"), proc
-
-
-@pytest.fixture(scope="module")
-def generative_courses(tmp_path_factory):
-    """The extract and reply smoke courses, side by side: much of each course is single-threaded (kernels starting,
-    imports, llama.cpp loading, Python between the batches), so the two together take far less than one after the
-    other on 2 cores."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from kit import models
-
-    models.resolve("embedded:gemma3-270m")  # a cold cache is filled once, not by both courses at the same moment
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(("extract", "reply"), pool.map(lambda kind: _course(tmp_path_factory, f"smoke-{kind}.yaml"),
-                                                       ("extract", "reply"))))
-
-
 @pytest.mark.notebooks
 @pytest.mark.parametrize("kind", ["extract", "reply"])
-def test_extract_and_reply_courses_run_end_to_end_on_the_real_model(kind, generative_courses):
-    run, proc = generative_courses[kind]
+def test_extract_and_reply_courses_run_end_to_end_on_the_real_model(kind, courses):
+    run, proc = courses[kind]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stdout = proc.stdout
     for stage in runs.STAGES:
