@@ -46,7 +46,13 @@ from stdnum import iban, luhn
 
 from kit.privacy.gazetteer import NOT_NAME_PARTS, census_key, census_names
 from kit.privacy.ner import ENTITY as _NER_LABELS
-from kit.privacy.ner import EntityRecogniser, address_tail, plausible
+from kit.privacy.ner import (
+    EntityRecogniser,
+    _function_words,
+    _plain_word,
+    address_tail,
+    plausible,
+)
 
 NER_ENTITIES = tuple(sorted(set(_NER_LABELS.values())))
 
@@ -440,8 +446,6 @@ def _handles(text: str) -> Iterable[tuple[int, int]]:
     """"@name" always; "@ name" only when the name is no everyday word, no plain capitalised word and not in capitals,
     the shapes "@" takes as "at" ("@ the venue", "@ home", "@ Cactus Club", "10 units @ EUR 5"), so "@ jaketapper" and
     "@ SeanyReidy" are handles."""
-    from kit.privacy.ner import _function_words, _plain_word
-
     for m in HANDLE_RE.finditer(text):
         name = m.group(2)
         if m.group(1) and (_plain_word(name.lower()) or name.lower() in _function_words()

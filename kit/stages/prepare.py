@@ -547,10 +547,12 @@ def run(cfg: PrepareConfig) -> PrepareResult:
 
     train_path = write_jsonl(rd.train_jsonl, [r.out for r in train])
     holdout_path = write_jsonl(rd.holdout_jsonl, [r.out for r in holdout])
-    audit = run_audit(cfg, raw_by_source, train_path, holdout_path, planted)
+    # Setting rows aside needs every finding, not the report's first 100.
+    audit = run_audit(cfg, raw_by_source, train_path, holdout_path, planted,
+                      max_findings=None if cfg.audit_findings == "quarantine" else 100)
     set_aside = []
     if not audit["passed"] and cfg.audit_findings == "quarantine":
-        train, holdout, set_aside, audit = _set_aside_flagged(cfg, rd, raw_by_source, train, holdout, planted)
+        train, holdout, set_aside, audit = _set_aside_flagged(cfg, rd, raw_by_source, train, holdout, planted, audit)
         quarantine += set_aside
     write_jsonl(rd.quarantine_jsonl, quarantine)
     write_jsonl(rd.duplicates_jsonl, duplicates)
@@ -757,12 +759,12 @@ def cross_split_overlap(train_rows: list[dict], holdout_rows: list[dict], thresh
 
 
 def _set_aside_flagged(cfg: PrepareConfig, rd: RunDir, raw_by_source: dict, train: list[_Row], holdout: list[_Row],
-                       planted: list) -> tuple[list[_Row], list[_Row], list[dict], dict]:
-    """audit_findings="quarantine": the rows the audit flagged leave train/holdout for the quarantine, each with the
-    checks that fired (never the text); the files are written again and audited again. A surviving canary or a
-    holdout text in training is no single row's fault, so the audit stays failed and prepare stops; so is any finding
-    in a row a canary was planted in (part of a canary that survived is a gap in the redaction, not in that row)."""
-    full = run_audit(cfg, raw_by_source, rd.train_jsonl, rd.holdout_jsonl, planted, max_findings=None)
+                       planted: list, full: dict) -> tuple[list[_Row], list[_Row], list[dict], dict]:
+    """audit_findings="quarantine": the rows the audit (`full`, every finding) flagged leave train/holdout for the
+    quarantine, each with the checks that fired (never the text); the files are written again and audited again. A
+    surviving canary or a holdout text in training is no single row's fault, so the audit stays failed and prepare
+    stops; so is any finding in a row a canary was planted in (part of a canary that survived is a gap in the
+    redaction, not in that row)."""
     checks: dict[tuple[str, int], set[str]] = {}
     for f in full["findings"]:
         checks.setdefault((f["file"], f["row"]), set()).add(f["check"])
