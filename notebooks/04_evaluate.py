@@ -42,7 +42,7 @@
 run_dir: str = "../papermill_runs/lab"  # where this run's files live
 model: str = "embedded:gemma3-270m"  # the base model the adapter was trained on
 adapter_name: str = "default"  # adapters/<adapter_name>/
-max_examples: int = 0  # evaluate only the first N holdout rows (0: all; past 1,000, or 300 for extract/reply, a seeded sample)
+max_examples: int = 0  # evaluate only the first N holdout rows (0: all; past 1,000, or 300 for extract/reply, fewer for long answers, a seeded sample)
 max_length: int = 0  # 0: the adapter's own token budget, as in training
 batch_size: int = 16  # prompts per forward pass (answers are generated up to 64 at a time while their cache fits 1 GB)
 dtype: str = "auto"  # auto (the fastest on this machine, as in 03) | float32 | bfloat16

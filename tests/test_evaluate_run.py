@@ -67,6 +67,14 @@ def test_a_large_holdout_is_sampled_by_label_and_the_first_n_rows_stay_on_reques
                                                                          "(max_examples=5)")
     assert evaluate.holdout_rows(rows[:300], "classify", 0, 0) == (rows[:300], "all 300 holdout rows")
     assert len(evaluate.holdout_rows(rows[:400], "reply", 0, 0)[0]) == evaluate.EVAL_MAX_ROWS["reply"]
+    # Generated answers: the cap holds for short ones (STAR replies: up to 75 tokens); long ones get fewer rows, never
+    # fewer than EVAL_MIN_GENERATED, and the note says why. Labels are never capped by length.
+    assert len(evaluate.holdout_rows(rows[:400], "reply", 0, 0, max_new=75)[0]) == 300
+    long_picked, long_note = evaluate.holdout_rows(rows[:400], "reply", 0, 0, max_new=244)
+    assert len(long_picked) == 122 and "122 rather than 300, as answers may run to 244 tokens" in long_note
+    assert len(evaluate.holdout_rows(rows[:400], "extract", 0, 0, max_new=900)[0]) == evaluate.EVAL_MIN_GENERATED
+    assert len(evaluate.holdout_rows(rows, "classify", 0, 0, max_new=900)[0]) == 1000
+    assert evaluate.answer_cap({"answer_tokens": 188}) == 243 and evaluate.answer_cap({}) == 88
 
 
 def test_files_written_and_probes_recorded(tiny_eval):

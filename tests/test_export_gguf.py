@@ -220,3 +220,46 @@ def test_label_tree_lists_each_opening_once_breadth_first_with_its_labels_and_wh
     tree = label_tree([(5, 7), (5, 7, 9), (5, 8), (6,)])
     assert tree == [((5,), [1, 2, 3], [7, 8]), ((5, 7), [2], [9])]
 
+
+
+def _one_at_a_time(gguf_path, prompts, stop, max_new):
+    """Greedy answers the way llama-cpp-python's own completion writes them, one prompt after another."""
+    llm = LlamaCppScorer(gguf_path, n_ctx=256, trees=False).llm
+    out = []
+    for p in prompts:
+        llm.reset()
+        out.append(llm(p, max_tokens=max_new, temperature=0.0, top_k=1, stop=stop)["choices"][0]["text"].strip())
+    return out
+
+
+def test_answers_generated_together_in_llama_cpp_equal_answers_generated_one_at_a_time(tiny_export):
+    from kit.models.llamacpp import LlamaCppError
+    from kit.stages.export import parity_generations
+
+    _, merged_gguf, _ = tiny_export
+    prompts = [f"<start_of_turn>user\n{t}<end_of_turn>\n<start_of_turn>model\n"
+               for t in ("My claim was refused", "Where is my card?", "Hi", "Please change the address on my policy",
+                         "Two words", "The invoice is wrong again and nobody answers")]
+    alone = _one_at_a_time(merged_gguf, prompts, ["<end_of_turn>"], 20)
+    assert len(set(alone)) > 1 and all(alone)  # different prompts, different answers: a mix-up between them would show
+    # A stop string that occurs inside an answer cuts it there, as llama-cpp-python's completion does.
+    stop = ["<end_of_turn>", alone[3][len(alone[3]) // 2:][:3]]
+    alone_stopped = _one_at_a_time(merged_gguf, prompts, stop, 20)
+    assert alone_stopped[3] != alone[3]
+
+    assert parity_generations(str(merged_gguf), prompts, ["<end_of_turn>"], None, 20) == alone
+    assert parity_generations(str(merged_gguf), prompts, stop, None, 20) == alone_stopped
+    seen = []
+    few = LlamaCppScorer(merged_gguf, n_ctx=64, sequences=2, report=lambda: seen.append(1))  # three groups of two
+    assert few.generate(prompts, stop, 20) == alone_stopped and len(seen) == len(prompts)
+    few.llm.n_batch = 7  # prompts decoded a few tokens at a time, as longer ones are
+    assert few.generate(prompts, stop, 20) == alone_stopped
+    # In the scorer with label trees (one cache for all sequences) answers come one at a time, and scoring afterwards
+    # starts from an empty cache.
+    scorer = LlamaCppScorer(merged_gguf, n_ctx=128)
+    labels = ["checkbalance", "replacecard"]
+    before = scorer.score(prompts[:2], labels)
+    assert scorer.generate(prompts, stop, 20) == alone_stopped
+    assert np.allclose(scorer.score(prompts[:2], labels), before, atol=1e-6)
+    with pytest.raises(LlamaCppError, match="more than llama.cpp's context"):
+        LlamaCppScorer(merged_gguf, n_ctx=64, sequences=2).generate(prompts + ["claim " * 600], stop, 4)

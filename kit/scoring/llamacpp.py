@@ -54,6 +54,12 @@ def label_tree(label_ids: Sequence[Sequence[int]]) -> list[tuple[tuple[int, ...]
     return [(o, through[o], sorted(following[o])) for o in sorted(through, key=lambda o: (len(o), o))]
 
 
+def answer_text(raw: bytes, stop: Sequence[str]) -> str:
+    """An answer as llama-cpp-python's completion gives it: the text before the first stop string, stripped."""
+    text = raw.decode("utf-8", errors="ignore")
+    return text[:min((text.index(s) for s in stop if s in text), default=len(text))].strip()
+
+
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     top = logits.max()
     return logits - top - np.log(np.exp(logits - top).sum())
@@ -65,6 +71,9 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 # walked one opening at a time. Nodes are decoded TREE_BATCH at a time (each chunk's logits are 262k floats a node).
 MAX_TREE_LABELS = 255
 TREE_BATCH = 256
+# Answers generated together at most (`LlamaCppScorer(sequences=...)`): 40 long STAR replies (up to 244 tokens, q8_0,
+# 2 AMX cores) took 57.5 s at 32 and 60.4 s at 16, against 249.6 s one at a time.
+GENERATE_SEQS = 32
 
 
 class LlamaCppScorer:
@@ -77,15 +86,33 @@ class LlamaCppScorer:
     name = "llama.cpp"
 
     def __init__(self, gguf_path: str | Path, n_ctx: int = 1024, lora_path: str | Path | None = None,
-                 n_threads: int = 0, report: Callable[[], None] | None = None, trees: bool = True):
+                 n_threads: int = 0, report: Callable[[], None] | None = None, trees: bool = True,
+                 sequences: int = 0):
         n_threads = n_threads or hardware.free_threads()  # a core busy with another program stalls the team
-        # Sequences for the label trees: one cache for all (unified), as many outputs per sequence as it has nodes.
-        # (llama.cpp reserves an output per sequence within a batch of n_ctx tokens: at most n_ctx sequences.)
-        self.max_tree_labels = min(MAX_TREE_LABELS, n_ctx - 1) if trees else 0
-        context = {"n_seq_max": self.max_tree_labels + 1, "kv_unified": True, "n_outputs_max_per_seq": 0} if trees else None
-        self.llm = llamacpp.load(Path(gguf_path), context=context, n_ctx=n_ctx, n_batch=n_ctx, logits_all=False,
+        if sequences:  # for generation: `sequences` answers at once, each in a cache of its own of n_ctx cells
+            context = {"n_seq_max": sequences, "kv_unified": False}
+            self.max_tree_labels, self.generate_seqs, self.seq_ctx = 0, sequences, n_ctx
+            n_ctx *= sequences
+        else:
+            # Sequences for the label trees: one cache for all (unified), as many outputs per sequence as it has
+            # nodes. (llama.cpp reserves an output per sequence within a batch of n_ctx tokens: at most n_ctx.)
+            self.max_tree_labels = min(MAX_TREE_LABELS, n_ctx - 1) if trees else 0
+            context = ({"n_seq_max": self.max_tree_labels + 1, "kv_unified": True, "n_outputs_max_per_seq": 0}
+                       if trees else None)
+            # One answer at a time here: in the cache all sequences share, answers decoded together parted from
+            # answers decoded alone far more often than in caches of their own (15 against 1 of 40 long STAR replies,
+            # q8_0, 2026-12-07), so only `sequences` generates in groups.
+            self.generate_seqs, self.seq_ctx = 1, 0
+        # llama-cpp-python reserves n_batch rows of logits (a GiB per 1,000 rows at a 262k vocabulary): generation
+        # decodes its prompts in pieces of 512 tokens, as llama.cpp's own default batch.
+        n_batch = min(n_ctx, 512) if sequences else n_ctx
+        self.llm = llamacpp.load(Path(gguf_path), context=context, n_ctx=n_ctx, n_batch=n_batch, logits_all=False,
                                  n_threads=n_threads, n_threads_batch=n_threads,
                                  lora_path=str(lora_path) if lora_path else None)
+        if sequences:  # llama.cpp may round the context up: each answer's cache is what it says
+            import llama_cpp.llama_cpp as low
+
+            self.seq_ctx = low.llama_n_ctx_seq(self.llm.ctx)
         self.tree_batch = min(TREE_BATCH, n_ctx)
         self.report = report
 
@@ -167,11 +194,83 @@ class LlamaCppScorer:
         return [sum(float(after[tuple(ids[:k])][t]) for k, t in enumerate(ids)) for ids in label_ids]
 
     def generate(self, prompts: list[str], stop: list[str], max_new_tokens: int = 12) -> list[str]:
-        out = []
-        for prompt in prompts:
-            self.llm.reset()
-            r = self.llm(prompt, max_tokens=max_new_tokens, temperature=0.0, top_k=1, stop=stop)
-            out.append(r["choices"][0]["text"].strip())
-            if self.report:
-                self.report()
+        """Greedy answers, up to `max_new_tokens` each, cut before the first stop string or end-of-generation token.
+
+        Loaded with `sequences`, up to that many prompts are decoded together, each in a cache of its own: a decoding
+        step reads the weights (Gemma 3's 262k-row output head alone is ~170 MB in q8_0) once for the whole group,
+        where one prompt at a time reads them once per answer token. Each sequence attends to its own cells only, so
+        the answers are those of one prompt at a time up to float rounding (38 of 40 long STAR replies identical).
+        """
+        n_ctx = self.seq_ctx or self.llm.n_ctx()  # the cells one answer may use
+        ids = [self.llm.tokenize(p.encode(), add_bos=True, special=True) for p in prompts]
+        for i, t in enumerate(ids):
+            if len(t) >= n_ctx:
+                raise llamacpp.LlamaCppError(f"prompt {i} has {len(t)} tokens, more than llama.cpp's context of {n_ctx}; "
+                                             "shorten the text (max_length) or load with a larger n_ctx.")
+        budget = [min(max_new_tokens, n_ctx - len(t)) for t in ids]
+        out: list[str] = [""] * len(prompts)
+        for start in range(0, len(prompts), self.generate_seqs):
+            self._generate_group(list(range(start, min(start + self.generate_seqs, len(prompts)))), ids, budget, stop,
+                                 out)
+        self.llm.n_tokens = 0  # the cache was emptied: scoring after this evaluates its prompt from the start
         return out
+
+    def _generate_group(self, group: list[int], ids: list[list[int]], budget: list[int], stop: list[str],
+                        out: list[str]) -> None:
+        """Greedy decoding of the prompts `group` (indices into `ids`), prompt k in sequence k; answers into `out`."""
+        import llama_cpp.llama_cpp as low
+
+        ctx, vocab, n_vocab = self.llm.ctx, self.llm._model.vocab, self.llm.n_vocab()
+        memory = low.llama_get_memory(ctx)
+        low.llama_memory_clear(memory, True)
+        n_batch = self.llm.n_batch
+        batch = low.llama_batch_init(n_batch, 0, 1)
+
+        def decode(entries: list[tuple[int, int, int, bool]]) -> list[int]:
+            """Decode (token, position, sequence, wants logits) entries, n_batch at a time; the greedy next token
+            after each entry that wants logits, in order."""
+            nxt = []
+            for start in range(0, len(entries), n_batch):
+                chunk = entries[start:start + n_batch]
+                for n, (token, pos, seq, wants) in enumerate(chunk):
+                    batch.token[n], batch.pos[n], batch.logits[n] = token, pos, wants
+                    batch.n_seq_id[n], batch.seq_id[n][0] = 1, seq
+                batch.n_tokens = len(chunk)
+                if low.llama_decode(ctx, batch) != 0:
+                    raise llamacpp.LlamaCppError(f"llama.cpp could not decode {len(chunk)} tokens of {len(group)} "
+                                                 f"answers together (context {self.llm.n_ctx()}).")
+                rows = sum(wants for *_, wants in chunk)
+                if rows:
+                    logits = np.ctypeslib.as_array(low.llama_get_logits(ctx), shape=(rows, n_vocab))
+                    nxt += logits.argmax(axis=1).tolist()
+            return nxt
+
+        try:
+            answers: dict[int, list[int]] = {seq: [] for seq in range(len(group))}
+            texts = {seq: b"" for seq in range(len(group))}  # each answer's bytes so far, for the stop strings
+            live = list(range(len(group)))  # sequences still writing, in the order of their entries
+            nxt = decode([(token, pos, seq, pos == len(ids[i]) - 1)  # every prompt, logits at its last token
+                          for seq, i in enumerate(group) for pos, token in enumerate(ids[i])])
+            while live:
+                going = []
+                for seq, token in zip(live, nxt):
+                    i = group[seq]
+                    done = low.llama_vocab_is_eog(vocab, token)
+                    if not done:
+                        answers[seq].append(token)
+                        texts[seq] += self.llm.detokenize([token])
+                        text = texts[seq].decode("utf-8", errors="ignore")
+                        done = len(answers[seq]) >= budget[i] or any(s in text for s in stop)
+                    if done:
+                        out[i] = answer_text(self.llm.detokenize(answers[seq]), stop)
+                        if self.report:
+                            self.report()
+                    else:
+                        going.append(seq)
+                live = going
+                # the next token of every live answer, in one batch
+                nxt = decode([(answers[seq][-1], len(ids[group[seq]]) + len(answers[seq]) - 1, seq, True)
+                              for seq in live]) if live else []
+        finally:
+            low.llama_batch_free(batch)
+            low.llama_memory_clear(memory, True)

@@ -212,16 +212,41 @@ def run(cfg: EvalConfig) -> EvalResult:
 EVAL_MAX_ROWS = {"classify": 1000, "extract": 300, "reply": 300}
 
 
-def holdout_rows(rows: list[dict], kind: str, max_examples: int, seed: int) -> tuple[list[dict], str]:
-    """(the holdout rows 04 evaluates, in file order; a sentence on which)."""
+# Generated answers cost their length: three models write up to `max_new` tokens for every row, and an untuned base
+# model often writes to the limit. Past EVAL_ANSWER_TOKENS answer tokens per model (rows x max_new), the sample is
+# smaller, down to EVAL_MIN_GENERATED rows. STAR replies (max_new 75) keep 300 rows; replies of ~200 tokens
+# (max_new 244), where 40 rows took 229 s of 04 on 2 AMX cores (three models), get 122.
+EVAL_ANSWER_TOKENS = 30_000
+EVAL_MIN_GENERATED = 100
+
+
+def eval_cap(kind: str, max_new: int = 0) -> int:
+    """How many holdout rows 04 evaluates without max_examples: EVAL_MAX_ROWS, fewer for long generated answers."""
+    if kind == "classify" or not max_new:
+        return EVAL_MAX_ROWS[kind]
+    return min(EVAL_MAX_ROWS[kind], max(EVAL_MIN_GENERATED, EVAL_ANSWER_TOKENS // max_new))
+
+
+def answer_cap(meta: dict) -> int:
+    """Tokens a generated answer may take: a quarter more than the adapter's longest training answer, plus 8."""
+    return int(meta.get("answer_tokens", 64) * 1.25) + 8
+
+
+def holdout_rows(rows: list[dict], kind: str, max_examples: int, seed: int, max_new: int = 0
+                 ) -> tuple[list[dict], str]:
+    """(the holdout rows 04 evaluates, in file order; a sentence on which). `max_new`: the answer token cap of a
+    generative task (`eval_cap`)."""
     if max_examples:
         return rows[:max_examples], (f"the first {min(max_examples, len(rows))} of {len(rows)} holdout rows "
                                      f"(max_examples={max_examples})")
-    cap = EVAL_MAX_ROWS[kind]
+    cap = eval_cap(kind, max_new)
     if len(rows) <= cap:
         return rows, f"all {len(rows)} holdout rows"
     chosen, how = sample_indices(rows, kind, cap, seed)
-    return [r for i, r in enumerate(rows) if i in chosen], f"{cap} of {len(rows)} holdout rows, a seeded sample ({how}, seed {seed})"
+    why = (f"; {cap} rather than {EVAL_MAX_ROWS[kind]}, as answers may run to {max_new} tokens"
+           if cap < EVAL_MAX_ROWS[kind] else "")
+    return ([r for i, r in enumerate(rows) if i in chosen],
+            f"{cap} of {len(rows)} holdout rows, a seeded sample ({how}, seed {seed}{why})")
 
 
 def _run(cfg: EvalConfig) -> EvalResult:
@@ -248,7 +273,8 @@ def _run(cfg: EvalConfig) -> EvalResult:
         raise EvalError(f"critical_label='{cfg.critical_label}' is not a lane of this task; use one of "
                         f"{', '.join(task.labels)}.")
     holdout = read_jsonl(rd.need(rd.holdout_jsonl, EvalError))
-    rows, holdout_note = holdout_rows(holdout, task.kind, cfg.max_examples, cfg.seed)
+    rows, holdout_note = holdout_rows(holdout, task.kind, cfg.max_examples, cfg.seed,
+                                      answer_cap(meta) if task.generative else 0)
     print(f"holdout: {holdout_note}" + (f"; a sample keeps evaluation to minutes on a CPU (max_examples={len(holdout)} "
                                         "scores them all)" if len(rows) < len(holdout) and not cfg.max_examples else ""))
     train_rows = read_jsonl(rd.need(rd.train_jsonl, EvalError))
@@ -352,7 +378,7 @@ def _run_generative(cfg: EvalConfig, run_dir: Path, resolved, meta: dict, task: 
     from kit.tasks.metrics import extract_report, nearest_training_answers, reply_report
 
     budget = prompt_budget(meta, cfg.max_length)
-    max_new = int(meta.get("answer_tokens", 64) * 1.25) + 8
+    max_new = answer_cap(meta)
     prompts = [task.prompt(fmt, r["text"], tok, budget) for r in rows]
     base_system = task.schema_system()
     base_prompts = [task.prompt(fmt, r["text"], tok, budget, system=base_system) for r in rows]

@@ -29,7 +29,7 @@ from kit.models import llamacpp
 from kit.report.model_card import model_card, optional_json, pct_ci
 from kit.rundir import LicenseError, RunDir
 from kit.scoring.base import best_labels, rows_from_probs
-from kit.scoring.llamacpp import LlamaCppScorer, first_divergence_ids
+from kit.scoring.llamacpp import GENERATE_SEQS, LlamaCppScorer, first_divergence_ids
 from kit.settings import advanced
 from kit.tasks.base import LEGACY_MAX_LENGTH, Task, prompt_budget
 
@@ -278,9 +278,15 @@ def lora_to_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> Path:
 
 
 def parity_generations(gguf_path: str, prompts: list[str], stop: list[str], lora_path: str | None,
-                       max_tokens: int, n_ctx: int = 1024, report=None) -> list[str]:
-    """llama.cpp's greedy answer to every prompt (extract, reply), as the served model would write it."""
-    return LlamaCppScorer(gguf_path, n_ctx=n_ctx, lora_path=lora_path, report=report).generate(prompts, stop, max_tokens)
+                       max_tokens: int, report=None) -> list[str]:
+    """llama.cpp's greedy answer to every prompt (extract, reply), as the served model would write it: up to
+    `GENERATE_SEQS` answers decoded together, each in a cache of its own that holds the longest prompt and its answer."""
+    if not prompts:
+        return []
+    longest = max(len(ids) for ids in gguf_token_ids(gguf_path, prompts))
+    scorer = LlamaCppScorer(gguf_path, n_ctx=longest + max_tokens, lora_path=lora_path, report=report,
+                            sequences=min(GENERATE_SEQS, len(prompts)))
+    return scorer.generate(prompts, stop, max_tokens)
 
 
 def gguf_token_ids(gguf_path: str, prompts: list[str]) -> list[list[int]]:
