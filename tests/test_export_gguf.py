@@ -232,7 +232,9 @@ def _one_at_a_time(gguf_path, prompts, stop, max_new):
     return out
 
 
-def test_answers_generated_together_in_llama_cpp_equal_answers_generated_one_at_a_time(tiny_export):
+def test_answers_generated_together_in_llama_cpp_equal_answers_generated_one_at_a_time(tiny_export, monkeypatch):
+    import llama_cpp.llama_cpp as low
+
     from kit.models.llamacpp import LlamaCppError
     from kit.stages.export import parity_generations
 
@@ -248,7 +250,13 @@ def test_answers_generated_together_in_llama_cpp_equal_answers_generated_one_at_
     assert alone_stopped[3] != alone[3]
 
     assert parity_generations(str(merged_gguf), prompts, ["<end_of_turn>"], None, 20) == alone
+    moves = []  # answer 3 stops early: the last live answer moves into its sequence, and answers stay the same
+    copy = low.llama_memory_seq_cp
+    monkeypatch.setattr(low, "llama_memory_seq_cp", lambda mem, src, dst, p0, p1: (moves.append((src, dst)),
+                                                                                    copy(mem, src, dst, p0, p1)))
     assert parity_generations(str(merged_gguf), prompts, stop, None, 20) == alone_stopped
+    assert moves and moves[0] == (5, 3), moves
+    monkeypatch.undo()
     seen = []
     few = LlamaCppScorer(merged_gguf, n_ctx=64, sequences=2, report=lambda: seen.append(1))  # three groups of two
     assert few.generate(prompts, stop, 20) == alone_stopped and len(seen) == len(prompts)

@@ -67,7 +67,7 @@ class EvalConfig:
     run_dir: str
     model: str
     adapter_name: str = "default"
-    max_examples: int = 0  # 0 = the whole holdout, or a seeded sample of EVAL_MAX_ROWS when larger; N = the first N
+    max_examples: int = 0  # 0 = the whole holdout, or a seeded sample of eval_cap() rows when larger; N = the first N
     max_length: int = 0  # 0 = the adapter's own (kit_adapter.json), so prompts are cut as in training
     batch_size: int = 16
     dtype: str = "auto"  # auto (what this machine computes fastest: kit.hardware) | float32 | bfloat16
