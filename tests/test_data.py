@@ -1,5 +1,6 @@
 import json
 import socket
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -246,6 +247,10 @@ def test_audit_findings_quarantine_sets_the_flagged_row_aside_and_trains_on_the_
     assert not {q["id"] for q in flagged} & written
     assert res.invariant_holds()
     assert res.counts["quarantined"] == len(quarantined) and len(written) == res.counts["train"] + res.counts["holdout"]
+    # The redaction counts are those of the written files: the rows set aside took theirs to quarantine.
+    in_files = sum((Counter(json.loads(x)["redactions"]) for f in ("train.jsonl", "holdout.jsonl")
+                    for x in (data / f).read_text().splitlines()), Counter())
+    assert res.redactions == dict(in_files) and sum(in_files.values()) > 0
 
 
 def test_audit_findings_quarantine_still_stops_on_a_surviving_canary(tmp_path, monkeypatch):

@@ -570,7 +570,8 @@ def run(cfg: PrepareConfig) -> PrepareResult:
 
     counts = _counts(raw_by_source, train, holdout, quarantine, duplicates)
     write_json(rd.audit_json, audit)
-    redactions = dict(sum((Counter(r.out["redactions"]) for r in kept), Counter()))
+    # what the written files hold: rows the audit set aside are in quarantine, and their redactions with them
+    redactions = dict(sum((Counter(r.out["redactions"]) for r in [*train, *holdout]), Counter()))
     provenance = _provenance(cfg, raw_by_source, counts, train, holdout, quarantine)
     provenance["input_format"] = input_format
     write_json(rd.provenance_json, provenance)
