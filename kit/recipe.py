@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from kit.stats import sample_indices
+from kit.tasks.base import answer_token_cap
 
 RECIPES = ("auto", "default")
 VALIDATION_MAX_ROWS = {"classify": 100, "extract": 40, "reply": 32}  # generation costs more per row than scoring
@@ -177,14 +178,14 @@ class Validator:
         self.rows, self.task, self.fmt, self.tok, self.batch_size = rows, task, fmt, tokenizer, batch_size
         self.prompts = [task.prompt(fmt, r["text"], tokenizer, prompt_tokens) for r in rows]
         self.references = [task.answer(r) for r in rows]
-        self.max_new = int(answer_tokens * 1.25) + 8
+        self.max_new = answer_token_cap(answer_tokens)
         # Step 0 is the untrained adapter, i.e. the base model, which seldom stops by itself: it would write up to
         # the longest training answer on every row (on STAR replies: 44 s, against ~19 s for a validation once the
         # model stops where its answers stop). It writes up to the validation answers' 90th percentile instead, so
         # the reference point costs what a later validation costs, and the time budget is planned with that cost.
         lengths = sorted(len(tokenizer(ref, add_special_tokens=False)["input_ids"]) for ref in self.references) \
             if task.generative and self.references else [answer_tokens]
-        self.step0_max_new = min(self.max_new, int(lengths[int(0.9 * (len(lengths) - 1))] * 1.25) + 8)
+        self.step0_max_new = min(self.max_new, answer_token_cap(lengths[int(0.9 * (len(lengths) - 1))]))
         self.metric = {"classify": "accuracy", "extract": "field_accuracy", "reply": "rouge_l"}[task.kind]
 
     def __call__(self, model, step: int | None = None) -> float:

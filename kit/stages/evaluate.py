@@ -54,7 +54,13 @@ from kit.stats import (  # noqa: F401
     paired_bootstrap,
     sample_indices,
 )
-from kit.tasks.base import LEGACY_MAX_LENGTH, Task, parse_label, prompt_budget
+from kit.tasks.base import (
+    LEGACY_MAX_LENGTH,
+    Task,
+    answer_token_cap,
+    parse_label,
+    prompt_budget,
+)
 from kit.tasks.metrics import escalation, metrics
 
 
@@ -228,8 +234,8 @@ def eval_cap(kind: str, max_new: int = 0) -> int:
 
 
 def answer_cap(meta: dict) -> int:
-    """Tokens a generated answer may take: a quarter more than the adapter's longest training answer, plus 8."""
-    return int(meta.get("answer_tokens", 64) * 1.25) + 8
+    """Tokens a generated answer may take, from the adapter's longest training answer (`answer_token_cap`)."""
+    return answer_token_cap(meta.get("answer_tokens", 64))
 
 
 def holdout_rows(rows: list[dict], kind: str, max_examples: int, seed: int, max_new: int = 0

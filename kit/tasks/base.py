@@ -100,6 +100,12 @@ def prompt_budget(adapter_meta: dict, max_length: int = LEGACY_MAX_LENGTH) -> in
     return int(adapter_meta.get("prompt_tokens") or max_length - 8)
 
 
+def answer_token_cap(answer_tokens: int) -> int:
+    """How many tokens a generated answer may take when answers run to `answer_tokens`: a quarter more, plus 8. The
+    one rule for validation during training, 04's generation and (through metrics.json) 05's parity and 06."""
+    return int(answer_tokens * 1.25) + 8
+
+
 @dataclass(frozen=True)
 class Task:
     labels: tuple[str, ...]
