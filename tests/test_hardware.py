@@ -47,6 +47,26 @@ def test_auto_with_bf16_instructions_keeps_the_dtype_it_measured_faster():
     assert "GFLOP/s" in choice.reason
 
 
+def test_auto_measures_float32_where_the_libraries_cannot_use_the_bf16_units():
+    """The CPU claims bf16 instructions but PyTorch's kernels are held to AVX2 (oneDNN, MKL and ATen's own limits, as
+    on a machine whose libraries predate its CPU): bf16 is emulated, and the measurement, not the flags, decides.
+    Runs in a child process, as the limits are read when torch loads."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from kit import hardware as h; "
+            "c = h.compute_dtype('auto', 'cpu', frozenset({'avx2', 'avx512f', 'avx512_bf16'})); "
+            "print(json.dumps(c.record()))")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=True)
+    choice = json.loads(out.stdout.strip().splitlines()[-1])
+    assert choice["dtype"] == "float32", choice
+    assert choice["gflops"]["bfloat16"] * hardware.BF16_MIN_SPEEDUP < choice["gflops"]["float32"]
+    assert "measured only" in choice["reason"]
+
+
 @pytest.mark.skipif(not any(f in hardware.cpu_flags() for f in hardware.BF16_FLAGS),
                     reason="this CPU has no bf16 instructions, so kit never measures the dtypes here (float32 by "
                            "detection, tested above)")
